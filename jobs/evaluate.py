@@ -1,0 +1,8 @@
+"""spark-submit entry point for the evaluate stage: `spark-submit jobs/evaluate.py --conf conf --env local --run-date D`."""
+
+import sys
+
+from recspark.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main(["run", "--stage", "evaluate", *sys.argv[1:]]))

@@ -1,0 +1,8 @@
+"""spark-submit entry point for the generate stage: `spark-submit jobs/generate.py --conf conf --env local --run-date D`."""
+
+import sys
+
+from recspark.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main(["generate", *sys.argv[1:]]))

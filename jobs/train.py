@@ -1,0 +1,8 @@
+"""spark-submit entry point for the train stage: `spark-submit jobs/train.py --conf conf --env local --run-date D`."""
+
+import sys
+
+from recspark.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main(["run", "--stage", "train", *sys.argv[1:]]))

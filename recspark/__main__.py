@@ -1,0 +1,3 @@
+from recspark.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,357 @@
+"""Typed, strict configuration: `conf/base.yaml` + an environment overlay + command-line overrides.
+
+Unknown keys and values of the wrong type are errors that name the key and the file (or the
+command-line override) they came from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration file or override is invalid."""
+
+
+@dataclass(frozen=True)
+class SparkConfig:
+    app_name: str = "recspark"
+    master: str | None = "local[2]"
+    conf: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PathsConfig:
+    root: str = "."
+    lakehouse: str = "lakehouse"
+    raw: str = "data/raw"
+    work: str = "work"
+
+
+@dataclass(frozen=True)
+class TablesConfig:
+    interactions: str = "interactions"
+    interactions_quarantine: str = "interactions_quarantine"
+    user_ids: str = "user_ids"
+    item_ids: str = "item_ids"
+    train_interactions: str = "train_interactions"
+    holdout: str = "holdout"
+    training_set: str = "training_set"
+    model_metrics: str = "model_metrics"
+    recommendations: str = "recommendations"
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    format: str = "csv"
+    path: str = "events"
+    header: bool = False
+    delimiter: str = ","
+    columns: list[str] = field(
+        default_factory=lambda: ["user_id", "item_id", "event_type", "value", "event_ts"]
+    )
+    timestamp_format: str = "yyyy-MM-dd HH:mm:ss"
+    item_catalog: str | None = "items"
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    event_weights: dict[str, float] = field(default_factory=dict)
+    rating_min: float = 0.5
+    rating_max: float = 5.0
+
+
+@dataclass(frozen=True)
+class FeaturesConfig:
+    min_user_interactions: int = 3
+    holdout_per_user: int = 1
+    negatives_per_positive: int = 4
+    seed: int = 42
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    launcher: str = "horovod"
+    num_proc: int = 2
+    embedding_dim: int = 32
+    epochs: int = 8
+    batch_size: int = 512
+    learning_rate: float = 0.005
+    weight_decay: float = 0.0
+    seed: int = 42
+    nics: list[str] = field(default_factory=list)
+    start_timeout_s: int = 120
+
+
+@dataclass(frozen=True)
+class MlflowConfig:
+    tracking_uri: str = "mlruns/mlflow.db"
+    artifact_root: str = "mlruns/artifacts"
+    experiment: str = "recspark"
+    registered_model: str = "recspark_two_tower"
+    champion_alias: str = "champion"
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    k: int = 10
+
+
+@dataclass(frozen=True)
+class ScoreConfig:
+    k: int = 10
+    users_per_batch: int = 2048
+
+
+@dataclass(frozen=True)
+class SyntheticConfig:
+    n_users: int = 2000
+    n_items: int = 500
+    n_interactions: int = 50000
+    n_clusters: int = 8
+    cluster_affinity: float = 0.8
+    popularity_exponent: float = 2.5
+    n_days: int = 60
+    start_date: str = "2025-11-01"
+    defect_rate: float = 0.02
+    format: str = "csv"
+    partitions: int = 4
+    seed: int = 7
+
+
+@dataclass(frozen=True)
+class Config:
+    spark: SparkConfig = field(default_factory=SparkConfig)
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    tables: TablesConfig = field(default_factory=TablesConfig)
+    source: SourceConfig = field(default_factory=SourceConfig)
+    ingest: IngestConfig = field(default_factory=IngestConfig)
+    features: FeaturesConfig = field(default_factory=FeaturesConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    mlflow: MlflowConfig = field(default_factory=MlflowConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    score: ScoreConfig = field(default_factory=ScoreConfig)
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+    # Where the configuration was loaded from; set by load_config, not by files.
+    project_root: str = "."
+    env: str = "base"
+
+    # -- resolved locations -------------------------------------------------------------------
+    def path(self, relative: str) -> str:
+        """Resolve a path from the config against paths.root (absolute paths and URIs pass)."""
+        if "://" in relative or Path(relative).is_absolute():
+            return relative
+        root = Path(self.paths.root)
+        if not root.is_absolute():
+            root = Path(self.project_root) / root
+        return str((root / relative).resolve())
+
+    def table_path(self, table_key: str) -> str:
+        """The Delta location of one table named in `tables`, e.g. `table_path("interactions")`."""
+        name = getattr(self.tables, table_key)
+        return str(Path(self.path(self.paths.lakehouse)) / name)
+
+    @property
+    def raw_path(self) -> str:
+        return self.path(self.paths.raw)
+
+    @property
+    def work_path(self) -> str:
+        return self.path(self.paths.work)
+
+    @property
+    def mlflow_tracking_uri(self) -> str:
+        uri = self.mlflow.tracking_uri
+        if "://" in uri or uri.startswith("databricks"):
+            return uri
+        return f"sqlite:///{self.path(uri)}"
+
+    @property
+    def mlflow_artifact_root(self) -> str:
+        return self.path(self.mlflow.artifact_root)
+
+
+_ORIGIN_SEP = "."
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections")
+    return data
+
+
+def _merge(
+    into: dict[str, Any], data: dict[str, Any], origin: str, origins: dict[str, str], prefix: str
+) -> None:
+    for key, value in data.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value, origin, origins, dotted + _ORIGIN_SEP)
+        else:
+            into[key] = value
+            origins[dotted] = origin
+
+
+def _check_type(value: Any, hint: Any, key: str, origin: str) -> Any:
+    """Return value converted to the declared type, or raise ConfigError naming key and origin."""
+    where = f"{key} (from {origin})"
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        args = typing.get_args(hint)
+        if value is None and type(None) in args:
+            return None
+        non_none = [a for a in args if a is not type(None)]
+        return _check_type(value, non_none[0], key, origin)
+    origin_type = typing.get_origin(hint)
+    if origin_type is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        (item_hint,) = typing.get_args(hint)
+        return [_check_type(v, item_hint, f"{key}[{i}]", origin) for i, v in enumerate(value)]
+    if origin_type is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        _, value_hint = typing.get_args(hint)
+        return {str(k): _check_type(v, value_hint, f"{key}.{k}", origin) for k, v in value.items()}
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return str(value)
+    raise ConfigError(f"{where}: unsupported type {hint}")  # pragma: no cover
+
+
+def _build(cls: type, data: dict[str, Any], origins: dict[str, str], prefix: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls) if f.name not in ("project_root", "env")}
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        dotted = f"{prefix}{key}"
+        if key not in known:
+            origin = origins.get(dotted) or _first_origin(origins, dotted)
+            raise ConfigError(
+                f"unknown key '{dotted}' in {origin}; known keys here: {', '.join(sorted(known))}"
+            )
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            if not isinstance(value, dict):
+                raise ConfigError(
+                    f"{dotted} (from {origins.get(dotted, '?')}): expected a mapping of settings"
+                )
+            kwargs[key] = _build(hint, value, origins, dotted + _ORIGIN_SEP)  # type: ignore[arg-type]
+        else:
+            kwargs[key] = _check_type(value, hint, dotted, origins.get(dotted, "?"))
+    return cls(**kwargs)
+
+
+def _first_origin(origins: dict[str, str], dotted: str) -> str:
+    for key, origin in origins.items():
+        if key.startswith(dotted + _ORIGIN_SEP):
+            return origin
+    return "?"
+
+
+def _parse_override(item: str) -> tuple[list[str], Any]:
+    if "=" not in item:
+        raise ConfigError(f"override '{item}': expected key.path=value")
+    key, raw = item.split("=", 1)
+    if not key.strip():
+        raise ConfigError(f"override '{item}': empty key")
+    return key.strip().split(_ORIGIN_SEP), yaml.safe_load(raw) if raw != "" else ""
+
+
+def load_config(
+    conf_dir: str | Path = "conf", env: str = "local", overrides: list[str] | None = None
+) -> Config:
+    """Load `<conf_dir>/base.yaml`, merge `<conf_dir>/<env>.yaml` and `key=value` overrides.
+
+    Args:
+        conf_dir: the folder holding base.yaml and the overlays.
+        env: the overlay to apply (`local`, `test`, ...); `base` applies none.
+        overrides: `section.key=value` strings (values parsed as YAML), applied last.
+
+    Returns:
+        The typed, frozen configuration.
+
+    Raises:
+        ConfigError: a file is missing or invalid, a key is unknown, or a value has the wrong type.
+    """
+    conf_path = Path(conf_dir).resolve()
+    base = conf_path / "base.yaml"
+    if not base.is_file():
+        raise ConfigError(f"{base}: no such file (--conf must name the folder with base.yaml)")
+    merged: dict[str, Any] = {}
+    origins: dict[str, str] = {}
+    _merge(merged, _read_yaml(base), str(base), origins, "")
+    if env != "base":
+        overlay = conf_path / f"{env}.yaml"
+        if not overlay.is_file():
+            available = sorted(p.stem for p in conf_path.glob("*.yaml") if p.stem != "base")
+            raise ConfigError(f"{overlay}: no such environment overlay (have: {available})")
+        _merge(merged, _read_yaml(overlay), str(overlay), origins, "")
+    for item in overrides or []:
+        keys, value = _parse_override(item)
+        nested: dict[str, Any] = value
+        for key in reversed(keys):
+            nested = {key: nested}
+        _merge(merged, nested, f"override '{item}'", origins, "")
+    config: Config = _build(Config, merged, origins, "")
+    config = dataclasses.replace(config, project_root=str(conf_path.parent), env=env)
+    _validate(config)
+    return config
+
+
+def _validate(config: Config) -> None:
+    if config.source.format not in ("csv", "parquet"):
+        raise ConfigError(f"source.format: expected csv or parquet, got {config.source.format!r}")
+    if config.synthetic.format not in ("csv", "parquet"):
+        raise ConfigError(
+            f"synthetic.format: expected csv or parquet, got {config.synthetic.format!r}"
+        )
+    if config.train.launcher != "horovod":
+        raise ConfigError(f"train.launcher: only 'horovod' exists so far, got {config.train.launcher!r}")
+    required = {"user_id", "item_id", "event_type", "value", "event_ts"}
+    missing = required - set(config.source.columns)
+    if missing:
+        raise ConfigError(f"source.columns: missing {sorted(missing)}")
+    if not config.ingest.event_weights:
+        raise ConfigError("ingest.event_weights: at least one event type is needed")
+    for key, value in (
+        ("train.num_proc", config.train.num_proc),
+        ("train.epochs", config.train.epochs),
+        ("train.batch_size", config.train.batch_size),
+        ("train.embedding_dim", config.train.embedding_dim),
+        ("evaluate.k", config.evaluate.k),
+        ("score.k", config.score.k),
+        ("features.holdout_per_user", config.features.holdout_per_user),
+        ("synthetic.n_users", config.synthetic.n_users),
+        ("synthetic.n_items", config.synthetic.n_items),
+        ("synthetic.n_clusters", config.synthetic.n_clusters),
+    ):
+        if value < 1:
+            raise ConfigError(f"{key}: must be at least 1, got {value}")
+    if not 0.0 <= config.synthetic.defect_rate < 0.5:
+        raise ConfigError("synthetic.defect_rate: must be in [0, 0.5)")

@@ -1,0 +1,1 @@
+"""Ingest: raw events to the clean interactions table and its quarantine."""

@@ -1,0 +1,133 @@
+"""Cleaning transforms: parse raw text columns, give every bad row one named reason.
+
+Reasons, first that applies wins (the order is the order of checks below):
+`malformed_record`, `null_key`, `bad_timestamp`, `unknown_event_type`, `bad_value`,
+`rating_out_of_range`, `unknown_item`, `duplicate`.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+
+from recspark.schemas import (
+    EVENT_TS,
+    EVENT_TYPE,
+    ITEM_ID,
+    RAW_RECORD,
+    REASON,
+    SOURCE_FILE,
+    USER_ID,
+    VALUE,
+    WEIGHT,
+)
+
+REASONS = [
+    "malformed_record",
+    "null_key",
+    "bad_timestamp",
+    "unknown_event_type",
+    "bad_value",
+    "rating_out_of_range",
+    "unknown_item",
+    "duplicate",
+]
+RATING = "rating"
+PARSED_TS = "_parsed_ts"
+PARSED_VALUE = "_parsed_value"
+
+
+def is_blank(col: Column) -> Column:
+    return col.isNull() | (F.trim(col) == "")
+
+
+def with_reason(
+    raw_df: DataFrame,
+    event_weights: dict[str, float],
+    timestamp_format: str,
+    rating_min: float,
+    rating_max: float,
+) -> DataFrame:
+    """Add parsed `_parsed_ts`/`_parsed_value` and `reason` (null for a clean row).
+
+    Args:
+        raw_df: text columns as read by `read_raw_events`.
+        event_weights: known event types (keys).
+        timestamp_format: Spark datetime pattern of `event_ts`.
+        rating_min: lowest valid rating value.
+        rating_max: highest valid rating value.
+    """
+    ts = F.try_to_timestamp(F.trim(F.col(EVENT_TS)), F.lit(timestamp_format))
+    value = F.trim(F.col(VALUE)).try_cast("double")
+    event_type = F.lower(F.trim(F.col(EVENT_TYPE)))
+    is_rating = event_type == RATING
+    reason = (
+        F.when(F.col(RAW_RECORD).isNotNull(), "malformed_record")
+        .when(
+            is_blank(F.col(USER_ID)) | is_blank(F.col(ITEM_ID)) | is_blank(F.col(EVENT_TYPE))
+            | is_blank(F.col(EVENT_TS)),
+            "null_key",
+        )
+        .when(ts.isNull(), "bad_timestamp")
+        .when(~event_type.isin(list(event_weights)), "unknown_event_type")
+        .when(~is_blank(F.col(VALUE)) & value.isNull(), "bad_value")
+        .when(is_rating & (value.isNull() | (value < rating_min) | (value > rating_max)),
+              "rating_out_of_range")
+    )
+    return raw_df.select(
+        "*",
+        ts.alias(PARSED_TS),
+        value.alias(PARSED_VALUE),
+        reason.alias(REASON),
+    )
+
+
+def with_unknown_items(df: DataFrame, catalog_df: DataFrame | None) -> DataFrame:
+    """Mark rows (not already bad) whose item is not in the catalog as `unknown_item`."""
+    if catalog_df is None:
+        return df
+    known = catalog_df.select(F.trim(F.col(ITEM_ID)).alias("_known_item")).distinct()
+    joined = df.join(F.broadcast(known), F.trim(F.col(ITEM_ID)) == F.col("_known_item"), "left")
+    reason = F.when(
+        F.col(REASON).isNull() & F.col("_known_item").isNull(), F.lit("unknown_item")
+    ).otherwise(F.col(REASON))
+    return joined.withColumn(REASON, reason).drop("_known_item")
+
+
+def with_duplicates(df: DataFrame) -> DataFrame:
+    """Mark all but one copy of exactly repeated clean events as `duplicate`.
+
+    The copy kept is the one from the first source file by name, so the result is deterministic.
+    """
+    key = [F.trim(F.col(USER_ID)), F.trim(F.col(ITEM_ID)), F.lower(F.trim(F.col(EVENT_TYPE))),
+           F.col(PARSED_VALUE), F.col(PARSED_TS)]
+    window = Window.partitionBy(F.col(REASON).isNull(), *key).orderBy(
+        F.col(SOURCE_FILE).asc_nulls_last()
+    )
+    copy_no = F.row_number().over(window)
+    reason = F.when(F.col(REASON).isNull() & (copy_no > 1), F.lit("duplicate")).otherwise(
+        F.col(REASON)
+    )
+    return df.withColumn(REASON, reason)
+
+
+def select_clean(df: DataFrame, event_weights: dict[str, float]) -> DataFrame:
+    """Clean rows as typed interactions (without run_date)."""
+    event_type = F.lower(F.trim(F.col(EVENT_TYPE)))
+    weight = F.coalesce(*[F.when(event_type == k, F.lit(float(v))) for k, v in event_weights.items()])
+    return df.filter(F.col(REASON).isNull()).select(
+        F.trim(F.col(USER_ID)).alias(USER_ID),
+        F.trim(F.col(ITEM_ID)).alias(ITEM_ID),
+        event_type.alias(EVENT_TYPE),
+        F.col(PARSED_VALUE).alias(VALUE),
+        F.col(PARSED_TS).alias(EVENT_TS),
+        weight.alias(WEIGHT),
+        F.col(SOURCE_FILE),
+    )
+
+
+def select_quarantine(df: DataFrame) -> DataFrame:
+    """Bad rows with their raw text and reason (without run_date)."""
+    return df.filter(F.col(REASON).isNotNull()).select(
+        USER_ID, ITEM_ID, EVENT_TYPE, VALUE, EVENT_TS, RAW_RECORD, SOURCE_FILE, REASON
+    )

@@ -1,0 +1,1 @@
+"""Evaluation: ranking metrics at K in Spark."""

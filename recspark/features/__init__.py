@@ -1,0 +1,1 @@
+"""Featurize: id maps, user-item pairs, the held-out split, the training set with negatives."""

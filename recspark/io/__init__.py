@@ -1,0 +1,1 @@
+"""Reading and writing: Delta helpers, raw sources, the synthetic generator."""

@@ -1,0 +1,1 @@
+"""Recommendation models: torch modules and baselines."""

@@ -1,0 +1,117 @@
+"""Stage registry, the whole-pipeline runner and the summary it prints."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from recspark.config import Config
+from recspark.etl.ingest import run_ingest
+from recspark.evaluation.evaluate import run_evaluate
+from recspark.features.featurize import run_featurize
+from recspark.io.delta import read_table
+from recspark.io.synthetic import write_synthetic
+from recspark.schemas import RANK, USER_ID
+from recspark.scoring.score import run_score
+from recspark.training.train import run_train
+
+Stage = Callable[[SparkSession, Config, dt.date], dict[str, Any]]
+
+
+def run_generate(spark: SparkSession, config: Config, run_date: dt.date) -> dict[str, Any]:
+    """Write the seeded synthetic dataset where the ingest source reads it."""
+    src = config.source
+    catalog = src.item_catalog or "items"
+    return write_synthetic(spark, config.synthetic, config.raw_path, src.path, catalog)
+
+
+STAGES: dict[str, Stage] = {
+    "ingest": run_ingest,
+    "featurize": run_featurize,
+    "train": run_train,
+    "evaluate": run_evaluate,
+    "score": run_score,
+}
+
+
+def progress(message: str) -> None:
+    print(f"[recspark] {message}", file=sys.stderr, flush=True)
+
+
+def run_stages(
+    spark: SparkSession, config: Config, run_date: dt.date, stages: list[str]
+) -> dict[str, dict[str, Any]]:
+    """Run the named stages in order; returns each stage's result with its duration."""
+    results: dict[str, dict[str, Any]] = {}
+    for name in stages:
+        stage = run_generate if name == "generate" else STAGES[name]
+        progress(f"stage {name} ({run_date}) ...")
+        started = time.perf_counter()
+        result = stage(spark, config, run_date)
+        result["seconds"] = round(time.perf_counter() - started, 1)
+        progress(f"stage {name} done in {result['seconds']}s")
+        results[name] = result
+    return results
+
+
+def format_summary(
+    spark: SparkSession, config: Config, run_date: dt.date, results: dict[str, dict[str, Any]],
+    n_users: int = 3, n_recs: int = 5,
+) -> str:
+    """The demo's closing report: counts, training, evaluation, a few users' recommendations."""
+    lines = [f"recspark summary for run date {run_date} (lakehouse: "
+             f"{Path(config.table_path('interactions')).parent})"]
+    if "generate" in results:
+        g = results["generate"]
+        lines.append(f"  generated    {g['lines']:,} raw lines ({g['defects']:,} with a defect)")
+    if "ingest" in results:
+        i = results["ingest"]
+        reasons = ", ".join(f"{k} {v:,}" for k, v in i["by_reason"].items()) or "none"
+        lines.append(f"  ingest       rows in {i['rows_in']:,} = clean {i['clean']:,} + "
+                     f"quarantined {i['quarantined']:,} ({reasons})")
+    if "featurize" in results:
+        f = results["featurize"]
+        lines.append(f"  featurize    {f['users']:,} users, {f['items']:,} items, "
+                     f"{f['train_pairs']:,} train pairs, {f['holdout_pairs']:,} held out, "
+                     f"{f['training_rows']:,} training rows (with negatives)")
+    if "train" in results:
+        t = results["train"]
+        lines.append(f"  train        model version {t['model_version']}, {t['ranks']} Horovod "
+                     f"ranks on {t['device']}, {t['seconds']:.0f}s")
+        for row in t["history"]:
+            lines.append(f"                 epoch {row['epoch']}: loss {row['loss']:.4f}, "
+                         f"{row['samples_per_s']:,.0f} samples/s")
+    if "evaluate" in results:
+        e = results["evaluate"]
+        k = e["k"]
+        lines.append(f"  evaluate     {e['users']:,} held-out users, K={k}")
+        lines.append(f"                 {'':12}" + "".join(f"{m + '@' + str(k):>14}"
+                                                            for m in e["model"]))
+        for name in ("model", "popularity"):
+            label = "two_tower" if name == "model" else "popularity"
+            lines.append(f"                 {label:12}" + "".join(
+                f"{v:>14.4f}" for v in e[name].values()))
+        lines.append(f"                 gate (beats popularity on NDCG): "
+                     f"{'passed, champion' if e['gate_passed'] else 'FAILED, champion unchanged'}")
+    if "score" in results:
+        s = results["score"]
+        lines.append(f"  score        {s['rows']:,} recommendations for {s['users']:,} users "
+                     f"(model version {s['model_version']})")
+        recs = read_table(spark, config.table_path("recommendations"), run_date)
+        sample_users = [r[USER_ID] for r in recs.select(USER_ID).distinct()
+                        .orderBy(USER_ID).limit(n_users).collect()]
+        for user in sample_users:
+            top = recs.filter((F.col(USER_ID) == user) & (F.col(RANK) <= n_recs)).orderBy(RANK)
+            items = ", ".join(f"{r['item_id']} ({r['score']:.2f})" for r in top.collect())
+            lines.append(f"                 {user}: {items}")
+    return "\n".join(lines)
+
+
+__all__ = ["STAGES", "format_summary", "run_generate", "run_stages"]

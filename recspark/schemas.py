@@ -1,0 +1,112 @@
+"""Table schemas and column-name constants: the contract of every table recspark writes."""
+
+from __future__ import annotations
+
+from pyspark.sql import types as T
+
+# Column names
+USER_ID = "user_id"
+ITEM_ID = "item_id"
+EVENT_TYPE = "event_type"
+VALUE = "value"
+EVENT_TS = "event_ts"
+WEIGHT = "weight"
+RUN_DATE = "run_date"
+USER_INDEX = "user_index"
+ITEM_INDEX = "item_index"
+LABEL = "label"
+STRENGTH = "strength"
+LAST_TS = "last_ts"
+N_EVENTS = "n_events"
+RANK = "rank"
+SCORE = "score"
+REASON = "reason"
+RAW_RECORD = "raw_record"
+SOURCE_FILE = "source_file"
+
+RAW_COLUMNS = [USER_ID, ITEM_ID, EVENT_TYPE, VALUE, EVENT_TS]
+
+INTERACTIONS = T.StructType(
+    [
+        T.StructField(USER_ID, T.StringType(), False),
+        T.StructField(ITEM_ID, T.StringType(), False),
+        T.StructField(EVENT_TYPE, T.StringType(), False),
+        T.StructField(VALUE, T.DoubleType(), True),
+        T.StructField(EVENT_TS, T.TimestampType(), False),
+        T.StructField(WEIGHT, T.DoubleType(), False),
+        T.StructField(SOURCE_FILE, T.StringType(), True),
+        T.StructField(RUN_DATE, T.DateType(), False),
+    ]
+)
+
+INTERACTIONS_QUARANTINE = T.StructType(
+    [
+        T.StructField(USER_ID, T.StringType(), True),
+        T.StructField(ITEM_ID, T.StringType(), True),
+        T.StructField(EVENT_TYPE, T.StringType(), True),
+        T.StructField(VALUE, T.StringType(), True),
+        T.StructField(EVENT_TS, T.StringType(), True),
+        T.StructField(RAW_RECORD, T.StringType(), True),
+        T.StructField(SOURCE_FILE, T.StringType(), True),
+        T.StructField(REASON, T.StringType(), False),
+        T.StructField(RUN_DATE, T.DateType(), False),
+    ]
+)
+
+ID_MAP_USERS = T.StructType(
+    [
+        T.StructField(USER_ID, T.StringType(), False),
+        T.StructField(USER_INDEX, T.IntegerType(), False),
+    ]
+)
+ID_MAP_ITEMS = T.StructType(
+    [
+        T.StructField(ITEM_ID, T.StringType(), False),
+        T.StructField(ITEM_INDEX, T.IntegerType(), False),
+    ]
+)
+
+TRAIN_INTERACTIONS = T.StructType(
+    [
+        T.StructField(USER_INDEX, T.IntegerType(), False),
+        T.StructField(ITEM_INDEX, T.IntegerType(), False),
+        T.StructField(STRENGTH, T.DoubleType(), False),
+        T.StructField(N_EVENTS, T.LongType(), False),
+        T.StructField(LAST_TS, T.TimestampType(), False),
+        T.StructField(RUN_DATE, T.DateType(), False),
+    ]
+)
+HOLDOUT = TRAIN_INTERACTIONS
+
+TRAINING_SET = T.StructType(
+    [
+        T.StructField(USER_INDEX, T.IntegerType(), False),
+        T.StructField(ITEM_INDEX, T.IntegerType(), False),
+        T.StructField(LABEL, T.FloatType(), False),
+        T.StructField(RUN_DATE, T.DateType(), False),
+    ]
+)
+
+MODEL_METRICS = T.StructType(
+    [
+        T.StructField(RUN_DATE, T.DateType(), False),
+        T.StructField("model", T.StringType(), False),
+        T.StructField("model_version", T.StringType(), True),
+        T.StructField("metric", T.StringType(), False),
+        T.StructField("k", T.IntegerType(), False),
+        T.StructField("value", T.DoubleType(), False),
+        T.StructField("mlflow_run_id", T.StringType(), True),
+    ]
+)
+
+RECOMMENDATIONS = T.StructType(
+    [
+        T.StructField(USER_ID, T.StringType(), False),
+        T.StructField(RANK, T.IntegerType(), False),
+        T.StructField(ITEM_ID, T.StringType(), False),
+        T.StructField(SCORE, T.FloatType(), False),
+        T.StructField("model_name", T.StringType(), False),
+        T.StructField("model_version", T.StringType(), False),
+        T.StructField(RUN_DATE, T.DateType(), False),
+    ]
+)

@@ -1,0 +1,1 @@
+"""Scoring: top-K over the item catalog with Spark pandas UDFs."""

@@ -1,0 +1,136 @@
+"""Top-K scoring of users against the whole item catalog, seen items excluded.
+
+`score_users` runs `mapInPandas`: each Python worker loads the factors once (cached per process
+by the source's key), then scores its users in batches with one matrix product and `topk`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+from pyspark.sql import DataFrame
+
+from recspark.schemas import ITEM_INDEX, RANK, SCORE, USER_INDEX
+
+SEEN = "seen_items"
+_FACTOR_CACHE: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+
+class FactorSource(Protocol):
+    """Where a worker gets (user vectors, item vectors) from; must pickle small."""
+
+    key: str
+
+    def load(self) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+@dataclass(frozen=True)
+class InMemoryFactors:
+    """Factors shipped with the task (small ones: the popularity baseline)."""
+
+    key: str
+    users: np.ndarray
+    items: np.ndarray
+
+    def load(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.users, self.items
+
+
+@dataclass(frozen=True)
+class MlflowModelFactors:
+    """Factors of a registered MLflow model, loaded by each worker from the model store."""
+
+    tracking_uri: str
+    model_uri: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.tracking_uri}|{self.model_uri}"
+
+    def load(self) -> tuple[np.ndarray, np.ndarray]:
+        import mlflow
+        import mlflow.pytorch
+
+        mlflow.set_tracking_uri(self.tracking_uri)
+        mlflow.set_registry_uri(self.tracking_uri)
+        model = mlflow.pytorch.load_model(self.model_uri, map_location="cpu")
+        return model.factors()  # type: ignore[no-any-return]
+
+
+def load_factors(source: FactorSource) -> tuple[np.ndarray, np.ndarray]:
+    """Load once per Python worker process; later tasks on the worker reuse it."""
+    if source.key not in _FACTOR_CACHE:
+        _FACTOR_CACHE.clear()
+        _FACTOR_CACHE[source.key] = source.load()
+    return _FACTOR_CACHE[source.key]
+
+
+def top_k(
+    user_vectors: np.ndarray, item_vectors: np.ndarray, seen: list[Any], k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Best k unseen items per user.
+
+    Args:
+        user_vectors: (B, d) vectors of the users to score.
+        item_vectors: (N, d) vectors of the whole catalog.
+        seen: per user, the item indices to exclude (array-like or None).
+        k: how many to keep.
+
+    Returns:
+        (items, scores), each (B, min(k, N)); where a user has fewer than k unseen items, the
+        missing places hold item -1 and score -inf.
+    """
+    import torch
+
+    scores = torch.from_numpy(user_vectors) @ torch.from_numpy(item_vectors).T
+    rows = [np.full(len(s), r) for r, s in enumerate(seen) if s is not None and len(s)]
+    if rows:
+        cols = [np.asarray(s, dtype=np.int64) for s in seen if s is not None and len(s)]
+        scores[torch.from_numpy(np.concatenate(rows)), torch.from_numpy(np.concatenate(cols))] = (
+            float("-inf")
+        )
+    best = torch.topk(scores, min(k, scores.shape[1]), dim=1)
+    items = best.indices.numpy().copy()
+    values = best.values.numpy()
+    items[~np.isfinite(values)] = -1
+    return items, values
+
+
+def _score_partition(
+    source: FactorSource, k: int, batch_size: int
+) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
+    def score(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        user_factors, item_factors = load_factors(source)
+        for pdf in batches:
+            for start in range(0, len(pdf), batch_size):
+                chunk = pdf.iloc[start : start + batch_size]
+                users = chunk[USER_INDEX].to_numpy()
+                items, values = top_k(user_factors[users], item_factors, list(chunk[SEEN]), k)
+                width = items.shape[1]
+                out = pd.DataFrame({
+                    USER_INDEX: np.repeat(users, width).astype(np.int32),
+                    ITEM_INDEX: items.reshape(-1).astype(np.int32),
+                    RANK: np.tile(np.arange(1, width + 1, dtype=np.int32), len(users)),
+                    SCORE: values.reshape(-1).astype(np.float32),
+                })
+                yield out[out[ITEM_INDEX] >= 0]
+
+    return score
+
+
+def score_users(
+    users_df: DataFrame, source: FactorSource, k: int, batch_size: int = 2048
+) -> DataFrame:
+    """Top-k recommendations for every row of `users_df` (user_index, seen_items).
+
+    Returns:
+        (user_index, item_index, rank, score), rank 1 = best.
+    """
+    schema = f"{USER_INDEX} int, {ITEM_INDEX} int, {RANK} int, {SCORE} float"
+    return users_df.select(USER_INDEX, SEEN).mapInPandas(
+        _score_partition(source, k, batch_size), schema
+    )

@@ -1,0 +1,1 @@
+"""Training: Petastorm-fed Horovod ranks, MLflow tracking and registry."""
