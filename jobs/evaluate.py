@@ -1,4 +1,8 @@
-"""spark-submit entry point for the evaluate stage: `spark-submit jobs/evaluate.py --conf conf --env local --run-date D`."""
+"""spark-submit entry point for the evaluate stage.
+
+Usage: `spark-submit jobs/evaluate.py --conf conf --env local \
+       --run-date YYYY-MM-DD`
+"""
 
 import sys
 

@@ -1,4 +1,8 @@
-"""spark-submit entry point for the featurize stage: `spark-submit jobs/featurize.py --conf conf --env local --run-date D`."""
+"""spark-submit entry point for the featurize stage.
+
+Usage: `spark-submit jobs/featurize.py --conf conf --env local \
+       --run-date YYYY-MM-DD`
+"""
 
 import sys
 

@@ -1,4 +1,8 @@
-"""spark-submit entry point for the generate stage: `spark-submit jobs/generate.py --conf conf --env local --run-date D`."""
+"""spark-submit entry point for the generate stage.
+
+Usage: `spark-submit jobs/generate.py --conf conf --env local \
+       --run-date YYYY-MM-DD`
+"""
 
 import sys
 

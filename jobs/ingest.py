@@ -1,4 +1,8 @@
-"""spark-submit entry point for the ingest stage: `spark-submit jobs/ingest.py --conf conf --env local --run-date D`."""
+"""spark-submit entry point for the ingest stage.
+
+Usage: `spark-submit jobs/ingest.py --conf conf --env local \
+       --run-date YYYY-MM-DD`
+"""
 
 import sys
 

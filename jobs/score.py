@@ -1,4 +1,8 @@
-"""spark-submit entry point for the score stage: `spark-submit jobs/score.py --conf conf --env local --run-date D`."""
+"""spark-submit entry point for the score stage.
+
+Usage: `spark-submit jobs/score.py --conf conf --env local \
+       --run-date YYYY-MM-DD`
+"""
 
 import sys
 

@@ -1,4 +1,8 @@
-"""spark-submit entry point for the train stage: `spark-submit jobs/train.py --conf conf --env local --run-date D`."""
+"""spark-submit entry point for the train stage.
+
+Usage: `spark-submit jobs/train.py --conf conf --env local \
+       --run-date YYYY-MM-DD`
+"""
 
 import sys
 

@@ -21,42 +21,61 @@ def _date(text: str) -> dt.date:
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--conf", default="conf",
-                        help="folder with base.yaml and environment overlays (default: conf)")
-    parser.add_argument("--env", default="local",
-                        help="environment overlay to apply: local, test, ... (default: local)")
-    parser.add_argument("--run-date", type=_date, default=dt.date.today(),
-                        help="the run date the stage works for, YYYY-MM-DD (default: today)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[],
-                        metavar="KEY=VALUE",
-                        help="override one config value, e.g. --set train.epochs=3 (repeatable)")
+    parser.add_argument(
+        "--conf",
+        default="conf",
+        help="folder with base.yaml and environment overlays (default: conf)",
+    )
+    parser.add_argument(
+        "--env",
+        default="local",
+        help="environment overlay to apply: local, test, ... (default: local)",
+    )
+    parser.add_argument(
+        "--run-date",
+        type=_date,
+        default=dt.date.today(),
+        help="the run date the stage works for, YYYY-MM-DD (default: today)",
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one config value, e.g. --set train.epochs=3 (repeatable)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="recspark",
         description="Spark-based batch recommendation engine: ingest -> featurize -> train "
-                    "(Horovod) -> evaluate -> score, on Delta tables with an MLflow registry.",
+        "(Horovod) -> evaluate -> score, on Delta tables with an MLflow registry.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run = sub.add_parser(
-        "run", help="run one stage or the whole pipeline for a run date",
+        "run",
+        help="run one stage or the whole pipeline for a run date",
         description="Run one stage, or all of them in order (--stage all).",
     )
-    run.add_argument("--stage", default="all", choices=[*PIPELINE, "all"],
-                     help="the stage to run (default: all)")
+    run.add_argument(
+        "--stage", default="all", choices=[*PIPELINE, "all"], help="the stage to run (default: all)"
+    )
     _common(run)
     gen = sub.add_parser(
-        "generate", help="write the seeded synthetic dataset (config section 'synthetic')",
+        "generate",
+        help="write the seeded synthetic dataset (config section 'synthetic')",
         description="Write seeded synthetic events (with defects) and an item catalog where the "
-                    "ingest source reads them (paths.raw / source.path).",
+        "ingest source reads them (paths.raw / source.path).",
     )
     _common(gen)
     demo = sub.add_parser(
-        "demo", help="generate synthetic data, run every stage, print a summary",
+        "demo",
+        help="generate synthetic data, run every stage, print a summary",
         description="Generate the synthetic dataset, run the whole pipeline on the embedded "
-                    "default (local Spark, local Delta lakehouse, local MLflow store) and print "
-                    "a summary.",
+        "default (local Spark, local Delta lakehouse, local MLflow store) and print "
+        "a summary.",
     )
     _common(demo)
     return parser

@@ -63,7 +63,15 @@ class SourceConfig:
 
 @dataclass(frozen=True)
 class IngestConfig:
-    event_weights: dict[str, float] = field(default_factory=dict)
+    event_weights: dict[str, float] = field(
+        default_factory=lambda: {
+            "view": 1.0,
+            "click": 2.0,
+            "add_to_cart": 3.0,
+            "purchase": 5.0,
+            "rating": 3.0,
+        }
+    )
     rating_min: float = 0.5
     rating_max: float = 5.0
 
@@ -198,8 +206,9 @@ def _merge(
 ) -> None:
     for key, value in data.items():
         dotted = f"{prefix}{key}"
-        if isinstance(value, dict) and isinstance(into.get(key), dict):
-            _merge(into[key], value, origin, origins, dotted + _ORIGIN_SEP)
+        if isinstance(value, dict) and isinstance(into.get(key, {}), dict):
+            origins.setdefault(dotted, origin)
+            _merge(into.setdefault(key, {}), value, origin, origins, dotted + _ORIGIN_SEP)
         else:
             into[key] = value
             origins[dotted] = origin
@@ -332,7 +341,9 @@ def _validate(config: Config) -> None:
             f"synthetic.format: expected csv or parquet, got {config.synthetic.format!r}"
         )
     if config.train.launcher != "horovod":
-        raise ConfigError(f"train.launcher: only 'horovod' exists so far, got {config.train.launcher!r}")
+        raise ConfigError(
+            f"train.launcher: only 'horovod' exists so far, got {config.train.launcher!r}"
+        )
     required = {"user_id", "item_id", "event_type", "value", "event_ts"}
     missing = required - set(config.source.columns)
     if missing:

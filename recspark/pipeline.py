@@ -62,51 +62,73 @@ def run_stages(
 
 
 def format_summary(
-    spark: SparkSession, config: Config, run_date: dt.date, results: dict[str, dict[str, Any]],
-    n_users: int = 3, n_recs: int = 5,
+    spark: SparkSession,
+    config: Config,
+    run_date: dt.date,
+    results: dict[str, dict[str, Any]],
+    n_users: int = 3,
+    n_recs: int = 5,
 ) -> str:
     """The demo's closing report: counts, training, evaluation, a few users' recommendations."""
-    lines = [f"recspark summary for run date {run_date} (lakehouse: "
-             f"{Path(config.table_path('interactions')).parent})"]
+    lines = [
+        f"recspark summary for run date {run_date} (lakehouse: "
+        f"{Path(config.table_path('interactions')).parent})"
+    ]
     if "generate" in results:
         g = results["generate"]
         lines.append(f"  generated    {g['lines']:,} raw lines ({g['defects']:,} with a defect)")
     if "ingest" in results:
         i = results["ingest"]
         reasons = ", ".join(f"{k} {v:,}" for k, v in i["by_reason"].items()) or "none"
-        lines.append(f"  ingest       rows in {i['rows_in']:,} = clean {i['clean']:,} + "
-                     f"quarantined {i['quarantined']:,} ({reasons})")
+        lines.append(
+            f"  ingest       rows in {i['rows_in']:,} = clean {i['clean']:,} + "
+            f"quarantined {i['quarantined']:,} ({reasons})"
+        )
     if "featurize" in results:
         f = results["featurize"]
-        lines.append(f"  featurize    {f['users']:,} users, {f['items']:,} items, "
-                     f"{f['train_pairs']:,} train pairs, {f['holdout_pairs']:,} held out, "
-                     f"{f['training_rows']:,} training rows (with negatives)")
+        lines.append(
+            f"  featurize    {f['users']:,} users, {f['items']:,} items, "
+            f"{f['train_pairs']:,} train pairs, {f['holdout_pairs']:,} held out, "
+            f"{f['training_rows']:,} training rows (with negatives)"
+        )
     if "train" in results:
         t = results["train"]
-        lines.append(f"  train        model version {t['model_version']}, {t['ranks']} Horovod "
-                     f"ranks on {t['device']}, {t['seconds']:.0f}s")
+        lines.append(
+            f"  train        model version {t['model_version']}, {t['ranks']} Horovod "
+            f"ranks on {t['device']}, {t['seconds']:.0f}s"
+        )
         for row in t["history"]:
-            lines.append(f"                 epoch {row['epoch']}: loss {row['loss']:.4f}, "
-                         f"{row['samples_per_s']:,.0f} samples/s")
+            lines.append(
+                f"                 epoch {row['epoch']}: loss {row['loss']:.4f}, "
+                f"{row['samples_per_s']:,.0f} samples/s"
+            )
     if "evaluate" in results:
         e = results["evaluate"]
         k = e["k"]
         lines.append(f"  evaluate     {e['users']:,} held-out users, K={k}")
-        lines.append(f"                 {'':12}" + "".join(f"{m + '@' + str(k):>14}"
-                                                            for m in e["model"]))
+        lines.append(
+            f"                 {'':12}" + "".join(f"{m + '@' + str(k):>14}" for m in e["model"])
+        )
         for name in ("model", "popularity"):
             label = "two_tower" if name == "model" else "popularity"
-            lines.append(f"                 {label:12}" + "".join(
-                f"{v:>14.4f}" for v in e[name].values()))
-        lines.append(f"                 gate (beats popularity on NDCG): "
-                     f"{'passed, champion' if e['gate_passed'] else 'FAILED, champion unchanged'}")
+            lines.append(
+                f"                 {label:12}" + "".join(f"{v:>14.4f}" for v in e[name].values())
+            )
+        lines.append(
+            f"                 gate (beats popularity on NDCG): "
+            f"{'passed, champion' if e['gate_passed'] else 'FAILED, champion unchanged'}"
+        )
     if "score" in results:
         s = results["score"]
-        lines.append(f"  score        {s['rows']:,} recommendations for {s['users']:,} users "
-                     f"(model version {s['model_version']})")
+        lines.append(
+            f"  score        {s['rows']:,} recommendations for {s['users']:,} users "
+            f"(model version {s['model_version']})"
+        )
         recs = read_table(spark, config.table_path("recommendations"), run_date)
-        sample_users = [r[USER_ID] for r in recs.select(USER_ID).distinct()
-                        .orderBy(USER_ID).limit(n_users).collect()]
+        sample_users = [
+            r[USER_ID]
+            for r in recs.select(USER_ID).distinct().orderBy(USER_ID).limit(n_users).collect()
+        ]
         for user in sample_users:
             top = recs.filter((F.col(USER_ID) == user) & (F.col(RANK) <= n_recs)).orderBy(RANK)
             items = ", ".join(f"{r['item_id']} ({r['score']:.2f})" for r in top.collect())

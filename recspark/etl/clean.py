@@ -64,15 +64,19 @@ def with_reason(
     reason = (
         F.when(F.col(RAW_RECORD).isNotNull(), "malformed_record")
         .when(
-            is_blank(F.col(USER_ID)) | is_blank(F.col(ITEM_ID)) | is_blank(F.col(EVENT_TYPE))
+            is_blank(F.col(USER_ID))
+            | is_blank(F.col(ITEM_ID))
+            | is_blank(F.col(EVENT_TYPE))
             | is_blank(F.col(EVENT_TS)),
             "null_key",
         )
         .when(ts.isNull(), "bad_timestamp")
         .when(~event_type.isin(list(event_weights)), "unknown_event_type")
         .when(~is_blank(F.col(VALUE)) & value.isNull(), "bad_value")
-        .when(is_rating & (value.isNull() | (value < rating_min) | (value > rating_max)),
-              "rating_out_of_range")
+        .when(
+            is_rating & (value.isNull() | (value < rating_min) | (value > rating_max)),
+            "rating_out_of_range",
+        )
     )
     return raw_df.select(
         "*",
@@ -99,8 +103,13 @@ def with_duplicates(df: DataFrame) -> DataFrame:
 
     The copy kept is the one from the first source file by name, so the result is deterministic.
     """
-    key = [F.trim(F.col(USER_ID)), F.trim(F.col(ITEM_ID)), F.lower(F.trim(F.col(EVENT_TYPE))),
-           F.col(PARSED_VALUE), F.col(PARSED_TS)]
+    key = [
+        F.trim(F.col(USER_ID)),
+        F.trim(F.col(ITEM_ID)),
+        F.lower(F.trim(F.col(EVENT_TYPE))),
+        F.col(PARSED_VALUE),
+        F.col(PARSED_TS),
+    ]
     window = Window.partitionBy(F.col(REASON).isNull(), *key).orderBy(
         F.col(SOURCE_FILE).asc_nulls_last()
     )
@@ -114,7 +123,9 @@ def with_duplicates(df: DataFrame) -> DataFrame:
 def select_clean(df: DataFrame, event_weights: dict[str, float]) -> DataFrame:
     """Clean rows as typed interactions (without run_date)."""
     event_type = F.lower(F.trim(F.col(EVENT_TYPE)))
-    weight = F.coalesce(*[F.when(event_type == k, F.lit(float(v))) for k, v in event_weights.items()])
+    weight = F.coalesce(
+        *[F.when(event_type == k, F.lit(float(v))) for k, v in event_weights.items()]
+    )
     return df.filter(F.col(REASON).isNull()).select(
         F.trim(F.col(USER_ID)).alias(USER_ID),
         F.trim(F.col(ITEM_ID)).alias(ITEM_ID),

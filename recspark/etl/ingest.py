@@ -64,8 +64,7 @@ def run_ingest(spark: SparkSession, config: Config, run_date: dt.date) -> dict[s
     try:
         rows_in = raw_df.count()
         by_reason = {
-            row[REASON]: row["count"]
-            for row in checked_df.groupBy(REASON).count().collect()
+            row[REASON]: row["count"] for row in checked_df.groupBy(REASON).count().collect()
         }
         clean = by_reason.pop(None, 0)
         quarantined = sum(by_reason.values())
@@ -76,12 +75,17 @@ def run_ingest(spark: SparkSession, config: Config, run_date: dt.date) -> dict[s
         stamp = F.lit(run_date).alias(RUN_DATE)
         write_run_partition(
             select_clean(checked_df, ingest.event_weights).select("*", stamp),
-            config.table_path("interactions"), run_date, schemas.INTERACTIONS, "interactions",
+            config.table_path("interactions"),
+            run_date,
+            schemas.INTERACTIONS,
+            "interactions",
         )
         write_run_partition(
             select_quarantine(checked_df).select("*", stamp),
-            config.table_path("interactions_quarantine"), run_date,
-            schemas.INTERACTIONS_QUARANTINE, "interactions_quarantine",
+            config.table_path("interactions_quarantine"),
+            run_date,
+            schemas.INTERACTIONS_QUARANTINE,
+            "interactions_quarantine",
         )
     finally:
         checked_df.unpersist()

@@ -45,7 +45,9 @@ def run_evaluate(spark: SparkSession, config: Config, run_date: dt.date) -> dict
     n_users = read_table(spark, config.table_path("user_ids")).count()
     n_items = read_table(spark, config.table_path("item_ids")).count()
     name = config.mlflow.registered_model
-    model_source = MlflowModelFactors(config.mlflow_tracking_uri, f"models:/{name}/{version.version}")
+    model_source = MlflowModelFactors(
+        config.mlflow_tracking_uri, f"models:/{name}/{version.version}"
+    )
     pop_users, pop_items = popularity_factors(train, n_users, n_items)
     pop_source = InMemoryFactors(f"popularity|{run_date}", pop_users, pop_items)
     try:
@@ -68,17 +70,30 @@ def run_evaluate(spark: SparkSession, config: Config, run_date: dt.date) -> dict
         for metric, value in values.items()
     ]
     write_run_partition(
-        spark.createDataFrame(rows, schemas.MODEL_METRICS), config.table_path("model_metrics"),
-        run_date, schemas.MODEL_METRICS, "model_metrics",
+        spark.createDataFrame(rows, schemas.MODEL_METRICS),
+        config.table_path("model_metrics"),
+        run_date,
+        schemas.MODEL_METRICS,
+        "model_metrics",
     )
     if passed:
         set_champion(config, str(version.version))
     else:
-        log.warning("model version %s did not beat popularity (NDCG@%d %.4f <= %.4f): "
-                    "champion unchanged", version.version, k, model_metrics["ndcg"],
-                    pop_metrics["ndcg"])
-    result = {"model_version": str(version.version), "k": k, "users": n_eval_users,
-              "model": model_metrics, "popularity": pop_metrics, "gate_passed": passed}
+        log.warning(
+            "model version %s did not beat popularity (NDCG@%d %.4f <= %.4f): champion unchanged",
+            version.version,
+            k,
+            model_metrics["ndcg"],
+            pop_metrics["ndcg"],
+        )
+    result = {
+        "model_version": str(version.version),
+        "k": k,
+        "users": n_eval_users,
+        "model": model_metrics,
+        "popularity": pop_metrics,
+        "gate_passed": passed,
+    }
     log.info("evaluate %s: %s", run_date, result)
     return result
 

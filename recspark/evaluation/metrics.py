@@ -11,8 +11,12 @@ METRICS = ["precision", "recall", "ndcg", "map"]
 
 
 def per_user_metrics(
-    recs_df: DataFrame, truth_df: DataFrame, k: int,
-    col_user: str = USER_INDEX, col_item: str = ITEM_INDEX, col_rank: str = RANK,
+    recs_df: DataFrame,
+    truth_df: DataFrame,
+    k: int,
+    col_user: str = USER_INDEX,
+    col_item: str = ITEM_INDEX,
+    col_rank: str = RANK,
 ) -> DataFrame:
     """Precision, recall, NDCG and AP at k for every user in `truth_df`.
 
@@ -26,8 +30,10 @@ def per_user_metrics(
     """
     truth = truth_df.select(col_user, col_item).distinct()
     n_truth = truth.groupBy(col_user).agg(F.count(F.lit(1)).alias("n_truth"))
-    hits = recs_df.filter(F.col(col_rank) <= k).select(col_user, col_item, col_rank).join(
-        truth, [col_user, col_item]
+    hits = (
+        recs_df.filter(F.col(col_rank) <= k)
+        .select(col_user, col_item, col_rank)
+        .join(truth, [col_user, col_item])
     )
     hit_no = F.row_number().over(Window.partitionBy(col_user).orderBy(col_rank))
     per_user_hits = (
@@ -55,9 +61,7 @@ def per_user_metrics(
 
 def ranking_metrics(recs_df: DataFrame, truth_df: DataFrame, k: int) -> dict[str, float]:
     """Means over truth users of precision, recall, NDCG and MAP at k."""
-    row = per_user_metrics(recs_df, truth_df, k).agg(
-        *[F.avg(m).alias(m) for m in METRICS]
-    ).first()
+    row = per_user_metrics(recs_df, truth_df, k).agg(*[F.avg(m).alias(m) for m in METRICS]).first()
     if row is None or row[METRICS[0]] is None:
         return dict.fromkeys(METRICS, 0.0)
     return {m: float(row[m]) for m in METRICS}

@@ -24,8 +24,15 @@ from recspark.schemas import ITEM_ID, ITEM_INDEX, RUN_DATE, USER_ID, USER_INDEX
 log = logging.getLogger(__name__)
 
 
-def _updated_map(spark: SparkSession, path: str, ids_df: Any, id_col: str, index_col: str,
-                 schema: Any, table: str) -> Any:
+def _updated_map(
+    spark: SparkSession,
+    path: str,
+    ids_df: Any,
+    id_col: str,
+    index_col: str,
+    schema: Any,
+    table: str,
+) -> Any:
     existing = read_table(spark, path) if table_exists(spark, path) else None
     # Materialize before overwriting the table the new map was derived from.
     new_map = extend_id_map(existing, ids_df, id_col, index_col).localCheckpoint()
@@ -43,26 +50,55 @@ def run_featurize(spark: SparkSession, config: Config, run_date: dt.date) -> dic
     interactions = read_table(spark, config.table_path("interactions"))
     pairs = aggregate_pairs(interactions).persist()
     try:
-        user_map = _updated_map(spark, config.table_path("user_ids"), pairs, USER_ID, USER_INDEX,
-                                schemas.ID_MAP_USERS, "user_ids")
-        item_map = _updated_map(spark, config.table_path("item_ids"), pairs, ITEM_ID, ITEM_INDEX,
-                                schemas.ID_MAP_ITEMS, "item_ids")
+        user_map = _updated_map(
+            spark,
+            config.table_path("user_ids"),
+            pairs,
+            USER_ID,
+            USER_INDEX,
+            schemas.ID_MAP_USERS,
+            "user_ids",
+        )
+        item_map = _updated_map(
+            spark,
+            config.table_path("item_ids"),
+            pairs,
+            ITEM_ID,
+            ITEM_INDEX,
+            schemas.ID_MAP_ITEMS,
+            "item_ids",
+        )
         n_items = item_map.count()
         indexed = with_indices(pairs, user_map, item_map)
         train_df, holdout_df = split_leave_last_k(
             indexed, feats.holdout_per_user, feats.min_user_interactions
         )
         stamp = F.lit(run_date).alias(RUN_DATE)
-        write_run_partition(train_df.select("*", stamp), config.table_path("train_interactions"),
-                            run_date, schemas.TRAIN_INTERACTIONS, "train_interactions")
-        write_run_partition(holdout_df.select("*", stamp), config.table_path("holdout"),
-                            run_date, schemas.HOLDOUT, "holdout")
+        write_run_partition(
+            train_df.select("*", stamp),
+            config.table_path("train_interactions"),
+            run_date,
+            schemas.TRAIN_INTERACTIONS,
+            "train_interactions",
+        )
+        write_run_partition(
+            holdout_df.select("*", stamp),
+            config.table_path("holdout"),
+            run_date,
+            schemas.HOLDOUT,
+            "holdout",
+        )
         train_pairs = read_table(spark, config.table_path("train_interactions"), run_date)
         training_set = build_training_set(
             train_pairs, n_items, feats.negatives_per_positive, feats.seed
         )
-        write_run_partition(training_set.select("*", stamp), config.table_path("training_set"),
-                            run_date, schemas.TRAINING_SET, "training_set")
+        write_run_partition(
+            training_set.select("*", stamp),
+            config.table_path("training_set"),
+            run_date,
+            schemas.TRAINING_SET,
+            "training_set",
+        )
     finally:
         pairs.unpersist()
     result = {

@@ -124,7 +124,9 @@ def sample_negatives(
         F.floor(
             uniform(seed, "negative", F.col(USER_INDEX), F.col(ITEM_INDEX), F.col("_draw"))
             * n_items
-        ).cast("int").alias(ITEM_INDEX),
+        )
+        .cast("int")
+        .alias(ITEM_INDEX),
     )
     return candidates.join(positives, [USER_INDEX, ITEM_INDEX], "left_anti").select(
         USER_INDEX, ITEM_INDEX, F.lit(0.0).cast("float").alias(LABEL)

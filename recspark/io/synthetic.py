@@ -82,17 +82,16 @@ def generate_events(spark: SparkSession, cfg: SyntheticConfig) -> DataFrame:
         edges.append((name, edge))
     for name, upper in reversed(edges):
         event_type = F.when(draw < upper, F.lit(name)).otherwise(event_type)
-    rating = F.when(
-        F.col("in_taste"), 4 + F.floor(uniform(seed, "stars", rid) * 2)
-    ).otherwise(1 + F.floor(uniform(seed, "stars", rid) * 3))
-    seconds = F.floor(uniform(seed, "time", rid) * cfg.n_days * 86400).cast("long")
-    ts = F.date_format(
-        F.timestamp_seconds(F.lit(start_epoch) + seconds), "yyyy-MM-dd HH:mm:ss"
+    rating = F.when(F.col("in_taste"), 4 + F.floor(uniform(seed, "stars", rid) * 2)).otherwise(
+        1 + F.floor(uniform(seed, "stars", rid) * 3)
     )
+    seconds = F.floor(uniform(seed, "time", rid) * cfg.n_days * 86400).cast("long")
+    ts = F.date_format(F.timestamp_seconds(F.lit(start_epoch) + seconds), "yyyy-MM-dd HH:mm:ss")
     defect_draw = uniform(seed, "defect", rid)
     defect_kind = F.floor(uniform(seed, "defect_kind", rid) * len(DEFECT_KINDS)).cast("int")
     defect = F.when(
-        defect_draw < cfg.defect_rate, F.element_at(F.array(*map(F.lit, DEFECT_KINDS)), defect_kind + 1)
+        defect_draw < cfg.defect_rate,
+        F.element_at(F.array(*map(F.lit, DEFECT_KINDS)), defect_kind + 1),
     )
     return df.select(
         "id",
@@ -117,7 +116,9 @@ def with_defects(events_df: DataFrame) -> DataFrame:
         .otherwise(F.col(EVENT_TYPE))
         .alias(EVENT_TYPE),
         F.when(d == "rating_out_of_range", F.lit("9")).otherwise(F.col(VALUE)).alias(VALUE),
-        F.when(d == "bad_timestamp", F.lit("not-a-time")).otherwise(F.col(EVENT_TS)).alias(EVENT_TS),
+        F.when(d == "bad_timestamp", F.lit("not-a-time"))
+        .otherwise(F.col(EVENT_TS))
+        .alias(EVENT_TS),
         d,
     )
     duplicates = broken.filter(d == "duplicate")
@@ -144,7 +145,10 @@ def items_catalog(spark: SparkSession, cfg: SyntheticConfig) -> DataFrame:
 
 
 def write_synthetic(
-    spark: SparkSession, cfg: SyntheticConfig, raw_dir: str, events_subdir: str = "events",
+    spark: SparkSession,
+    cfg: SyntheticConfig,
+    raw_dir: str,
+    events_subdir: str = "events",
     catalog_subdir: str = "items",
 ) -> dict[str, int]:
     """Generate events (with defects) and the item catalog under `raw_dir`.
@@ -159,9 +163,9 @@ def write_synthetic(
         if cfg.format == "csv":
             to_csv_lines(events).write.mode("overwrite").text(events_path)
         else:
-            events.filter(
-                (F.col("defect") != "malformed_line") | F.col("defect").isNull()
-            ).select(*RAW_COLUMNS).write.mode("overwrite").parquet(events_path)
+            events.filter((F.col("defect") != "malformed_line") | F.col("defect").isNull()).select(
+                *RAW_COLUMNS
+            ).write.mode("overwrite").parquet(events_path)
         items_catalog(spark, cfg).write.mode("overwrite").option("header", True).csv(catalog_path)
         lines = events.count() if cfg.format == "csv" else spark.read.parquet(events_path).count()
         defects = events.filter(F.col("defect").isNotNull()).count()

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+from numpy.typing import NDArray
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
@@ -11,16 +14,16 @@ from recspark.schemas import ITEM_INDEX, USER_INDEX
 
 def popularity_factors(
     train_pairs_df: DataFrame, n_users: int, n_items: int
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[NDArray[Any], NDArray[Any]]:
     """User vectors of ones and item vectors = number of users who had the item in train.
 
     Ties between equally popular items go to the lower item index (a fraction below 1 is
     subtracted; float64 keeps counts exact). Only n_items numbers reach the driver.
     """
     counts = np.zeros(n_items, dtype=np.float64)
-    for row in train_pairs_df.groupBy(ITEM_INDEX).agg(
-        F.countDistinct(USER_INDEX).alias("n")
-    ).collect():
+    for row in (
+        train_pairs_df.groupBy(ITEM_INDEX).agg(F.countDistinct(USER_INDEX).alias("n")).collect()
+    ):
         counts[row[ITEM_INDEX]] = row["n"]
     counts -= np.arange(n_items) / n_items
     return np.ones((n_users, 1), dtype=np.float64), counts.reshape(-1, 1)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import numpy as np
+from typing import Any
+
 import torch
+from numpy.typing import NDArray
 from torch import nn
 
 
-class TwoTower(nn.Module):  # type: ignore[misc]
+class TwoTower(nn.Module):
     """User and item id embeddings (the towers), dot-product score plus an item bias.
 
     The item bias lets the model learn popularity separately from taste. `factors()` folds it
@@ -31,7 +33,7 @@ class TwoTower(nn.Module):  # type: ignore[misc]
         return (u * i).sum(-1) + self.item_bias(items).squeeze(-1)
 
     @torch.no_grad()
-    def factors(self) -> tuple[np.ndarray, np.ndarray]:
+    def factors(self) -> tuple[NDArray[Any], NDArray[Any]]:
         """(user vectors, item vectors) such that scores = users @ items.T."""
         users = self.user_tower.weight.detach().cpu().float()
         items = self.item_tower.weight.detach().cpu().float()

@@ -41,7 +41,10 @@ def run_score(spark: SparkSession, config: Config, run_date: dt.date) -> dict[st
         recs.join(user_map, USER_INDEX)
         .join(item_map, ITEM_INDEX)
         .select(
-            USER_ID, RANK, ITEM_ID, SCORE,
+            USER_ID,
+            RANK,
+            ITEM_ID,
+            SCORE,
             F.lit(name).alias("model_name"),
             F.lit(str(champion.version)).alias("model_version"),
             F.lit(run_date).alias(RUN_DATE),
@@ -50,7 +53,10 @@ def run_score(spark: SparkSession, config: Config, run_date: dt.date) -> dict[st
     path = config.table_path("recommendations")
     write_run_partition(out, path, run_date, schemas.RECOMMENDATIONS, "recommendations")
     written = read_table(spark, path, run_date)
-    result = {"model_version": str(champion.version), "users": written.select(USER_ID).distinct().count(),
-              "rows": written.count()}
+    result = {
+        "model_version": str(champion.version),
+        "users": written.select(USER_ID).distinct().count(),
+        "rows": written.count(),
+    }
     log.info("score %s: %s", run_date, result)
     return result

@@ -12,20 +12,22 @@ from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
+from numpy.typing import NDArray
 from pyspark.sql import DataFrame
 
 from recspark.schemas import ITEM_INDEX, RANK, SCORE, USER_INDEX
 
 SEEN = "seen_items"
-_FACTOR_CACHE: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+_FACTOR_CACHE: dict[str, tuple[NDArray[Any], NDArray[Any]]] = {}
 
 
 class FactorSource(Protocol):
     """Where a worker gets (user vectors, item vectors) from; must pickle small."""
 
-    key: str
+    @property
+    def key(self) -> str: ...
 
-    def load(self) -> tuple[np.ndarray, np.ndarray]: ...
+    def load(self) -> tuple[NDArray[Any], NDArray[Any]]: ...
 
 
 @dataclass(frozen=True)
@@ -33,10 +35,10 @@ class InMemoryFactors:
     """Factors shipped with the task (small ones: the popularity baseline)."""
 
     key: str
-    users: np.ndarray
-    items: np.ndarray
+    users: NDArray[Any]
+    items: NDArray[Any]
 
-    def load(self) -> tuple[np.ndarray, np.ndarray]:
+    def load(self) -> tuple[NDArray[Any], NDArray[Any]]:
         return self.users, self.items
 
 
@@ -51,17 +53,17 @@ class MlflowModelFactors:
     def key(self) -> str:
         return f"{self.tracking_uri}|{self.model_uri}"
 
-    def load(self) -> tuple[np.ndarray, np.ndarray]:
+    def load(self) -> tuple[NDArray[Any], NDArray[Any]]:
         import mlflow
         import mlflow.pytorch
 
         mlflow.set_tracking_uri(self.tracking_uri)
         mlflow.set_registry_uri(self.tracking_uri)
         model = mlflow.pytorch.load_model(self.model_uri, map_location="cpu")
-        return model.factors()  # type: ignore[no-any-return]
+        return model.factors()
 
 
-def load_factors(source: FactorSource) -> tuple[np.ndarray, np.ndarray]:
+def load_factors(source: FactorSource) -> tuple[NDArray[Any], NDArray[Any]]:
     """Load once per Python worker process; later tasks on the worker reuse it."""
     if source.key not in _FACTOR_CACHE:
         _FACTOR_CACHE.clear()
@@ -70,8 +72,8 @@ def load_factors(source: FactorSource) -> tuple[np.ndarray, np.ndarray]:
 
 
 def top_k(
-    user_vectors: np.ndarray, item_vectors: np.ndarray, seen: list[Any], k: int
-) -> tuple[np.ndarray, np.ndarray]:
+    user_vectors: NDArray[Any], item_vectors: NDArray[Any], seen: list[Any], k: int
+) -> tuple[NDArray[Any], NDArray[Any]]:
     """Best k unseen items per user.
 
     Args:
@@ -111,12 +113,14 @@ def _score_partition(
                 users = chunk[USER_INDEX].to_numpy()
                 items, values = top_k(user_factors[users], item_factors, list(chunk[SEEN]), k)
                 width = items.shape[1]
-                out = pd.DataFrame({
-                    USER_INDEX: np.repeat(users, width).astype(np.int32),
-                    ITEM_INDEX: items.reshape(-1).astype(np.int32),
-                    RANK: np.tile(np.arange(1, width + 1, dtype=np.int32), len(users)),
-                    SCORE: values.reshape(-1).astype(np.float32),
-                })
+                out = pd.DataFrame(
+                    {
+                        USER_INDEX: np.repeat(users, width).astype(np.int32),
+                        ITEM_INDEX: items.reshape(-1).astype(np.int32),
+                        RANK: np.tile(np.arange(1, width + 1, dtype=np.int32), len(users)),
+                        SCORE: values.reshape(-1).astype(np.float32),
+                    }
+                )
                 yield out[out[ITEM_INDEX] >= 0]
 
     return score
@@ -132,5 +136,6 @@ def score_users(
     """
     schema = f"{USER_INDEX} int, {ITEM_INDEX} int, {RANK} int, {SCORE} float"
     return users_df.select(USER_INDEX, SEEN).mapInPandas(
-        _score_partition(source, k, batch_size), schema
+        _score_partition(source, k, batch_size),  # type: ignore[arg-type]
+        schema,
     )

@@ -92,8 +92,14 @@ def horovod_train(converter: Any, params: TrainParams) -> dict[str, Any] | None:
             )
             epoch_loss = float(totals[0] / totals[1])
             throughput = float(totals[1]) / seconds
-            history.append({"epoch": epoch, "loss": epoch_loss, "samples_per_s": throughput,
-                            "seconds": seconds})
+            history.append(
+                {
+                    "epoch": epoch,
+                    "loss": epoch_loss,
+                    "samples_per_s": throughput,
+                    "seconds": seconds,
+                }
+            )
             if hvd.rank() == 0:
                 elapsed = time.perf_counter() - started
                 eta = elapsed / epoch * (params.epochs - epoch)
@@ -101,7 +107,8 @@ def horovod_train(converter: Any, params: TrainParams) -> dict[str, Any] | None:
                     f"[train] epoch {epoch}/{params.epochs}  loss {epoch_loss:.4f}  "
                     f"{throughput:,.0f} samples/s  ({hvd.size()} ranks, {device.type})  "
                     f"eta {eta:.0f}s",
-                    file=sys.stderr, flush=True,
+                    file=sys.stderr,
+                    flush=True,
                 )
     if hvd.rank() != 0:
         return None

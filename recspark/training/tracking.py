@@ -24,7 +24,9 @@ def setup_mlflow(config: Config) -> Any:
     if mlflow.get_experiment_by_name(config.mlflow.experiment) is None:
         artifacts = config.mlflow_artifact_root
         Path(artifacts).mkdir(parents=True, exist_ok=True)
-        mlflow.create_experiment(config.mlflow.experiment, artifact_location=Path(artifacts).as_uri())
+        mlflow.create_experiment(
+            config.mlflow.experiment, artifact_location=Path(artifacts).as_uri()
+        )
     mlflow.set_experiment(config.mlflow.experiment)
     return mlflow
 
@@ -38,8 +40,10 @@ def model_version_for_run_date(config: Config, run_date: str) -> Any:
     versions = client.search_model_versions(f"name = '{name}'")
     matching = [v for v in versions if v.tags.get("run_date") == run_date]
     if not matching:
-        raise NoModelError(f"no version of model {name} was trained for run date {run_date}: "
-                           "run the train stage first")
+        raise NoModelError(
+            f"no version of model {name} was trained for run date {run_date}: "
+            "run the train stage first"
+        )
     return max(matching, key=lambda v: int(v.version))
 
 

@@ -65,19 +65,31 @@ def run_train(spark: SparkSession, config: Config, run_date: dt.date) -> dict[st
         if n_rows == 0:
             raise TrainingError(f"training_set has no rows for run date {run_date}")
         params = TrainParams(
-            n_users=n_users, n_items=n_items, embedding_dim=cfg.embedding_dim, epochs=cfg.epochs,
-            batch_size=cfg.batch_size, learning_rate=cfg.learning_rate,
-            weight_decay=cfg.weight_decay, seed=cfg.seed,
+            n_users=n_users,
+            n_items=n_items,
+            embedding_dim=cfg.embedding_dim,
+            epochs=cfg.epochs,
+            batch_size=cfg.batch_size,
+            learning_rate=cfg.learning_rate,
+            weight_decay=cfg.weight_decay,
+            seed=cfg.seed,
             steps_per_epoch=max(1, n_rows // (cfg.batch_size * cfg.num_proc)),
         )
-        print(f"[train] {n_rows:,} rows, {n_users:,} users, {n_items:,} items, "
-              f"{cfg.num_proc} Horovod ranks, {params.steps_per_epoch} steps/epoch",
-              file=sys.stderr, flush=True)
+        print(
+            f"[train] {n_rows:,} rows, {n_users:,} users, {n_items:,} items, "
+            f"{cfg.num_proc} Horovod ranks, {params.steps_per_epoch} steps/epoch",
+            file=sys.stderr,
+            flush=True,
+        )
         started = time.perf_counter()
         results = horovod.spark.run(
-            horovod_train, args=(converter, params), num_proc=cfg.num_proc,
-            start_timeout=cfg.start_timeout_s, nics=set(cfg.nics) or None,
-            use_gloo=True, verbose=0,
+            horovod_train,
+            args=(converter, params),
+            num_proc=cfg.num_proc,
+            start_timeout=cfg.start_timeout_s,
+            nics=set(cfg.nics) or None,
+            use_gloo=True,
+            verbose=0,
         )
         seconds = time.perf_counter() - started
     finally:
@@ -93,20 +105,40 @@ def run_train(spark: SparkSession, config: Config, run_date: dt.date) -> dict[st
     return _log_to_mlflow(spark, config, run_date, model, params, result, seconds)
 
 
-def _log_to_mlflow(spark: SparkSession, config: Config, run_date: dt.date, model: Any,
-                   params: TrainParams, result: dict[str, Any], seconds: float) -> dict[str, Any]:
+def _log_to_mlflow(
+    spark: SparkSession,
+    config: Config,
+    run_date: dt.date,
+    model: Any,
+    params: TrainParams,
+    result: dict[str, Any],
+    seconds: float,
+) -> dict[str, Any]:
     import mlflow.pytorch
     from mlflow.tracking import MlflowClient
 
     mlflow = setup_mlflow(config)
     table = config.table_path("training_set")
-    data_version = DeltaTable.forPath(spark, table).history(1).first()["version"]
+    last_commit = DeltaTable.forPath(spark, table).history(1).first()
+    data_version = None if last_commit is None else last_commit["version"]
     with mlflow.start_run(run_name=f"train-{run_date}") as run:
-        mlflow.log_params({**params.__dict__, "num_proc": config.train.num_proc,
-                           "launcher": config.train.launcher, "model": "two_tower"})
-        mlflow.set_tags({"run_date": run_date.isoformat(), "training_set_path": table,
-                         "training_set_version": str(data_version), "config_env": config.env,
-                         "device": result["device"]})
+        mlflow.log_params(
+            {
+                **params.__dict__,
+                "num_proc": config.train.num_proc,
+                "launcher": config.train.launcher,
+                "model": "two_tower",
+            }
+        )
+        mlflow.set_tags(
+            {
+                "run_date": run_date.isoformat(),
+                "training_set_path": table,
+                "training_set_version": str(data_version),
+                "config_env": config.env,
+                "device": result["device"],
+            }
+        )
         for row in result["history"]:
             step = int(row["epoch"])
             mlflow.log_metric("train_loss", row["loss"], step=step)
@@ -115,15 +147,22 @@ def _log_to_mlflow(spark: SparkSession, config: Config, run_date: dt.date, model
         # Pickle, not MLflow 3's default 'pt2' (a traced graph): scoring needs the module's
         # factors() method, which only the pickled nn.Module keeps.
         info = mlflow.pytorch.log_model(
-            model, name="model", registered_model_name=config.mlflow.registered_model,
+            model,
+            name="model",
+            registered_model_name=config.mlflow.registered_model,
             serialization_format="pickle",
         )
         version = str(info.registered_model_version)
         MlflowClient().set_model_version_tag(
             config.mlflow.registered_model, version, "run_date", run_date.isoformat()
         )
-    out = {"mlflow_run_id": run.info.run_id, "model_version": version,
-           "history": result["history"], "seconds": seconds, "ranks": result["ranks"],
-           "device": result["device"]}
+    out = {
+        "mlflow_run_id": run.info.run_id,
+        "model_version": version,
+        "history": result["history"],
+        "seconds": seconds,
+        "ranks": result["ranks"],
+        "device": result["device"],
+    }
     log.info("train %s: version %s", run_date, version)
     return out

@@ -1,0 +1,43 @@
+# recspark: the two commands a fresh machine needs are `make demo` and `make test`.
+# Both create the virtual environment first (pinned set from pyproject.toml, Horovod built from
+# source and cached, Delta's jars put where Spark finds them).
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.recspark-setup
+RUN_DATE ?= 2026-01-01
+PYTEST_ARGS ?=
+
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+# Spark binds to loopback only: this is a single machine and tests must not use other addresses.
+export SPARK_LOCAL_IP ?= 127.0.0.1
+
+.PHONY: setup demo test test-all lint clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml scripts/build_horovod.sh scripts/fetch_delta_jars.sh
+	@echo "== setting up $(VENV) (first time: downloads torch and builds Horovod, several minutes)"
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	bash scripts/build_horovod.sh $(PY)
+	bash scripts/fetch_delta_jars.sh $(PY)
+	touch $(STAMP)
+
+demo: setup
+	$(VENV)/bin/recspark demo --conf conf --env local --run-date $(RUN_DATE)
+
+test: setup lint
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+test-all: setup lint
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: setup
+	$(VENV)/bin/ruff check recspark jobs tests
+	$(VENV)/bin/mypy
+
+clean:
+	rm -rf lakehouse data work mlruns spark-warehouse

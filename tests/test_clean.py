@@ -1,0 +1,116 @@
+"""Each cleaning rule on a small hand-built DataFrame, compared whole."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from chispa import assert_df_equality
+from pyspark.sql import SparkSession
+from pyspark.sql import types as T
+
+from recspark.etl.clean import (
+    REASON,
+    select_clean,
+    select_quarantine,
+    with_duplicates,
+    with_reason,
+    with_unknown_items,
+)
+
+RAW = T.StructType(
+    [
+        T.StructField(c, T.StringType())
+        for c in [
+            "user_id",
+            "item_id",
+            "event_type",
+            "value",
+            "event_ts",
+            "raw_record",
+            "source_file",
+        ]
+    ]
+)
+WEIGHTS = {"view": 1.0, "purchase": 5.0, "rating": 3.0}
+TS = "2026-01-01 10:00:00"
+
+
+def _checked(spark: SparkSession, rows: list[tuple], catalog: list[str] | None = None):
+    raw = spark.createDataFrame(rows, RAW)
+    catalog_df = (
+        spark.createDataFrame([(c,) for c in catalog], "item_id string") if catalog else None
+    )
+    return (
+        raw.transform(
+            with_reason,
+            event_weights=WEIGHTS,
+            timestamp_format="yyyy-MM-dd HH:mm:ss",
+            rating_min=0.5,
+            rating_max=5.0,
+        )
+        .transform(with_unknown_items, catalog_df=catalog_df)
+        .transform(with_duplicates)
+    )
+
+
+def test_every_rule_gives_its_reason(spark: SparkSession) -> None:
+    rows = [
+        ("u1", "i1", "view", None, TS, None, "f1"),  # clean
+        ("u1", "i1", "view", None, TS, "u1,i1,view,,x,y", "f1"),  # malformed
+        (None, "i1", "view", None, TS, None, "f1"),  # null user
+        ("u2", " ", "view", None, TS, None, "f1"),  # blank item
+        ("u2", "i1", "view", None, "yesterday", None, "f1"),  # bad timestamp
+        ("u2", "i1", "teleport", None, TS, None, "f1"),  # unknown type
+        ("u2", "i1", "purchase", "abc", TS, None, "f1"),  # bad value
+        ("u2", "i1", "rating", "9", TS, None, "f1"),  # rating too high
+        ("u2", "i1", "rating", None, TS, None, "f1"),  # rating without value
+        ("u2", "i404", "view", None, TS, None, "f1"),  # unknown item
+        ("u3", "i1", "VIEW", None, TS, None, "f2"),  # clean (case folded)
+        ("u3", "i1", "view", None, TS, None, "f1"),  # duplicate of previous
+    ]
+    got = _checked(spark, rows, catalog=["i1"]).select(
+        "user_id", "item_id", "event_type", "raw_record", REASON
+    )
+    expected = spark.createDataFrame(
+        [
+            ("u1", "i1", "view", None, None),
+            ("u1", "i1", "view", "u1,i1,view,,x,y", "malformed_record"),
+            (None, "i1", "view", None, "null_key"),
+            ("u2", " ", "view", None, "null_key"),
+            ("u2", "i1", "view", None, "bad_timestamp"),
+            ("u2", "i1", "teleport", None, "unknown_event_type"),
+            ("u2", "i1", "purchase", None, "bad_value"),
+            ("u2", "i1", "rating", None, "rating_out_of_range"),
+            ("u2", "i1", "rating", None, "rating_out_of_range"),
+            ("u2", "i404", "view", None, "unknown_item"),
+            ("u3", "i1", "VIEW", None, "duplicate"),
+            ("u3", "i1", "view", None, None),
+        ],
+        "user_id string, item_id string, event_type string, raw_record string, reason string",
+    )
+    assert_df_equality(got, expected, ignore_row_order=True, ignore_nullable=True)
+
+
+def test_clean_rows_are_typed_and_weighted(spark: SparkSession) -> None:
+    rows = [
+        (" u1 ", "i1", "Purchase", "", TS, None, "f1"),
+        ("u1", "i2", "rating", "4.5", TS, None, "f1"),
+        ("u1", "i2", "rating", "7", TS, None, "f1"),
+    ]
+    checked = _checked(spark, rows)
+    got = select_clean(checked, WEIGHTS)
+    ts = dt.datetime(2026, 1, 1, 10, 0, 0)
+    expected = spark.createDataFrame(
+        [("u1", "i1", "purchase", None, ts, 5.0, "f1"), ("u1", "i2", "rating", 4.5, ts, 3.0, "f1")],
+        "user_id string, item_id string, event_type string, value double, event_ts timestamp, "
+        "weight double, source_file string",
+    )
+    assert_df_equality(got, expected, ignore_row_order=True, ignore_nullable=True)
+    quarantined = select_quarantine(checked)
+    assert [r[REASON] for r in quarantined.collect()] == ["rating_out_of_range"]
+    assert quarantined.first()["value"] == "7"  # raw text kept
+
+
+def test_no_catalog_means_no_unknown_item(spark: SparkSession) -> None:
+    got = _checked(spark, [("u1", "i404", "view", None, TS, None, "f1")])
+    assert got.first()[REASON] is None

@@ -1,0 +1,169 @@
+"""The whole pipeline on a small synthetic set: every stage for real, output tables checked."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+from mlflow.tracking import MlflowClient
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from recspark import schemas
+from recspark.cli import PIPELINE
+from recspark.config import Config
+from recspark.io.delta import read_table
+from recspark.pipeline import run_stages
+from recspark.training.tracking import setup_mlflow
+
+RUN_DATE = dt.date(2026, 1, 1)
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def results(spark: SparkSession, base_config: Config) -> dict[str, dict[str, Any]]:
+    return run_stages(spark, base_config, RUN_DATE, ["generate", *PIPELINE])
+
+
+def _table(spark: SparkSession, config: Config, key: str) -> DataFrame:
+    return read_table(spark, config.table_path(key), RUN_DATE)
+
+
+def _names_and_types(schema: T.StructType) -> list[tuple[str, str]]:
+    return [(f.name, f.dataType.simpleString()) for f in schema.fields]
+
+
+@pytest.mark.parametrize(
+    "key, schema",
+    [
+        ("interactions", schemas.INTERACTIONS),
+        ("interactions_quarantine", schemas.INTERACTIONS_QUARANTINE),
+        ("train_interactions", schemas.TRAIN_INTERACTIONS),
+        ("holdout", schemas.HOLDOUT),
+        ("training_set", schemas.TRAINING_SET),
+        ("model_metrics", schemas.MODEL_METRICS),
+        ("recommendations", schemas.RECOMMENDATIONS),
+    ],
+)
+def test_output_table_schemas(
+    results: Any, spark: SparkSession, base_config: Config, key: str, schema: T.StructType
+) -> None:
+    df = _table(spark, base_config, key)
+    assert _names_and_types(df.schema) == _names_and_types(schema)
+    assert df.count() > 0
+
+
+def test_every_raw_line_is_clean_or_quarantined(
+    results: Any, spark: SparkSession, base_config: Config
+) -> None:
+    raw_lines = spark.read.text(f"{base_config.raw_path}/{base_config.source.path}").count()
+    clean = _table(spark, base_config, "interactions").count()
+    quarantined = _table(spark, base_config, "interactions_quarantine")
+    assert clean + quarantined.count() == raw_lines
+    assert results["ingest"]["rows_in"] == raw_lines
+    reasons = {r[0] for r in quarantined.select("reason").distinct().collect()}
+    # the generator plants every kind of defect; each must land under its own reason
+    assert reasons == {
+        "malformed_record",
+        "null_key",
+        "bad_timestamp",
+        "unknown_event_type",
+        "rating_out_of_range",
+        "unknown_item",
+        "duplicate",
+    }
+
+
+def test_rerun_of_a_date_changes_nothing(
+    results: Any, spark: SparkSession, base_config: Config
+) -> None:
+    before = _table(spark, base_config, "interactions").count()
+    again = run_stages(spark, base_config, RUN_DATE, ["ingest"])["ingest"]
+    assert again["clean"] == results["ingest"]["clean"]
+    assert _table(spark, base_config, "interactions").count() == before
+
+
+def _recommended_and_seen(spark: SparkSession, config: Config) -> tuple[DataFrame, DataFrame]:
+    recs = _table(spark, config, "recommendations")
+    users = read_table(spark, config.table_path("user_ids"))
+    items = read_table(spark, config.table_path("item_ids"))
+    seen = (
+        _table(spark, config, "train_interactions")
+        .unionByName(_table(spark, config, "holdout"))
+        .join(users, "user_index")
+        .join(items, "item_index")
+        .select("user_id", "item_id")
+    )
+    return recs, seen
+
+
+def test_recommendations_k_per_user_unseen_unique(
+    results: Any, spark: SparkSession, base_config: Config
+) -> None:
+    k = base_config.score.k
+    recs, seen = _recommended_and_seen(spark, base_config)
+    holdout_users = (
+        _table(spark, base_config, "holdout")
+        .join(read_table(spark, base_config.table_path("user_ids")), "user_index")
+        .select("user_id")
+        .distinct()
+    )
+    per_user = recs.groupBy("user_id").agg(
+        F.count(F.lit(1)).alias("n"),
+        F.countDistinct("item_id").alias("items"),
+        F.countDistinct("rank").alias("ranks"),
+        F.min("rank").alias("lo"),
+        F.max("rank").alias("hi"),
+    )
+    got = holdout_users.join(per_user, "user_id", "left")
+    assert (
+        got.filter(
+            ~(
+                (F.col("n") == k)
+                & (F.col("items") == k)
+                & (F.col("ranks") == k)
+                & (F.col("lo") == 1)
+                & (F.col("hi") == k)
+            )
+        ).count()
+        == 0
+    )
+    assert holdout_users.count() == results["evaluate"]["users"] > 0
+    assert recs.join(seen, ["user_id", "item_id"]).count() == 0
+    assert recs.groupBy("user_id", "item_id").count().filter("count > 1").count() == 0
+    assert recs.filter(F.isnan("score") | F.col("score").isNull()).count() == 0
+
+
+def test_model_clearly_beats_popularity(
+    results: Any, spark: SparkSession, base_config: Config
+) -> None:
+    metrics = {
+        (r["model"], r["metric"]): r["value"]
+        for r in _table(spark, base_config, "model_metrics").collect()
+    }
+    model, popularity = metrics[("two_tower", "ndcg")], metrics[("popularity", "ndcg")]
+    assert model > 1.3 * popularity, (model, popularity)
+    assert results["evaluate"]["gate_passed"]
+
+
+def test_mlflow_run_registry_and_champion(
+    results: Any, spark: SparkSession, base_config: Config
+) -> None:
+    setup_mlflow(base_config)
+    client = MlflowClient()
+    name = base_config.mlflow.registered_model
+    champion = client.get_model_version_by_alias(name, base_config.mlflow.champion_alias)
+    assert str(champion.version) == results["train"]["model_version"]
+    recs = _table(spark, base_config, "recommendations")
+    assert {r[0] for r in recs.select("model_version").distinct().collect()} == {
+        str(champion.version)
+    }
+    run = client.get_run(results["train"]["mlflow_run_id"])
+    assert run.data.params["embedding_dim"] == str(base_config.train.embedding_dim)
+    losses = client.get_metric_history(run.info.run_id, "train_loss")
+    assert len(losses) == base_config.train.epochs
+    assert losses[-1].value < losses[0].value
+    assert f"ndcg_at_{base_config.evaluate.k}" in run.data.metrics
+    assert results["train"]["ranks"] == base_config.train.num_proc == 2
