@@ -50,6 +50,7 @@ class TablesConfig:
 
 @dataclass(frozen=True)
 class SourceConfig:
+    preset: str | None = None
     format: str = "csv"
     path: str = "events"
     header: bool = False
@@ -57,6 +58,8 @@ class SourceConfig:
     columns: list[str] = field(
         default_factory=lambda: ["user_id", "item_id", "event_type", "value", "event_ts"]
     )
+    mapping: dict[str, str] = field(default_factory=dict)
+    constants: dict[str, str] = field(default_factory=dict)
     timestamp_format: str = "yyyy-MM-dd HH:mm:ss"
     item_catalog: str | None = "items"
 
@@ -70,10 +73,13 @@ class IngestConfig:
             "add_to_cart": 3.0,
             "purchase": 5.0,
             "rating": 3.0,
+            "play": 1.0,
         }
     )
     rating_min: float = 0.5
     rating_max: float = 5.0
+    rating_threshold: float | None = None
+    count_types: list[str] = field(default_factory=lambda: ["play"])
 
 
 @dataclass(frozen=True)
@@ -187,6 +193,7 @@ class Config:
 
 
 _ORIGIN_SEP = "."
+SOURCE_FORMATS = ("csv", "tsv", "text", "json", "parquet", "delta")
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -334,8 +341,16 @@ def load_config(
 
 
 def _validate(config: Config) -> None:
-    if config.source.format not in ("csv", "parquet"):
-        raise ConfigError(f"source.format: expected csv or parquet, got {config.source.format!r}")
+    if config.source.format not in SOURCE_FORMATS:
+        raise ConfigError(
+            f"source.format: expected one of {SOURCE_FORMATS}, got {config.source.format!r}"
+        )
+    raw_columns = {"user_id", "item_id", "event_type", "value", "event_ts"}
+    for key in (*config.source.mapping, *config.source.constants):
+        if key not in raw_columns:
+            raise ConfigError(
+                f"source.mapping/constants: {key!r} is not a recspark column {sorted(raw_columns)}"
+            )
     if config.synthetic.format not in ("csv", "parquet"):
         raise ConfigError(
             f"synthetic.format: expected csv or parquet, got {config.synthetic.format!r}"
@@ -344,10 +359,6 @@ def _validate(config: Config) -> None:
         raise ConfigError(
             f"train.launcher: only 'horovod' exists so far, got {config.train.launcher!r}"
         )
-    required = {"user_id", "item_id", "event_type", "value", "event_ts"}
-    missing = required - set(config.source.columns)
-    if missing:
-        raise ConfigError(f"source.columns: missing {sorted(missing)}")
     if not config.ingest.event_weights:
         raise ConfigError("ingest.event_weights: at least one event type is needed")
     for key, value in (

@@ -114,3 +114,33 @@ def test_clean_rows_are_typed_and_weighted(spark: SparkSession) -> None:
 def test_no_catalog_means_no_unknown_item(spark: SparkSession) -> None:
     got = _checked(spark, [("u1", "i404", "view", None, TS, None, "f1")])
     assert got.first()[REASON] is None
+
+
+def test_epoch_timestamps_threshold_and_counts(spark: SparkSession) -> None:
+    rows = [
+        ("u1", "i1", "rating", "4.5", "964982703", None, "f"),
+        ("u1", "i2", "rating", "2.0", "964982704", None, "f"),
+        ("u1", "i3", "play", "12", "964982705", None, "f"),
+        ("u1", "i4", "play", "1", "99999999999999", None, "f"),  # epoch far out of range
+    ]
+    raw = spark.createDataFrame(rows, RAW)
+    checked = raw.transform(
+        with_reason,
+        event_weights={"rating": 3.0, "play": 0.5},
+        timestamp_format="epoch_seconds",
+        rating_min=0.5,
+        rating_max=5.0,
+    )
+    got = select_clean(
+        checked, {"rating": 3.0, "play": 0.5}, rating_threshold=3.5, count_types=["play"]
+    ).select("item_id", "event_ts", "weight")
+    expected = spark.createDataFrame(
+        [
+            ("i1", dt.datetime(2000, 7, 30, 18, 45, 3), 3.0),
+            ("i2", dt.datetime(2000, 7, 30, 18, 45, 4), 0.0),
+            ("i3", dt.datetime(2000, 7, 30, 18, 45, 5), 6.0),
+        ],
+        "item_id string, event_ts timestamp, weight double",
+    )
+    assert_df_equality(got, expected, ignore_row_order=True, ignore_nullable=True)
+    assert [r[REASON] for r in select_quarantine(checked).collect()] == ["bad_timestamp"]

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
+import pytest
+from chispa import assert_df_equality
 from pyspark.sql import SparkSession
 
 from recspark.config import SourceConfig
-from recspark.io.sources import read_raw_events
+from recspark.etl.clean import with_duplicates, with_reason
+from recspark.io.sources import SourceError, read_raw_events, resolve_source
 
 
 def test_csv_malformed_lines_are_kept_with_their_text(spark: SparkSession, tmp_path: Path) -> None:
@@ -35,3 +39,165 @@ def test_parquet_source_is_read_as_text(spark: SparkSession, tmp_path: Path) -> 
     ).write.parquet(str(tmp_path / "p"))
     row = read_raw_events(spark, SourceConfig(format="parquet"), str(tmp_path / "p")).first()
     assert (row["value"], row["raw_record"]) == ("4.0", None)
+
+
+def _raw(df):  # the mapped columns, without the file name
+    return df.select("user_id", "item_id", "event_type", "value", "event_ts", "raw_record")
+
+
+RAW_DDL = (
+    "user_id string, item_id string, event_type string, value string, event_ts string, "
+    "raw_record string"
+)
+
+
+@pytest.mark.parametrize(
+    "preset, file_name, text, expected",
+    [
+        (
+            "movielens_udata",
+            "u.data",
+            "196\t242\t3\t881250949\n186\t302\t3.5\n",
+            [
+                ("196", "242", "rating", "3", "881250949", None),
+                ("186", "302", "rating", "3.5", None, "186\t302\t3.5"),
+            ],
+        ),
+        (
+            "movielens_dat",
+            "ratings.dat",
+            "1::1193::5::978300760\n2::661::3::978302109\n",
+            [
+                ("1", "1193", "rating", "5", "978300760", None),
+                ("2", "661", "rating", "3", "978302109", None),
+            ],
+        ),
+        (
+            "movielens_csv",
+            "ratings.csv",
+            "userId,movieId,rating,timestamp\r\n1,1,4.0,964982703\r\n1,3,4.0,964981247\r\n",
+            [
+                ("1", "1", "rating", "4.0", "964982703", None),
+                ("1", "3", "rating", "4.0", "964981247", None),
+            ],
+        ),
+        (
+            "amazon_ratings",
+            "mags.csv",
+            "B00005N7P0,AH2IFH762VY5U,5.0,1005177600\n",
+            [("AH2IFH762VY5U", "B00005N7P0", "rating", "5.0", "1005177600", None)],
+        ),
+        (
+            "lastfm_user_artists",
+            "user_artists.dat",
+            "userID\tartistID\tweight\n2\t51\t13883\n",
+            [("2", "51", "play", "13883", "2026-01-01 00:00:00", None)],
+        ),
+    ],
+)
+def test_presets_read_public_layouts(
+    spark: SparkSession,
+    tmp_path: Path,
+    preset: str,
+    file_name: str,
+    text: str,
+    expected: list[tuple],
+) -> None:
+    (tmp_path / file_name).write_text(text)
+    got = read_raw_events(
+        spark, SourceConfig(preset=preset), str(tmp_path / file_name), dt.date(2026, 1, 1)
+    )
+    assert_df_equality(
+        _raw(got),
+        spark.createDataFrame(expected, RAW_DDL),
+        ignore_row_order=True,
+        ignore_nullable=True,
+    )
+
+
+def test_json_lines_with_mapping_and_constant(spark: SparkSession, tmp_path: Path) -> None:
+    (tmp_path / "e.json").write_text(
+        '{"uid": "u1", "sku": 7, "ts": "2026-01-01 10:00:00", "v": 4.5}\n'
+        "{not json\n"
+        '{"uid": "u2", "sku": "i9", "ts": "2026-01-02 10:00:00"}\n'
+    )
+    source = SourceConfig(
+        format="json",
+        columns=["uid", "sku", "ts", "v"],
+        mapping={"user_id": "uid", "item_id": "sku", "event_ts": "ts", "value": "v"},
+        constants={"event_type": "purchase"},
+    )
+    got = read_raw_events(spark, source, str(tmp_path))
+    expected = [
+        ("u1", "7", "purchase", "4.5", "2026-01-01 10:00:00", None),
+        (None, None, "purchase", None, None, "{not json"),
+        ("u2", "i9", "purchase", None, "2026-01-02 10:00:00", None),
+    ]
+    assert_df_equality(
+        _raw(got),
+        spark.createDataFrame(expected, RAW_DDL),
+        ignore_row_order=True,
+        ignore_nullable=True,
+    )
+
+
+def test_delta_source_and_missing_column(spark: SparkSession, tmp_path: Path) -> None:
+    spark.createDataFrame(
+        [("u1", "i1", "click", "2026-01-01 00:00:00")],
+        "u string, item_id string, event_type string, event_ts string",
+    ).write.format("delta").save(str(tmp_path / "d"))
+    good = read_raw_events(
+        spark, SourceConfig(format="delta", mapping={"user_id": "u"}), str(tmp_path / "d")
+    )
+    assert tuple(_raw(good).first()) == ("u1", "i1", "click", None, "2026-01-01 00:00:00", None)
+    with pytest.raises(SourceError, match=r"d: source has no column 'user_id' for user_id"):
+        read_raw_events(spark, SourceConfig(format="delta"), str(tmp_path / "d"))
+
+
+def test_unknown_preset(spark: SparkSession, tmp_path: Path) -> None:
+    with pytest.raises(SourceError, match=r"source\.preset: unknown 'movielens_xyz'"):
+        read_raw_events(spark, SourceConfig(preset="movielens_xyz"), str(tmp_path))
+
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason="no ../shared/data here (optional real files)")
+@pytest.mark.parametrize(
+    "preset, rel_path",
+    [
+        ("movielens_csv", "ml-latest-small/ratings.csv"),
+        ("lastfm_user_artists", "hetrec2011-lastfm-2k/user_artists.dat"),
+        ("amazon_ratings", "amazon2018-magazine-subscriptions"),
+    ],
+)
+def test_real_public_files_every_row_accounted(
+    spark: SparkSession, preset: str, rel_path: str
+) -> None:
+    """The readers on the real public files (read in place, never copied)."""
+    path = SHARED / rel_path
+    if path.is_dir():
+        path = next(p for p in path.iterdir() if p.suffix == ".csv")
+    source = resolve_source(SourceConfig(preset=preset, item_catalog=None))
+    raw = read_raw_events(spark, source, str(path), dt.date(2026, 1, 1))
+    checked = (
+        raw.transform(
+            with_reason,
+            event_weights={"rating": 1.0, "play": 1.0},
+            timestamp_format=source.timestamp_format,
+            rating_min=0.5,
+            rating_max=5.0,
+        )
+        .transform(with_duplicates)
+        .persist()
+    )
+    data_lines = sum(1 for line in path.read_text(errors="replace").splitlines() if line.strip())
+    n_in = raw.count()
+    assert n_in == data_lines - (1 if source.header else 0)
+    reasons = {r["reason"]: r["count"] for r in checked.groupBy("reason").count().collect()}
+    assert sum(reasons.values()) == n_in
+    # real data is clean apart from Amazon's exact duplicates
+    assert set(reasons) <= {None, "duplicate"}
+    if preset == "amazon_ratings":
+        assert reasons["duplicate"] > 0
+    checked.unpersist()

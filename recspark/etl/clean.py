@@ -7,9 +7,12 @@ Reasons, first that applies wins (the order is the order of checks below):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
+from recspark.io.sources import parse_timestamp
 from recspark.schemas import (
     EVENT_TS,
     EVENT_TYPE,
@@ -53,11 +56,11 @@ def with_reason(
     Args:
         raw_df: text columns as read by `read_raw_events`.
         event_weights: known event types (keys).
-        timestamp_format: Spark datetime pattern of `event_ts`.
+        timestamp_format: Spark datetime pattern of `event_ts`, or epoch_seconds/epoch_millis.
         rating_min: lowest valid rating value.
         rating_max: highest valid rating value.
     """
-    ts = F.try_to_timestamp(F.trim(F.col(EVENT_TS)), F.lit(timestamp_format))
+    ts = parse_timestamp(F.col(EVENT_TS), timestamp_format)
     value = F.trim(F.col(VALUE)).try_cast("double")
     event_type = F.lower(F.trim(F.col(EVENT_TYPE)))
     is_rating = event_type == RATING
@@ -120,11 +123,42 @@ def with_duplicates(df: DataFrame) -> DataFrame:
     return df.withColumn(REASON, reason)
 
 
-def select_clean(df: DataFrame, event_weights: dict[str, float]) -> DataFrame:
-    """Clean rows as typed interactions (without run_date)."""
-    event_type = F.lower(F.trim(F.col(EVENT_TYPE)))
+def event_weight(
+    event_type: Column,
+    value: Column,
+    event_weights: dict[str, float],
+    rating_threshold: float | None = None,
+    count_types: Sequence[str] = (),
+) -> Column:
+    """The implicit-feedback weight of an event.
+
+    The type's weight; times the value for count types (plays); 0 for a rating below
+    `rating_threshold` (the user saw the item but is not a positive for it).
+    """
     weight = F.coalesce(
         *[F.when(event_type == k, F.lit(float(v))) for k, v in event_weights.items()]
+    )
+    if count_types:
+        weight = F.when(
+            event_type.isin(list(count_types)), weight * F.coalesce(value, F.lit(1.0))
+        ).otherwise(weight)
+    if rating_threshold is not None:
+        weight = F.when(
+            (event_type == RATING) & (value < F.lit(rating_threshold)), F.lit(0.0)
+        ).otherwise(weight)
+    return weight
+
+
+def select_clean(
+    df: DataFrame,
+    event_weights: dict[str, float],
+    rating_threshold: float | None = None,
+    count_types: Sequence[str] = (),
+) -> DataFrame:
+    """Clean rows as typed interactions (without run_date)."""
+    event_type = F.lower(F.trim(F.col(EVENT_TYPE)))
+    weight = event_weight(
+        event_type, F.col(PARSED_VALUE), event_weights, rating_threshold, count_types
     )
     return df.filter(F.col(REASON).isNull()).select(
         F.trim(F.col(USER_ID)).alias(USER_ID),

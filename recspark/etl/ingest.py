@@ -20,7 +20,7 @@ from recspark.etl.clean import (
     with_unknown_items,
 )
 from recspark.io.delta import write_run_partition
-from recspark.io.sources import SourceError, read_item_catalog, read_raw_events
+from recspark.io.sources import SourceError, read_item_catalog, read_raw_events, resolve_source
 from recspark.schemas import REASON, RUN_DATE
 
 log = logging.getLogger(__name__)
@@ -40,11 +40,11 @@ def run_ingest(spark: SparkSession, config: Config, run_date: dt.date) -> dict[s
         SourceError: the source path holds no files.
         AccountingError: the counts do not add up (nothing is written).
     """
-    source = config.source
+    source = resolve_source(config.source)
     path = str(Path(config.raw_path) / source.path)
     if not Path(path).exists() and "://" not in path:
         raise SourceError(f"source.path: {path} does not exist")
-    raw_df = read_raw_events(spark, source, path)
+    raw_df = read_raw_events(spark, source, path, run_date)
     catalog_df = None
     if source.item_catalog:
         catalog_df = read_item_catalog(spark, str(Path(config.raw_path) / source.item_catalog))
@@ -74,7 +74,9 @@ def run_ingest(spark: SparkSession, config: Config, run_date: dt.date) -> dict[s
             )
         stamp = F.lit(run_date).alias(RUN_DATE)
         write_run_partition(
-            select_clean(checked_df, ingest.event_weights).select("*", stamp),
+            select_clean(
+                checked_df, ingest.event_weights, ingest.rating_threshold, ingest.count_types
+            ).select("*", stamp),
             config.table_path("interactions"),
             run_date,
             schemas.INTERACTIONS,

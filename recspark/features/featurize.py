@@ -19,7 +19,7 @@ from recspark.features.transforms import (
     with_indices,
 )
 from recspark.io.delta import overwrite_table, read_table, table_exists, write_run_partition
-from recspark.schemas import ITEM_ID, ITEM_INDEX, RUN_DATE, USER_ID, USER_INDEX
+from recspark.schemas import ITEM_ID, ITEM_INDEX, RUN_DATE, STRENGTH, USER_ID, USER_INDEX
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,8 @@ def run_featurize(spark: SparkSession, config: Config, run_date: dt.date) -> dic
     """
     feats = config.features
     interactions = read_table(spark, config.table_path("interactions"))
-    pairs = aggregate_pairs(interactions).persist()
+    # Pairs of weight 0 (ratings below ingest.rating_threshold) are never positives.
+    pairs = aggregate_pairs(interactions).filter(F.col(STRENGTH) > 0).persist()
     try:
         user_map = _updated_map(
             spark,

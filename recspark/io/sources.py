@@ -1,58 +1,235 @@
-"""Raw event sources: every column read as text so that nothing is lost before validation."""
+"""Raw event sources: any configured file format or Delta table, mapped onto recspark's columns.
+
+Every column is read as text so that nothing is lost before validation; malformed text lines
+keep their raw content. A new source needs configuration only (`source` in conf/): a format,
+the field order for headerless text, a mapping from recspark's column names to the source's,
+constants for columns the source lacks, and a timestamp format. The public MovieLens and Amazon
+layouts are presets (`source.preset`).
+"""
 
 from __future__ import annotations
 
-from pyspark.sql import DataFrame, SparkSession
+import dataclasses
+import datetime as dt
+
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from recspark.config import SourceConfig
-from recspark.schemas import RAW_COLUMNS, RAW_RECORD, SOURCE_FILE
+from recspark.schemas import (
+    EVENT_TS,
+    EVENT_TYPE,
+    ITEM_ID,
+    RAW_COLUMNS,
+    RAW_RECORD,
+    SOURCE_FILE,
+    USER_ID,
+    VALUE,
+)
 
 CORRUPT = "_corrupt_record"
+TEXT_FORMATS = ("csv", "tsv", "text")
+RUN_DATE_CONSTANT = "@run_date"
+EPOCH_FORMATS = ("epoch_seconds", "epoch_millis")
+
+# Public dataset layouts. Each overrides the listed SourceConfig fields.
+PRESETS: dict[str, dict[str, object]] = {
+    # MovieLens 100k `u.data`: user id | item id | rating | timestamp, tab-separated, no header.
+    "movielens_udata": {
+        "format": "tsv",
+        "header": False,
+        "delimiter": "\t",
+        "columns": [USER_ID, ITEM_ID, VALUE, EVENT_TS],
+        "mapping": {},
+        "constants": {EVENT_TYPE: "rating"},
+        "timestamp_format": "epoch_seconds",
+    },
+    # MovieLens 1M/10M `ratings.dat`: UserID::MovieID::Rating::Timestamp.
+    "movielens_dat": {
+        "format": "text",
+        "header": False,
+        "delimiter": "::",
+        "columns": [USER_ID, ITEM_ID, VALUE, EVENT_TS],
+        "mapping": {},
+        "constants": {EVENT_TYPE: "rating"},
+        "timestamp_format": "epoch_seconds",
+    },
+    # MovieLens latest / 20M / 25M `ratings.csv`: userId,movieId,rating,timestamp with a header.
+    "movielens_csv": {
+        "format": "csv",
+        "header": True,
+        "delimiter": ",",
+        "columns": [],
+        "mapping": {USER_ID: "userId", ITEM_ID: "movieId", VALUE: "rating", EVENT_TS: "timestamp"},
+        "constants": {EVENT_TYPE: "rating"},
+        "timestamp_format": "epoch_seconds",
+    },
+    # Amazon Review Data 2018 ratings-only CSV: item,user,rating,unix time; no header.
+    "amazon_ratings": {
+        "format": "csv",
+        "header": False,
+        "delimiter": ",",
+        "columns": [ITEM_ID, USER_ID, VALUE, EVENT_TS],
+        "mapping": {},
+        "constants": {EVENT_TYPE: "rating"},
+        "timestamp_format": "epoch_seconds",
+    },
+    # HetRec 2011 Last.fm `user_artists.dat`: userID<TAB>artistID<TAB>weight (play count), header,
+    # no timestamps: events are stamped with the run date.
+    "lastfm_user_artists": {
+        "format": "tsv",
+        "header": True,
+        "delimiter": "\t",
+        "columns": [],
+        "mapping": {USER_ID: "userID", ITEM_ID: "artistID", VALUE: "weight"},
+        "constants": {EVENT_TYPE: "play", EVENT_TS: RUN_DATE_CONSTANT},
+        "timestamp_format": "yyyy-MM-dd HH:mm:ss",
+    },
+}
 
 
 class SourceError(ValueError):
     """A raw source cannot be read as configured."""
 
 
-def read_raw_events(spark: SparkSession, source: SourceConfig, path: str) -> DataFrame:
-    """Read raw events: the RAW_COLUMNS as strings, the raw line of malformed rows, the file.
+def resolve_source(source: SourceConfig) -> SourceConfig:
+    """Apply `source.preset` (if any) on top of the configured fields."""
+    if not source.preset:
+        return source
+    if source.preset not in PRESETS:
+        raise SourceError(f"source.preset: unknown {source.preset!r}; have {sorted(PRESETS)}")
+    return dataclasses.replace(source, **PRESETS[source.preset])  # type: ignore[arg-type]
 
-    CSV is read PERMISSIVE with a corrupt-record column, so a line with too few or too many
-    fields, or an unclosed quote, comes through with its text in `raw_record` instead of failing
-    the job or vanishing. Parquet columns are cast to strings; validation parses them.
-    """
-    if source.format == "csv":
-        fields = [T.StructField(c, T.StringType()) for c in source.columns]
-        schema = T.StructType([*fields, T.StructField(CORRUPT, T.StringType())])
-        df = (
-            spark.read.schema(schema)
-            .option("header", source.header)
-            .option("sep", source.delimiter)
-            .option("mode", "PERMISSIVE")
-            .option("columnNameOfCorruptRecord", CORRUPT)
-            .csv(path)
-        )
-        raw_record = F.col(CORRUPT)
-    elif source.format == "parquet":
-        df = spark.read.parquet(path)
-        missing = [c for c in RAW_COLUMNS if c not in df.columns]
-        if missing:
-            raise SourceError(f"{path}: parquet source lacks columns {missing}; has {df.columns}")
-        raw_record = F.lit(None).cast("string")
+
+def _source_name(source: SourceConfig, column: str) -> str:
+    return source.mapping.get(column, column)
+
+
+def _read_text(spark: SparkSession, source: SourceConfig, path: str) -> DataFrame:
+    """CSV/TSV/delimited text, PERMISSIVE: a bad line lands in the corrupt-record column."""
+    if source.header:
+        # Field names come from the header: read it once (the first file's first line).
+        sep = "\t" if source.format == "tsv" and source.delimiter == "," else source.delimiter
+        header = spark.read.option("sep", sep).option("header", True).csv(path)
+        names = header.columns
     else:
-        raise SourceError(f"source.format: unsupported {source.format!r}")
-    return df.select(
-        *[F.col(c).cast("string").alias(c) for c in RAW_COLUMNS],
-        raw_record.alias(RAW_RECORD),
-        F.col("_metadata.file_path").alias(SOURCE_FILE),
+        names = list(source.columns)
+    if not names:
+        raise SourceError(f"{path}: no field names (set source.columns or source.header: true)")
+    delimiter = "\t" if source.format == "tsv" and source.delimiter == "," else source.delimiter
+    fields = [T.StructField(name, T.StringType()) for name in names]
+    schema = T.StructType([*fields, T.StructField(CORRUPT, T.StringType())])
+    return (
+        spark.read.schema(schema)
+        .option("header", source.header)
+        .option("sep", delimiter)
+        .option("mode", "PERMISSIVE")
+        .option("columnNameOfCorruptRecord", CORRUPT)
+        .option("enforceSchema", True)
+        .csv(path)
     )
+
+
+def _read_json(spark: SparkSession, source: SourceConfig, path: str) -> DataFrame:
+    names = list(source.columns) or [
+        _source_name(source, c) for c in RAW_COLUMNS if c not in source.constants
+    ]
+    schema = T.StructType(
+        [*(T.StructField(n, T.StringType()) for n in names), T.StructField(CORRUPT, T.StringType())]
+    )
+    return (
+        spark.read.schema(schema)
+        .option("mode", "PERMISSIVE")
+        .option("columnNameOfCorruptRecord", CORRUPT)
+        .json(path)
+    )
+
+
+def read_source_frame(spark: SparkSession, source: SourceConfig, path: str) -> DataFrame:
+    """The source as Spark reads it (source column names), before mapping."""
+    if source.format in TEXT_FORMATS:
+        return _read_text(spark, source, path)
+    if source.format == "json":
+        return _read_json(spark, source, path)
+    if source.format == "parquet":
+        return spark.read.parquet(path)
+    if source.format == "delta":
+        return spark.read.format("delta").load(path)
+    raise SourceError(f"source.format: unsupported {source.format!r}")
+
+
+def map_to_raw_columns(
+    frame_df: DataFrame, source: SourceConfig, path: str, run_date: dt.date | None = None
+) -> DataFrame:
+    """Map a source frame onto RAW_COLUMNS (as text) + raw_record + source_file.
+
+    Raises:
+        SourceError: a mapped column is missing from the source (names the column and the path).
+    """
+    selected: list[Column] = []
+    for column in RAW_COLUMNS:
+        if column in source.constants:
+            constant = source.constants[column]
+            if constant == RUN_DATE_CONSTANT:
+                if run_date is None:
+                    raise SourceError(
+                        f"source.constants.{column}: {RUN_DATE_CONSTANT} needs a run date"
+                    )
+                constant = f"{run_date.isoformat()} 00:00:00"
+            selected.append(F.lit(constant).alias(column))
+            continue
+        name = _source_name(source, column)
+        if name not in frame_df.columns:
+            if column == VALUE:
+                selected.append(F.lit(None).cast("string").alias(column))
+                continue
+            raise SourceError(
+                f"{path}: source has no column {name!r} for {column} (columns: "
+                f"{[c for c in frame_df.columns if c != CORRUPT]}); set source.mapping.{column} "
+                f"or source.constants.{column}"
+            )
+        selected.append(F.col(f"`{name}`").cast("string").alias(column))
+    raw_record = F.col(CORRUPT) if CORRUPT in frame_df.columns else F.lit(None).cast("string")
+    return frame_df.select(
+        *selected,
+        raw_record.alias(RAW_RECORD),
+        F.col("_metadata.file_path").alias(SOURCE_FILE)
+        if source.format != "delta"
+        else F.lit(path).alias(SOURCE_FILE),
+    )
+
+
+def read_raw_events(
+    spark: SparkSession, source: SourceConfig, path: str, run_date: dt.date | None = None
+) -> DataFrame:
+    """Read raw events: RAW_COLUMNS as text, the raw line of malformed rows, the source file.
+
+    Text formats are read PERMISSIVE with a corrupt-record column, so a line with too few or too
+    many fields, or an unclosed quote, comes through with its text in `raw_record` instead of
+    failing the job or vanishing. Typed sources (Parquet, Delta) are cast to text; validation
+    parses everything the same way.
+    """
+    source = resolve_source(source)
+    return map_to_raw_columns(read_source_frame(spark, source, path), source, path, run_date)
+
+
+def parse_timestamp(col: Column, timestamp_format: str) -> Column:
+    """Text -> timestamp: a Spark datetime pattern, or epoch_seconds / epoch_millis; null if bad."""
+    text = F.trim(col)
+    # Out-of-range epochs would overflow (an error under ANSI mode): null them first.
+    if timestamp_format == "epoch_seconds":
+        seconds = text.try_cast("double")
+        return F.when(F.abs(seconds) < 1e11, F.timestamp_seconds(seconds))
+    if timestamp_format == "epoch_millis":
+        millis = text.try_cast("long")
+        return F.when(F.abs(millis) < 1e14, F.timestamp_millis(millis))
+    return F.try_to_timestamp(text, F.lit(timestamp_format))
 
 
 def read_item_catalog(spark: SparkSession, path: str) -> DataFrame:
     """The item catalog (CSV with a header and an `item_id` column)."""
     df = spark.read.option("header", True).csv(path)
-    if "item_id" not in df.columns:
+    if ITEM_ID not in df.columns:
         raise SourceError(f"{path}: item catalog needs an item_id column; has {df.columns}")
     return df
