@@ -46,6 +46,7 @@ class TablesConfig:
     training_set: str = "training_set"
     model_metrics: str = "model_metrics"
     recommendations: str = "recommendations"
+    pipeline_runs: str = "pipeline_runs"
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,17 @@ class IngestConfig:
     rating_max: float = 5.0
     rating_threshold: float | None = None
     count_types: list[str] = field(default_factory=lambda: ["play"])
+    future_tolerance_s: int | None = 3600
+    min_timestamp: str | None = "1995-01-01 00:00:00"
+    near_duplicate_window_s: float = 0.0
+    max_events_per_user_day: int | None = 5000
+
+
+@dataclass(frozen=True)
+class StreamConfig:
+    landing: str = "data/landing"
+    checkpoint: str = "work/checkpoints/ingest_stream"
+    max_files_per_trigger: int | None = None
 
 
 @dataclass(frozen=True)
@@ -135,6 +147,7 @@ class SyntheticConfig:
     n_days: int = 60
     start_date: str = "2025-11-01"
     defect_rate: float = 0.02
+    late_rate: float = 0.03
     format: str = "csv"
     partitions: int = 4
     seed: int = 7
@@ -147,6 +160,7 @@ class Config:
     tables: TablesConfig = field(default_factory=TablesConfig)
     source: SourceConfig = field(default_factory=SourceConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
+    stream: StreamConfig = field(default_factory=StreamConfig)
     features: FeaturesConfig = field(default_factory=FeaturesConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     mlflow: MlflowConfig = field(default_factory=MlflowConfig)

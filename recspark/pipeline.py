@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,10 +16,12 @@ from pyspark.sql import functions as F
 
 from recspark.config import Config
 from recspark.etl.ingest import run_ingest
+from recspark.etl.stream import run_ingest_stream
 from recspark.evaluation.evaluate import run_evaluate
 from recspark.features.featurize import run_featurize
 from recspark.io.delta import read_table
 from recspark.io.synthetic import write_synthetic
+from recspark.runs import record_stage_run
 from recspark.schemas import RANK, USER_ID
 from recspark.scoring.score import run_score
 from recspark.training.train import run_train
@@ -26,14 +30,24 @@ Stage = Callable[[SparkSession, Config, dt.date], dict[str, Any]]
 
 
 def run_generate(spark: SparkSession, config: Config, run_date: dt.date) -> dict[str, Any]:
-    """Write the seeded synthetic dataset where the ingest source reads it."""
+    """Write the seeded synthetic dataset where the ingest source reads it.
+
+    With a nightly `source.path` such as `events/date={run_date}`, the generator writes the
+    whole landing zone (`events/`, one `date=` folder per arrival day).
+    """
     src = config.source
     catalog = src.item_catalog or "items"
-    return write_synthetic(spark, config.synthetic, config.raw_path, src.path, catalog)
+    parts = Path(src.path).parts
+    templated = [i for i, part in enumerate(parts) if "{run_date}" in part]
+    events = str(Path(*parts[: templated[0]])) if templated else src.path
+    if events in ("", "."):
+        raise ValueError(f"source.path: {src.path!r} leaves no folder for generated events")
+    return write_synthetic(spark, config.synthetic, config.raw_path, events, catalog)
 
 
 STAGES: dict[str, Stage] = {
     "ingest": run_ingest,
+    "ingest_stream": run_ingest_stream,
     "featurize": run_featurize,
     "train": run_train,
     "evaluate": run_evaluate,
@@ -48,16 +62,57 @@ def progress(message: str) -> None:
 def run_stages(
     spark: SparkSession, config: Config, run_date: dt.date, stages: list[str]
 ) -> dict[str, dict[str, Any]]:
-    """Run the named stages in order; returns each stage's result with its duration."""
+    """Run the named stages in order; returns each stage's result with its duration.
+
+    Every stage run, failed ones too, is appended to the `pipeline_runs` table under one run id.
+    """
     results: dict[str, dict[str, Any]] = {}
+    run_id = str(uuid.uuid4())
     for name in stages:
         stage = run_generate if name == "generate" else STAGES[name]
         progress(f"stage {name} ({run_date}) ...")
+        started_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
         started = time.perf_counter()
-        result = stage(spark, config, run_date)
+        record = functools.partial(
+            record_stage_run,
+            spark,
+            config,
+            run_id=run_id,
+            run_date=run_date,
+            stage=name,
+            started_at=started_at,
+        )
+        try:
+            result = stage(spark, config, run_date)
+        except Exception as exc:
+            record(
+                status="failed",
+                duration_s=time.perf_counter() - started,
+                result={"error": f"{type(exc).__name__}: {exc}"[:2000]},
+            )
+            raise
         result["seconds"] = round(time.perf_counter() - started, 1)
+        record(status="succeeded", duration_s=result["seconds"], result=result)
         progress(f"stage {name} done in {result['seconds']}s")
         results[name] = result
+    return results
+
+
+def run_backfill(
+    spark: SparkSession, config: Config, first: dt.date, last: dt.date, stages: list[str]
+) -> dict[dt.date, dict[str, dict[str, Any]]]:
+    """Run `stages` for every date from `first` to `last` inclusive, oldest first.
+
+    Each date is processed exactly as its nightly run would have been, so a backfill gives the
+    same tables as the nightly runs did; rerunning dates that already ran changes nothing.
+    """
+    if last < first:
+        raise ValueError(f"backfill: --to {last} is before --from {first}")
+    results = {}
+    day = first
+    while day <= last:
+        results[day] = run_stages(spark, config, day, stages)
+        day += dt.timedelta(days=1)
     return results
 
 
@@ -82,7 +137,8 @@ def format_summary(
         reasons = ", ".join(f"{k} {v:,}" for k, v in i["by_reason"].items()) or "none"
         lines.append(
             f"  ingest       rows in {i['rows_in']:,} = clean {i['clean']:,} + "
-            f"quarantined {i['quarantined']:,} ({reasons})"
+            f"quarantined {i['quarantined']:,} ({reasons}); "
+            f"{i['inserted']:,} new events merged"
         )
     if "featurize" in results:
         f = results["featurize"]

@@ -24,10 +24,15 @@ REASON = "reason"
 RAW_RECORD = "raw_record"
 SOURCE_FILE = "source_file"
 
+EVENT_ID = "event_id"
+EVENT_DATE = "event_date"
+
 RAW_COLUMNS = [USER_ID, ITEM_ID, EVENT_TYPE, VALUE, EVENT_TS]
 
+# Partitioned by event_date; run_date is the ingest run that first inserted the event.
 INTERACTIONS = T.StructType(
     [
+        T.StructField(EVENT_ID, T.StringType(), False),
         T.StructField(USER_ID, T.StringType(), False),
         T.StructField(ITEM_ID, T.StringType(), False),
         T.StructField(EVENT_TYPE, T.StringType(), False),
@@ -35,6 +40,7 @@ INTERACTIONS = T.StructType(
         T.StructField(EVENT_TS, T.TimestampType(), False),
         T.StructField(WEIGHT, T.DoubleType(), False),
         T.StructField(SOURCE_FILE, T.StringType(), True),
+        T.StructField(EVENT_DATE, T.DateType(), False),
         T.StructField(RUN_DATE, T.DateType(), False),
     ]
 )

@@ -6,13 +6,16 @@ import datetime as dt
 
 from chispa import assert_df_equality
 from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from recspark.etl.clean import (
     REASON,
     select_clean,
     select_quarantine,
+    with_bot_users,
     with_duplicates,
+    with_near_duplicates,
     with_reason,
     with_unknown_items,
 )
@@ -144,3 +147,75 @@ def test_epoch_timestamps_threshold_and_counts(spark: SparkSession) -> None:
     )
     assert_df_equality(got, expected, ignore_row_order=True, ignore_nullable=True)
     assert [r[REASON] for r in select_quarantine(checked).collect()] == ["bad_timestamp"]
+
+
+def test_time_window_rules(spark: SparkSession) -> None:
+    rows = [
+        ("u1", "i1", "view", None, "2026-01-01 10:00:00", None, "f"),  # clean
+        ("u1", "i1", "view", None, "2026-01-01 10:00:01", None, "f"),  # 1 s later: near dup
+        ("u1", "i1", "view", None, "2026-01-01 10:00:02", None, "f"),  # 1 s after that: near dup
+        ("u1", "i1", "view", None, "2026-01-01 10:00:05", None, "f"),  # 3 s later: clean
+        ("u1", "i1", "purchase", None, "2026-01-01 10:00:01", None, "f"),  # other type: clean
+        ("u2", "i1", "view", None, "2026-01-03 00:30:00", None, "f"),  # within tolerance
+        ("u2", "i1", "view", None, "2026-01-03 01:00:01", None, "f"),  # future
+        ("u2", "i1", "view", None, "1990-01-01 00:00:00", None, "f"),  # too old
+    ]
+    raw = spark.createDataFrame(rows, RAW)
+    got = (
+        raw.transform(
+            with_reason,
+            event_weights=WEIGHTS,
+            timestamp_format="yyyy-MM-dd HH:mm:ss",
+            rating_min=0.5,
+            rating_max=5.0,
+            latest_ts=dt.datetime(2026, 1, 3, 1, 0, 0),
+            earliest_ts=dt.datetime(1995, 1, 1),
+        )
+        .transform(with_duplicates)
+        .transform(with_near_duplicates, window_s=2)
+        .select("event_ts", "event_type", REASON)
+    )
+    expected = spark.createDataFrame(
+        [
+            ("2026-01-01 10:00:00", "view", None),
+            ("2026-01-01 10:00:01", "view", "near_duplicate"),
+            ("2026-01-01 10:00:02", "view", "near_duplicate"),
+            ("2026-01-01 10:00:05", "view", None),
+            ("2026-01-01 10:00:01", "purchase", None),
+            ("2026-01-03 00:30:00", "view", None),
+            ("2026-01-03 01:00:01", "view", "future_timestamp"),
+            ("1990-01-01 00:00:00", "view", "too_old"),
+        ],
+        "event_ts string, event_type string, reason string",
+    )
+    assert_df_equality(got, expected, ignore_row_order=True, ignore_nullable=True)
+
+
+def test_bot_like_users(spark: SparkSession) -> None:
+    rows = [
+        ("bot", f"i{n}", "view", None, f"2026-01-01 10:{n:02d}:00", None, "f") for n in range(4)
+    ]
+    rows += [
+        ("bot", "i1", "view", None, "2026-01-02 10:00:00", None, "f"),  # next day: 1 event
+        ("human", "i1", "view", None, "2026-01-01 10:00:00", None, "f"),
+    ]
+    got = (
+        _checked(spark, rows)
+        .transform(with_bot_users, max_events_per_user_day=3)
+        .select("user_id", "event_ts", REASON)
+    )
+    expected = [("bot", f"2026-01-01 10:{n:02d}:00", "bot_like_user") for n in range(4)]
+    expected += [("bot", "2026-01-02 10:00:00", None), ("human", "2026-01-01 10:00:00", None)]
+    assert_df_equality(
+        got,
+        spark.createDataFrame(expected, "user_id string, event_ts string, reason string"),
+        ignore_row_order=True,
+        ignore_nullable=True,
+    )
+    assert (
+        _checked(spark, rows)
+        .transform(with_bot_users, max_events_per_user_day=None)
+        .filter(F.col(REASON).isNotNull())
+        .count()
+        == 0
+    )

@@ -82,6 +82,7 @@ def test_rerun_of_a_date_changes_nothing(
     before = _table(spark, base_config, "interactions").count()
     again = run_stages(spark, base_config, RUN_DATE, ["ingest"])["ingest"]
     assert again["clean"] == results["ingest"]["clean"]
+    assert (again["inserted"], again["already_present"]) == (0, again["clean"])
     assert _table(spark, base_config, "interactions").count() == before
 
 

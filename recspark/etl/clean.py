@@ -1,12 +1,14 @@
 """Cleaning transforms: parse raw text columns, give every bad row one named reason.
 
 Reasons, first that applies wins (the order is the order of checks below):
-`malformed_record`, `null_key`, `bad_timestamp`, `unknown_event_type`, `bad_value`,
-`rating_out_of_range`, `unknown_item`, `duplicate`.
+`malformed_record`, `null_key`, `bad_timestamp`, `future_timestamp`, `too_old`,
+`unknown_event_type`, `bad_value`, `rating_out_of_range`, `unknown_item`, `duplicate`,
+`near_duplicate`, `bot_like_user`.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 
 from pyspark.sql import Column, DataFrame, Window
@@ -14,6 +16,8 @@ from pyspark.sql import functions as F
 
 from recspark.io.sources import parse_timestamp
 from recspark.schemas import (
+    EVENT_DATE,
+    EVENT_ID,
     EVENT_TS,
     EVENT_TYPE,
     ITEM_ID,
@@ -29,11 +33,15 @@ REASONS = [
     "malformed_record",
     "null_key",
     "bad_timestamp",
+    "future_timestamp",
+    "too_old",
     "unknown_event_type",
     "bad_value",
     "rating_out_of_range",
     "unknown_item",
     "duplicate",
+    "near_duplicate",
+    "bot_like_user",
 ]
 RATING = "rating"
 PARSED_TS = "_parsed_ts"
@@ -50,6 +58,8 @@ def with_reason(
     timestamp_format: str,
     rating_min: float,
     rating_max: float,
+    latest_ts: dt.datetime | None = None,
+    earliest_ts: dt.datetime | None = None,
 ) -> DataFrame:
     """Add parsed `_parsed_ts`/`_parsed_value` and `reason` (null for a clean row).
 
@@ -59,6 +69,8 @@ def with_reason(
         timestamp_format: Spark datetime pattern of `event_ts`, or epoch_seconds/epoch_millis.
         rating_min: lowest valid rating value.
         rating_max: highest valid rating value.
+        latest_ts: events after this are `future_timestamp` (None: no check).
+        earliest_ts: events before this are `too_old` (None: no check).
     """
     ts = parse_timestamp(F.col(EVENT_TS), timestamp_format)
     value = F.trim(F.col(VALUE)).try_cast("double")
@@ -74,6 +86,8 @@ def with_reason(
             "null_key",
         )
         .when(ts.isNull(), "bad_timestamp")
+        .when(F.lit(latest_ts is not None) & (ts > F.lit(latest_ts)), "future_timestamp")
+        .when(F.lit(earliest_ts is not None) & (ts < F.lit(earliest_ts)), "too_old")
         .when(~event_type.isin(list(event_weights)), "unknown_event_type")
         .when(~is_blank(F.col(VALUE)) & value.isNull(), "bad_value")
         .when(
@@ -123,6 +137,57 @@ def with_duplicates(df: DataFrame) -> DataFrame:
     return df.withColumn(REASON, reason)
 
 
+def with_near_duplicates(df: DataFrame, window_s: float) -> DataFrame:
+    """Mark a clean event as `near_duplicate` when the previous clean event with the same
+    (user, item, event type) happened at most `window_s` seconds earlier (0: off).
+
+    Run after `with_duplicates`. Each event is compared with its predecessor, so a steady
+    burst (a double-click, a retrying client) keeps only its first event.
+    """
+    if window_s <= 0:
+        return df
+    key = [
+        F.trim(F.col(USER_ID)),
+        F.trim(F.col(ITEM_ID)),
+        F.lower(F.trim(F.col(EVENT_TYPE))),
+    ]
+    window = Window.partitionBy(F.col(REASON).isNull(), *key).orderBy(
+        F.col(PARSED_TS), F.col(SOURCE_FILE).asc_nulls_last(), F.col(PARSED_VALUE)
+    )
+    gap = F.col(PARSED_TS).cast("double") - F.lag(F.col(PARSED_TS).cast("double")).over(window)
+    reason = F.when(F.col(REASON).isNull() & (gap <= window_s), F.lit("near_duplicate"))
+    return df.withColumn(REASON, reason.otherwise(F.col(REASON)))
+
+
+def with_bot_users(df: DataFrame, max_events_per_user_day: int | None) -> DataFrame:
+    """Mark all clean events of a user on a day with more than `max_events_per_user_day` clean
+    events as `bot_like_user` (None: off). No human views thousands of items a day."""
+    if max_events_per_user_day is None:
+        return df
+    window = Window.partitionBy(
+        F.col(REASON).isNull(), F.trim(F.col(USER_ID)), F.to_date(F.col(PARSED_TS))
+    )
+    n_day = F.count(F.lit(1)).over(window)
+    reason = F.when(
+        F.col(REASON).isNull() & (n_day > max_events_per_user_day), F.lit("bot_like_user")
+    )
+    return df.withColumn(REASON, reason.otherwise(F.col(REASON)))
+
+
+def event_id(
+    user_id: Column, item_id: Column, event_type: Column, value: Column, event_ts: Column
+) -> Column:
+    """The event key: a hash of what the event is, the same whichever file or run brings it."""
+    parts = [
+        user_id,
+        item_id,
+        event_type,
+        F.coalesce(value.cast("string"), F.lit("")),
+        F.date_format(event_ts, "yyyy-MM-dd HH:mm:ss.SSSSSS"),
+    ]
+    return F.substring(F.sha2(F.concat_ws("\u0001", *parts), 256), 1, 32)
+
+
 def event_weight(
     event_type: Column,
     value: Column,
@@ -161,6 +226,13 @@ def select_clean(
         event_type, F.col(PARSED_VALUE), event_weights, rating_threshold, count_types
     )
     return df.filter(F.col(REASON).isNull()).select(
+        event_id(
+            F.trim(F.col(USER_ID)),
+            F.trim(F.col(ITEM_ID)),
+            event_type,
+            F.col(PARSED_VALUE),
+            F.col(PARSED_TS),
+        ).alias(EVENT_ID),
         F.trim(F.col(USER_ID)).alias(USER_ID),
         F.trim(F.col(ITEM_ID)).alias(ITEM_ID),
         event_type.alias(EVENT_TYPE),
@@ -168,6 +240,7 @@ def select_clean(
         F.col(PARSED_TS).alias(EVENT_TS),
         weight.alias(WEIGHT),
         F.col(SOURCE_FILE),
+        F.to_date(F.col(PARSED_TS)).alias(EVENT_DATE),
     )
 
 

@@ -1,13 +1,21 @@
-"""The ingest stage: raw files -> Delta `interactions` + `interactions_quarantine`."""
+"""The ingest stage: raw files -> Delta `interactions` (MERGE on the event key) + quarantine.
+
+A run for date D reads D's raw files (`source.path` may contain `{run_date}`), cleans them, checks
+that rows in = clean + quarantined, then MERGEs the clean events into `interactions` (partitioned
+by event date; an event already there is not inserted again, so a rerun of D changes nothing and
+late events for earlier dates are simply added) and replaces D's partition of
+`interactions_quarantine`. The same batch logic serves the streaming ingest (`etl/stream.py`).
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from recspark import schemas
@@ -15,13 +23,15 @@ from recspark.config import Config
 from recspark.etl.clean import (
     select_clean,
     select_quarantine,
+    with_bot_users,
     with_duplicates,
+    with_near_duplicates,
     with_reason,
     with_unknown_items,
 )
-from recspark.io.delta import write_run_partition
+from recspark.io.delta import merge_new_rows, write_run_partition
 from recspark.io.sources import SourceError, read_item_catalog, read_raw_events, resolve_source
-from recspark.schemas import REASON, RUN_DATE
+from recspark.schemas import EVENT_DATE, EVENT_ID, REASON, RUN_DATE
 
 log = logging.getLogger(__name__)
 
@@ -30,72 +40,130 @@ class AccountingError(RuntimeError):
     """Rows in != clean + quarantined: refuse to commit rather than lose data."""
 
 
-def run_ingest(spark: SparkSession, config: Config, run_date: dt.date) -> dict[str, Any]:
-    """Read the configured raw source, clean it, write both tables for `run_date`.
+def latest_event_ts(run_date: dt.date, tolerance_s: int | None) -> dt.datetime | None:
+    """The latest plausible event time for a run date: its end plus a clock-skew tolerance."""
+    if tolerance_s is None:
+        return None
+    end = dt.datetime.combine(run_date + dt.timedelta(days=1), dt.time())
+    return end + dt.timedelta(seconds=tolerance_s)
 
-    Returns:
-        Counts: rows_in, clean, quarantined, and quarantined rows by reason.
 
-    Raises:
-        SourceError: the source path holds no files.
-        AccountingError: the counts do not add up (nothing is written).
-    """
-    source = resolve_source(config.source)
-    path = str(Path(config.raw_path) / source.path)
-    if not Path(path).exists() and "://" not in path:
-        raise SourceError(f"source.path: {path} does not exist")
-    raw_df = read_raw_events(spark, source, path, run_date)
-    catalog_df = None
-    if source.item_catalog:
-        catalog_df = read_item_catalog(spark, str(Path(config.raw_path) / source.item_catalog))
+def source_path(config: Config, run_date: dt.date) -> str:
+    """The raw location for `run_date` (`{run_date}` in source.path is replaced)."""
+    relative = config.source.path.replace("{run_date}", run_date.isoformat())
+    if "://" in relative or Path(relative).is_absolute():
+        return relative
+    return str(Path(config.raw_path) / relative)
+
+
+def item_catalog(spark: SparkSession, config: Config) -> DataFrame | None:
+    if not config.source.item_catalog:
+        return None
+    return read_item_catalog(spark, str(Path(config.raw_path) / config.source.item_catalog))
+
+
+def check_rows(
+    raw_df: DataFrame, config: Config, run_date: dt.date, catalog_df: DataFrame | None
+) -> DataFrame:
+    """Every cleaning rule, in order: the raw rows with a `reason` (null = clean)."""
     ingest = config.ingest
-    checked_df = (
+    earliest = dt.datetime.fromisoformat(ingest.min_timestamp) if ingest.min_timestamp else None
+    return (
         raw_df.transform(
             with_reason,
             event_weights=ingest.event_weights,
-            timestamp_format=source.timestamp_format,
+            timestamp_format=resolve_source(config.source).timestamp_format,
             rating_min=ingest.rating_min,
             rating_max=ingest.rating_max,
+            latest_ts=latest_event_ts(run_date, ingest.future_tolerance_s),
+            earliest_ts=earliest,
         )
         .transform(with_unknown_items, catalog_df=catalog_df)
         .transform(with_duplicates)
-        .persist()
+        .transform(with_near_duplicates, window_s=ingest.near_duplicate_window_s)
+        .transform(with_bot_users, max_events_per_user_day=ingest.max_events_per_user_day)
     )
-    try:
-        rows_in = raw_df.count()
-        by_reason = {
-            row[REASON]: row["count"] for row in checked_df.groupBy(REASON).count().collect()
-        }
-        clean = by_reason.pop(None, 0)
-        quarantined = sum(by_reason.values())
-        if rows_in != clean + quarantined:
-            raise AccountingError(
-                f"ingest {run_date}: rows in {rows_in} != clean {clean} + quarantined {quarantined}"
-            )
-        stamp = F.lit(run_date).alias(RUN_DATE)
-        write_run_partition(
-            select_clean(
-                checked_df, ingest.event_weights, ingest.rating_threshold, ingest.count_types
-            ).select("*", stamp),
-            config.table_path("interactions"),
-            run_date,
-            schemas.INTERACTIONS,
-            "interactions",
+
+
+QuarantineWriter = Callable[[DataFrame], None]
+
+
+def commit_checked(
+    spark: SparkSession,
+    config: Config,
+    run_date: dt.date,
+    checked_df: DataFrame,
+    rows_in: int,
+    write_quarantine: QuarantineWriter,
+) -> dict[str, Any]:
+    """Count, check the accounting, then MERGE the clean rows and write the quarantined ones.
+
+    Raises:
+        AccountingError: rows in != clean + quarantined (nothing is written).
+    """
+    by_reason = {r[REASON]: r["count"] for r in checked_df.groupBy(REASON).count().collect()}
+    clean = by_reason.pop(None, 0)
+    quarantined = sum(by_reason.values())
+    if rows_in != clean + quarantined:
+        raise AccountingError(
+            f"ingest {run_date}: rows in {rows_in} != clean {clean} + quarantined {quarantined}"
         )
+    ingest = config.ingest
+    stamp = F.lit(run_date).alias(RUN_DATE)
+    clean_df = select_clean(
+        checked_df, ingest.event_weights, ingest.rating_threshold, ingest.count_types
+    ).select("*", stamp)
+    inserted = merge_new_rows(
+        spark,
+        clean_df,
+        config.table_path("interactions"),
+        EVENT_ID,
+        EVENT_DATE,
+        schemas.INTERACTIONS,
+        "interactions",
+    )
+    write_quarantine(select_quarantine(checked_df).select("*", stamp))
+    return {
+        "rows_in": rows_in,
+        "clean": clean,
+        "quarantined": quarantined,
+        "inserted": inserted,
+        "already_present": clean - inserted,
+        "by_reason": dict(sorted(by_reason.items())),
+    }
+
+
+def run_ingest(spark: SparkSession, config: Config, run_date: dt.date) -> dict[str, Any]:
+    """Read the raw source for `run_date`, clean it, merge and quarantine.
+
+    Returns:
+        Counts: rows_in, clean (of which inserted and already_present), quarantined, and
+        quarantined rows by reason.
+
+    Raises:
+        SourceError: the source path does not exist.
+        AccountingError: the counts do not add up (nothing is written).
+    """
+    path = source_path(config, run_date)
+    if "://" not in path and not Path(path).exists():
+        raise SourceError(f"source.path: {path} does not exist")
+    raw_df = read_raw_events(spark, config.source, path, run_date)
+    checked_df = check_rows(raw_df, config, run_date, item_catalog(spark, config)).persist()
+
+    def write_quarantine(quarantine_df: DataFrame) -> None:
         write_run_partition(
-            select_quarantine(checked_df).select("*", stamp),
+            quarantine_df,
             config.table_path("interactions_quarantine"),
             run_date,
             schemas.INTERACTIONS_QUARANTINE,
             "interactions_quarantine",
         )
+
+    try:
+        result = commit_checked(
+            spark, config, run_date, checked_df, raw_df.count(), write_quarantine
+        )
     finally:
         checked_df.unpersist()
-    result = {
-        "rows_in": rows_in,
-        "clean": clean,
-        "quarantined": quarantined,
-        "by_reason": dict(sorted(by_reason.items())),
-    }
     log.info("ingest %s: %s", run_date, result)
     return result

@@ -47,7 +47,11 @@ def run_featurize(spark: SparkSession, config: Config, run_date: dt.date) -> dic
         Counts: users, items, train pairs, holdout pairs, training rows.
     """
     feats = config.features
-    interactions = read_table(spark, config.table_path("interactions"))
+    # Only what had arrived by this run date: a backfill rebuilds the same features as the
+    # nightly runs did.
+    interactions = read_table(spark, config.table_path("interactions")).filter(
+        F.col(RUN_DATE) <= F.lit(run_date)
+    )
     # Pairs of weight 0 (ratings below ingest.rating_threshold) are never positives.
     pairs = aggregate_pairs(interactions).filter(F.col(STRENGTH) > 0).persist()
     try:

@@ -66,3 +66,48 @@ def read_table(spark: SparkSession, path: str, run_date: dt.date | None = None) 
     if run_date is not None:
         df = df.filter(F.col(RUN_DATE) == F.lit(run_date))
     return df
+
+
+def merge_new_rows(
+    spark: SparkSession,
+    df: DataFrame,
+    path: str,
+    key_col_name: str,
+    partition_col_name: str,
+    schema: T.StructType,
+    table: str,
+) -> int:
+    """Insert the rows of `df` whose key the Delta table at `path` does not have yet.
+
+    The MERGE matches on the key within the partitions `df` touches (so only those are read).
+    Rerunning with the same rows inserts nothing; late rows for older partitions are added.
+    The table is created (partitioned by `partition_col_name`) on the first call.
+
+    Returns:
+        The number of rows inserted.
+    """
+    out = conform(df, schema, table)
+    if not table_exists(spark, path):
+        out.write.format("delta").partitionBy(partition_col_name).save(path)
+        return read_table(spark, path).count()
+    partitions = [r[0] for r in out.select(partition_col_name).distinct().collect()]
+    if not partitions:
+        return 0
+    listed = ", ".join(f"DATE'{p.isoformat()}'" for p in partitions)
+    condition = (
+        f"t.{partition_col_name} IN ({listed}) AND t.{partition_col_name} = s.{partition_col_name}"
+        f" AND t.{key_col_name} = s.{key_col_name}"
+    )
+    target = DeltaTable.forPath(spark, path)
+    before = _version(target)
+    target.alias("t").merge(out.alias("s"), condition).whenNotMatchedInsertAll().execute()
+    # A MERGE that changes nothing commits nothing: the last commit is then an older one.
+    last = target.history(1).select("version", "operation", "operationMetrics").first()
+    if last is None or last["version"] == before or last["operation"] != "MERGE":
+        return 0
+    return int(last["operationMetrics"].get("numTargetRowsInserted", 0))
+
+
+def _version(table: DeltaTable) -> int:
+    last = table.history(1).select("version").first()
+    return -1 if last is None else int(last["version"])

@@ -106,57 +106,65 @@ def _source_name(source: SourceConfig, column: str) -> str:
     return source.mapping.get(column, column)
 
 
-def _read_text(spark: SparkSession, source: SourceConfig, path: str) -> DataFrame:
-    """CSV/TSV/delimited text, PERMISSIVE: a bad line lands in the corrupt-record column."""
+def _delimiter(source: SourceConfig) -> str:
+    return "\t" if source.format == "tsv" and source.delimiter == "," else source.delimiter
+
+
+def _text_schema(spark: SparkSession, source: SourceConfig, path: str) -> T.StructType:
     if source.header:
         # Field names come from the header: read it once (the first file's first line).
-        sep = "\t" if source.format == "tsv" and source.delimiter == "," else source.delimiter
-        header = spark.read.option("sep", sep).option("header", True).csv(path)
+        header = spark.read.option("sep", _delimiter(source)).option("header", True).csv(path)
         names = header.columns
     else:
         names = list(source.columns)
     if not names:
         raise SourceError(f"{path}: no field names (set source.columns or source.header: true)")
-    delimiter = "\t" if source.format == "tsv" and source.delimiter == "," else source.delimiter
-    fields = [T.StructField(name, T.StringType()) for name in names]
-    schema = T.StructType([*fields, T.StructField(CORRUPT, T.StringType())])
-    return (
-        spark.read.schema(schema)
-        .option("header", source.header)
-        .option("sep", delimiter)
-        .option("mode", "PERMISSIVE")
-        .option("columnNameOfCorruptRecord", CORRUPT)
-        .option("enforceSchema", True)
-        .csv(path)
-    )
+    return _with_corrupt(names)
 
 
-def _read_json(spark: SparkSession, source: SourceConfig, path: str) -> DataFrame:
+def _json_schema(source: SourceConfig) -> T.StructType:
     names = list(source.columns) or [
         _source_name(source, c) for c in RAW_COLUMNS if c not in source.constants
     ]
-    schema = T.StructType(
-        [*(T.StructField(n, T.StringType()) for n in names), T.StructField(CORRUPT, T.StringType())]
-    )
-    return (
-        spark.read.schema(schema)
-        .option("mode", "PERMISSIVE")
-        .option("columnNameOfCorruptRecord", CORRUPT)
-        .json(path)
-    )
+    return _with_corrupt(names)
+
+
+def _with_corrupt(names: list[str]) -> T.StructType:
+    fields = [T.StructField(name, T.StringType()) for name in names]
+    return T.StructType([*fields, T.StructField(CORRUPT, T.StringType())])
+
+
+def reader_spec(
+    spark: SparkSession, source: SourceConfig, path: str
+) -> tuple[str, T.StructType | None, dict[str, str]]:
+    """(Spark format, schema, options) to read `source` at `path`, batch or streaming.
+
+    Text and JSON are read PERMISSIVE with a corrupt-record column: a line with too few or too
+    many fields, an unclosed quote or broken JSON keeps its text instead of failing the job.
+    """
+    permissive = {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT}
+    if source.format in TEXT_FORMATS:
+        options = {
+            "header": str(source.header).lower(),
+            "sep": _delimiter(source),
+            "enforceSchema": "true",
+            **permissive,
+        }
+        return "csv", _text_schema(spark, source, path), options
+    if source.format == "json":
+        return "json", _json_schema(source), permissive
+    if source.format in ("parquet", "delta"):
+        return source.format, None, {}
+    raise SourceError(f"source.format: unsupported {source.format!r}")
 
 
 def read_source_frame(spark: SparkSession, source: SourceConfig, path: str) -> DataFrame:
     """The source as Spark reads it (source column names), before mapping."""
-    if source.format in TEXT_FORMATS:
-        return _read_text(spark, source, path)
-    if source.format == "json":
-        return _read_json(spark, source, path)
-    if source.format == "parquet":
-        return spark.read.parquet(path)
-    if source.format == "delta":
-        return spark.read.format("delta").load(path)
-    raise SourceError(f"source.format: unsupported {source.format!r}")
+    fmt, schema, options = reader_spec(spark, source, path)
+    reader = spark.read.format(fmt).options(**options)
+    if schema is not None:
+        reader = reader.schema(schema)
+    return reader.load(path)
 
 
 def map_to_raw_columns(

@@ -33,6 +33,7 @@ DEFECT_KINDS = [
     "malformed_line",
 ]
 _MASK53 = (1 << 53) - 1
+ARRIVAL_DATE = "date"
 
 
 def uniform(seed: int, salt: str, *cols: Column) -> Column:
@@ -86,7 +87,12 @@ def generate_events(spark: SparkSession, cfg: SyntheticConfig) -> DataFrame:
         1 + F.floor(uniform(seed, "stars", rid) * 3)
     )
     seconds = F.floor(uniform(seed, "time", rid) * cfg.n_days * 86400).cast("long")
-    ts = F.date_format(F.timestamp_seconds(F.lit(start_epoch) + seconds), "yyyy-MM-dd HH:mm:ss")
+    event_time = F.timestamp_seconds(F.lit(start_epoch) + seconds)
+    ts = F.date_format(event_time, "yyyy-MM-dd HH:mm:ss")
+    # Most events land in the folder of their own day; a share `late_rate` 1-3 days later.
+    is_late = uniform(seed, "late", rid) < cfg.late_rate
+    late_days = 1 + F.floor(uniform(seed, "late_days", rid) * 3).cast("int")
+    arrival = F.date_add(F.to_date(event_time), F.when(is_late, late_days).otherwise(0))
     defect_draw = uniform(seed, "defect", rid)
     defect_kind = F.floor(uniform(seed, "defect_kind", rid) * len(DEFECT_KINDS)).cast("int")
     defect = F.when(
@@ -101,6 +107,7 @@ def generate_events(spark: SparkSession, cfg: SyntheticConfig) -> DataFrame:
         F.when(event_type == "rating", rating.cast("int").cast("string")).alias(VALUE),
         ts.alias(EVENT_TS),
         defect.alias("defect"),
+        F.date_format(arrival, "yyyy-MM-dd").alias(ARRIVAL_DATE),
     )
 
 
@@ -120,6 +127,7 @@ def with_defects(events_df: DataFrame) -> DataFrame:
         .otherwise(F.col(EVENT_TS))
         .alias(EVENT_TS),
         d,
+        ARRIVAL_DATE,
     )
     duplicates = broken.filter(d == "duplicate")
     return broken.unionByName(duplicates)
@@ -131,7 +139,7 @@ def to_csv_lines(df: DataFrame, delimiter: str = ",") -> DataFrame:
     full = F.concat_ws(delimiter, *fields)
     short = F.concat_ws(delimiter, *fields[:3])
     line = F.when(F.col("defect") == "malformed_line", short).otherwise(full)
-    return df.select(line.alias("value"))
+    return df.select(line.alias("value"), ARRIVAL_DATE)
 
 
 def items_catalog(spark: SparkSession, cfg: SyntheticConfig) -> DataFrame:
@@ -153,6 +161,10 @@ def write_synthetic(
 ) -> dict[str, int]:
     """Generate events (with defects) and the item catalog under `raw_dir`.
 
+    Events go into one folder per arrival day, `<events_subdir>/date=YYYY-MM-DD/`, as a nightly
+    landing zone would hold them: `source.path: events/date={run_date}` ingests one night,
+    `source.path: events` everything at once.
+
     Returns:
         Counts: `lines` written (duplicates included) and `defects` applied.
     """
@@ -161,11 +173,11 @@ def write_synthetic(
     events = with_defects(generate_events(spark, cfg)).persist()
     try:
         if cfg.format == "csv":
-            to_csv_lines(events).write.mode("overwrite").text(events_path)
+            to_csv_lines(events).write.mode("overwrite").partitionBy(ARRIVAL_DATE).text(events_path)
         else:
             events.filter((F.col("defect") != "malformed_line") | F.col("defect").isNull()).select(
-                *RAW_COLUMNS
-            ).write.mode("overwrite").parquet(events_path)
+                *RAW_COLUMNS, ARRIVAL_DATE
+            ).write.mode("overwrite").partitionBy(ARRIVAL_DATE).parquet(events_path)
         items_catalog(spark, cfg).write.mode("overwrite").option("header", True).csv(catalog_path)
         lines = events.count() if cfg.format == "csv" else spark.read.parquet(events_path).count()
         defects = events.filter(F.col("defect").isNotNull()).count()
