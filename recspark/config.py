@@ -47,6 +47,9 @@ class TablesConfig:
     model_metrics: str = "model_metrics"
     recommendations: str = "recommendations"
     pipeline_runs: str = "pipeline_runs"
+    user_features: str = "user_features"
+    item_features: str = "item_features"
+    user_sequences: str = "user_sequences"
 
 
 @dataclass(frozen=True)
@@ -97,8 +100,16 @@ class StreamConfig:
 @dataclass(frozen=True)
 class FeaturesConfig:
     min_user_interactions: int = 3
+    min_item_interactions: int = 2
+    split: str = "leave_last_k"
     holdout_per_user: int = 1
+    holdout_days: int = 7
+    test_ratio: float = 0.25
+    negatives: str = "uniform"
     negatives_per_positive: int = 4
+    popularity_alpha: float = 0.75
+    windows_days: list[int] = field(default_factory=lambda: [7, 30])
+    sequence_length: int = 50
     seed: int = 42
 
 
@@ -365,6 +376,17 @@ def _validate(config: Config) -> None:
             raise ConfigError(
                 f"source.mapping/constants: {key!r} is not a recspark column {sorted(raw_columns)}"
             )
+    splits = ("leave_last_k", "global_time", "random_by_user", "random_by_item")
+    if config.features.split not in splits:
+        raise ConfigError(
+            f"features.split: expected one of {splits}, got {config.features.split!r}"
+        )
+    if config.features.negatives not in ("uniform", "popularity"):
+        raise ConfigError(
+            f"features.negatives: expected uniform or popularity, got {config.features.negatives!r}"
+        )
+    if not 0.0 < config.features.test_ratio < 1.0:
+        raise ConfigError("features.test_ratio: must be between 0 and 1")
     if config.synthetic.format not in ("csv", "parquet"):
         raise ConfigError(
             f"synthetic.format: expected csv or parquet, got {config.synthetic.format!r}"

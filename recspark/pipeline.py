@@ -145,7 +145,9 @@ def format_summary(
         lines.append(
             f"  featurize    {f['users']:,} users, {f['items']:,} items, "
             f"{f['train_pairs']:,} train pairs, {f['holdout_pairs']:,} held out, "
-            f"{f['training_rows']:,} training rows (with negatives)"
+            f"{f['training_rows']:,} training rows (with negatives); below the minimum "
+            f"interactions (kept, marked): {f['users_below_min']:,} users, "
+            f"{f['items_below_min']:,} items"
         )
     if "train" in results:
         t = results["train"]

@@ -124,6 +124,7 @@ def test_negatives_never_positive_and_seeded(spark: SparkSession) -> None:
     assert_df_equality(negatives, again, ignore_row_order=True)
     other = sample_negatives(pairs, n_items=15, negatives_per_positive=3, seed=2)
     assert sorted(map(tuple, other.collect())) != sorted(map(tuple, negatives.collect()))
+    assert sample_negatives(pairs, n_items=15, negatives_per_positive=0, seed=1).count() == 0
     training = build_training_set(pairs, 15, 3, 1)
     assert training.filter("label = 1.0").count() == len(rows)
     assert training.filter("label = 0.0").count() == negatives.count() > len(rows)

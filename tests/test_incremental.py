@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from pathlib import Path
 
@@ -122,3 +123,23 @@ def test_failed_stage_is_logged_and_raised(spark: SparkSession, tmp_path: Path) 
     row = read_table(spark, config.table_path("pipeline_runs")).first()
     assert (row["stage"], row["status"]) == ("ingest", "failed")
     assert "does not exist" in row["details"]
+
+
+def test_featurize_with_random_split_and_popularity_negatives(
+    spark: SparkSession, nightly: Config
+) -> None:
+    config = dataclasses.replace(
+        nightly,
+        features=dataclasses.replace(
+            nightly.features, split="random_by_user", negatives="popularity"
+        ),
+    )
+    result = run_stages(spark, config, LAST, ["featurize"])["featurize"]
+    train = read_table(spark, config.table_path("train_interactions"), LAST)
+    holdout = read_table(spark, config.table_path("holdout"), LAST)
+    assert result["holdout_pairs"] == holdout.count() > 0
+    assert holdout.join(train, ["user_index", "item_index"]).count() == 0
+    assert holdout.select("user_index").join(train, "user_index", "left_anti").count() == 0
+    negatives = read_table(spark, config.table_path("training_set"), LAST).filter("label = 0")
+    assert negatives.count() > 0
+    assert negatives.join(train, ["user_index", "item_index"]).count() == 0

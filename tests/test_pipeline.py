@@ -55,6 +55,22 @@ def test_output_table_schemas(
     assert df.count() > 0
 
 
+def test_profile_and_sequence_tables(
+    results: Any, spark: SparkSession, base_config: Config
+) -> None:
+    users = _table(spark, base_config, "user_features")
+    user_ids = read_table(spark, base_config.table_path("user_ids"))
+    assert users.count() == users.select("user_id").distinct().count()
+    assert user_ids.join(users, "user_id", "left_anti").count() == 0
+    below = users.filter("is_below_min_interactions")
+    assert below.filter(F.col("n_items") >= base_config.features.min_user_interactions).count() == 0
+    items = _table(spark, base_config, "item_features")
+    assert "category" in items.columns  # from the item catalog
+    sequences = _table(spark, base_config, "user_sequences")
+    assert sequences.filter(F.size("item_seq") != F.col("seq_len")).count() == 0
+    assert sequences.filter(F.col("seq_len") > base_config.features.sequence_length).count() == 0
+
+
 def test_every_raw_line_is_clean_or_quarantined(
     results: Any, spark: SparkSession, base_config: Config
 ) -> None:

@@ -1,4 +1,8 @@
-"""The featurize stage: interactions -> id maps, train/holdout pairs, training set."""
+"""The featurize stage: interactions -> id maps, profiles, sequences, split, training set.
+
+Everything is computed from the interactions that had arrived by the run date (`run_date <= D`)
+and written per run date (`replaceWhere`), so a rerun or a backfill gives the same tables.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +10,17 @@ import datetime as dt
 import logging
 from typing import Any
 
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 from recspark import schemas
 from recspark.config import Config
+from recspark.etl.ingest import item_catalog
+from recspark.features.negatives import sample_popularity_negatives
+from recspark.features.profiles import N_ITEMS, item_features, user_features
+from recspark.features.sequences import user_sequences
+from recspark.features.splits import split_global_time, split_random_stratified
 from recspark.features.transforms import (
     aggregate_pairs,
     build_training_set,
@@ -19,20 +29,31 @@ from recspark.features.transforms import (
     with_indices,
 )
 from recspark.io.delta import overwrite_table, read_table, table_exists, write_run_partition
-from recspark.schemas import ITEM_ID, ITEM_INDEX, RUN_DATE, STRENGTH, USER_ID, USER_INDEX
+from recspark.schemas import (
+    EVENT_TS,
+    ITEM_ID,
+    ITEM_INDEX,
+    LABEL,
+    LAST_TS,
+    RUN_DATE,
+    STRENGTH,
+    USER_ID,
+    USER_INDEX,
+)
 
 log = logging.getLogger(__name__)
+IS_BELOW_MIN = "is_below_min_interactions"
 
 
 def _updated_map(
     spark: SparkSession,
     path: str,
-    ids_df: Any,
+    ids_df: DataFrame,
     id_col: str,
     index_col: str,
-    schema: Any,
+    schema: T.StructType,
     table: str,
-) -> Any:
+) -> DataFrame:
     existing = read_table(spark, path) if table_exists(spark, path) else None
     # Materialize before overwriting the table the new map was derived from.
     new_map = extend_id_map(existing, ids_df, id_col, index_col).localCheckpoint()
@@ -40,11 +61,57 @@ def _updated_map(
     return read_table(spark, path)
 
 
+def split_pairs(
+    pairs_df: DataFrame, config: Config, run_date: dt.date
+) -> tuple[DataFrame, DataFrame]:
+    """Train and held-out pairs by `features.split`."""
+    feats = config.features
+    if feats.split == "leave_last_k":
+        return split_leave_last_k(pairs_df, feats.holdout_per_user, feats.min_user_interactions)
+    if feats.split == "global_time":
+        end = dt.datetime.combine(run_date + dt.timedelta(days=1), dt.time())
+        cut = end - dt.timedelta(days=feats.holdout_days)
+        return split_global_time(pairs_df, cut, drop_cold_test=True)
+    by = USER_INDEX if feats.split == "random_by_user" else ITEM_INDEX
+    return split_random_stratified(
+        pairs_df, feats.test_ratio, feats.seed, by=by, min_rows=feats.min_user_interactions
+    )
+
+
+def training_examples(train_pairs_df: DataFrame, n_items: int, config: Config) -> DataFrame:
+    """Positives (label 1) and negatives by `features.negatives` (label 0)."""
+    feats = config.features
+    if feats.negatives == "uniform" or feats.negatives_per_positive == 0:
+        return build_training_set(train_pairs_df, n_items, feats.negatives_per_positive, feats.seed)
+    popularity = train_pairs_df.groupBy(ITEM_INDEX).count()
+    positives = train_pairs_df.select(USER_INDEX, ITEM_INDEX, F.lit(1.0).cast("float").alias(LABEL))
+    return positives.unionByName(
+        sample_popularity_negatives(
+            train_pairs_df,
+            popularity,
+            feats.negatives_per_positive,
+            feats.seed,
+            alpha=feats.popularity_alpha,
+        )
+    )
+
+
+def _write(
+    df: DataFrame, config: Config, key: str, run_date: dt.date, schema: T.StructType | None = None
+) -> DataFrame:
+    """Write `df` stamped with run_date as that date's partition of table `key`; read it back."""
+    out = df.select("*", F.lit(run_date).alias(RUN_DATE))
+    path = config.table_path(key)
+    write_run_partition(out, path, run_date, schema or out.schema, key)
+    return read_table(out.sparkSession, path, run_date)
+
+
 def run_featurize(spark: SparkSession, config: Config, run_date: dt.date) -> dict[str, Any]:
-    """Build the id maps, the held-out split and the training set for `run_date`.
+    """Build id maps, user/item features, sequences, the split and the training set.
 
     Returns:
-        Counts: users, items, train pairs, holdout pairs, training rows.
+        Counts: users, items, users/items below the minimum interactions, train pairs,
+        holdout pairs, training rows.
     """
     feats = config.features
     # Only what had arrived by this run date: a backfill rebuilds the same features as the
@@ -52,6 +119,7 @@ def run_featurize(spark: SparkSession, config: Config, run_date: dt.date) -> dic
     interactions = read_table(spark, config.table_path("interactions")).filter(
         F.col(RUN_DATE) <= F.lit(run_date)
     )
+    as_of = dt.datetime.combine(run_date + dt.timedelta(days=1), dt.time())
     # Pairs of weight 0 (ratings below ingest.rating_threshold) are never positives.
     pairs = aggregate_pairs(interactions).filter(F.col(STRENGTH) > 0).persist()
     try:
@@ -74,44 +142,52 @@ def run_featurize(spark: SparkSession, config: Config, run_date: dt.date) -> dic
             "item_ids",
         )
         n_items = item_map.count()
+        event_types = sorted(config.ingest.event_weights)
+        # Users and items with too little history are kept and marked, never silently dropped.
+        users = user_features(interactions, as_of, event_types, feats.windows_days).select(
+            "*", (F.col(N_ITEMS) < feats.min_user_interactions).alias(IS_BELOW_MIN)
+        )
+        users = _write(users.join(user_map, USER_ID, "left"), config, "user_features", run_date)
+        items = item_features(
+            interactions, as_of, feats.windows_days, catalog_df=item_catalog(spark, config)
+        )
+        n_item_users = pairs.groupBy(ITEM_ID).agg(F.countDistinct(USER_ID).alias("_positive_users"))
+        items = items.join(n_item_users, ITEM_ID, "left").select(
+            *items.columns,
+            (F.coalesce(F.col("_positive_users"), F.lit(0)) < feats.min_item_interactions).alias(
+                IS_BELOW_MIN
+            ),
+        )
+        items = _write(items.join(item_map, ITEM_ID, "left"), config, "item_features", run_date)
+
         indexed = with_indices(pairs, user_map, item_map)
-        train_df, holdout_df = split_leave_last_k(
-            indexed, feats.holdout_per_user, feats.min_user_interactions
+        train_df, holdout_df = split_pairs(indexed, config, run_date)
+        train_pairs = _write(
+            train_df, config, "train_interactions", run_date, schemas.TRAIN_INTERACTIONS
         )
-        stamp = F.lit(run_date).alias(RUN_DATE)
-        write_run_partition(
-            train_df.select("*", stamp),
-            config.table_path("train_interactions"),
-            run_date,
-            schemas.TRAIN_INTERACTIONS,
-            "train_interactions",
+        holdout = _write(holdout_df, config, "holdout", run_date, schemas.HOLDOUT)
+        sequences = user_sequences(
+            train_pairs.select(USER_INDEX, ITEM_INDEX, F.col(LAST_TS).alias(EVENT_TS)),
+            feats.sequence_length,
         )
-        write_run_partition(
-            holdout_df.select("*", stamp),
-            config.table_path("holdout"),
-            run_date,
-            schemas.HOLDOUT,
-            "holdout",
-        )
-        train_pairs = read_table(spark, config.table_path("train_interactions"), run_date)
-        training_set = build_training_set(
-            train_pairs, n_items, feats.negatives_per_positive, feats.seed
-        )
-        write_run_partition(
-            training_set.select("*", stamp),
-            config.table_path("training_set"),
+        _write(sequences, config, "user_sequences", run_date)
+        training_set = _write(
+            training_examples(train_pairs, n_items, config),
+            config,
+            "training_set",
             run_date,
             schemas.TRAINING_SET,
-            "training_set",
         )
+        result = {
+            "users": user_map.count(),
+            "items": n_items,
+            "users_below_min": users.filter(F.col(IS_BELOW_MIN)).count(),
+            "items_below_min": items.filter(F.col(IS_BELOW_MIN)).count(),
+            "train_pairs": train_pairs.count(),
+            "holdout_pairs": holdout.count(),
+            "training_rows": training_set.count(),
+        }
     finally:
         pairs.unpersist()
-    result = {
-        "users": user_map.count(),
-        "items": n_items,
-        "train_pairs": train_pairs.count(),
-        "holdout_pairs": read_table(spark, config.table_path("holdout"), run_date).count(),
-        "training_rows": read_table(spark, config.table_path("training_set"), run_date).count(),
-    }
     log.info("featurize %s: %s", run_date, result)
     return result

@@ -113,7 +113,14 @@ def sample_negatives(
     Returns:
         (user_index, item_index, label=0.0)
     """
+    if negatives_per_positive < 0:
+        raise ValueError(f"negatives_per_positive: must be >= 0, got {negatives_per_positive}")
     positives = train_pairs_df.select(USER_INDEX, ITEM_INDEX)
+    if negatives_per_positive == 0:
+        # F.sequence(0, -1) would count down to [0, -1]: no draws means no rows.
+        return positives.limit(0).select(
+            USER_INDEX, ITEM_INDEX, F.lit(0.0).cast("float").alias(LABEL)
+        )
     draws = positives.select(
         USER_INDEX,
         ITEM_INDEX,
