@@ -218,6 +218,7 @@ class Config:
 
 
 _ORIGIN_SEP = "."
+_MAPPING_SETTINGS = ("spark.conf", "source.mapping", "source.constants", "ingest.event_weights")
 SOURCE_FORMATS = ("csv", "tsv", "text", "json", "parquet", "delta")
 
 
@@ -319,9 +320,15 @@ def _parse_override(item: str) -> tuple[list[str], Any]:
     if "=" not in item:
         raise ConfigError(f"override '{item}': expected key.path=value")
     key, raw = item.split("=", 1)
-    if not key.strip():
+    key = key.strip()
+    if not key:
         raise ConfigError(f"override '{item}': empty key")
-    return key.strip().split(_ORIGIN_SEP), yaml.safe_load(raw) if raw != "" else ""
+    value = yaml.safe_load(raw) if raw != "" else ""
+    # Keys of mapping settings may contain dots themselves (spark.conf.spark.driver.memory).
+    for prefix in _MAPPING_SETTINGS:
+        if key.startswith(prefix + _ORIGIN_SEP):
+            return [*prefix.split(_ORIGIN_SEP), key[len(prefix) + 1 :]], value
+    return key.split(_ORIGIN_SEP), value
 
 
 def load_config(

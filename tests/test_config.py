@@ -30,6 +30,17 @@ def test_overlay_and_override_win_in_order(tmp_path: Path) -> None:
     assert config.train.batch_size == 512  # default kept
 
 
+def test_override_of_a_dotted_spark_setting() -> None:
+    config = load_config(
+        CONF_DIR,
+        "test",
+        ["spark.conf.spark.driver.memory=3g", "spark.conf.spark.sql.shuffle.partitions=16"],
+    )
+    assert config.spark.conf["spark.driver.memory"] == "3g"
+    assert config.spark.conf["spark.sql.shuffle.partitions"] == "16"
+    assert config.spark.conf["spark.driver.host"] == "127.0.0.1"  # the overlay's others stay
+
+
 def test_unknown_key_names_key_and_file(tmp_path: Path) -> None:
     conf = _conf_dir(tmp_path, "train:\n  epochs: 3\n", "train:\n  epoch: 4\n")
     with pytest.raises(ConfigError, match=r"unknown key 'train\.epoch' in .*dev\.yaml"):
