@@ -18,8 +18,8 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.pandas.functions import pandas_udf
 
-from recspark.io.synthetic import uniform
-from recspark.schemas import ITEM_INDEX, LABEL, USER_INDEX
+from recspark.features.transforms import draw_negatives
+from recspark.schemas import ITEM_INDEX
 
 POPULARITY_COUNT = "count"
 
@@ -100,23 +100,9 @@ def sample_popularity_negatives(
     """
     if negatives_per_positive < 0:
         raise ValueError(f"negatives_per_positive must be >= 0, got {negatives_per_positive}")
-    positives = train_pairs_df.select(USER_INDEX, ITEM_INDEX)
-    label = F.lit(0.0).cast("float").alias(LABEL)
     if negatives_per_positive == 0:
-        return positives.limit(0).select(USER_INDEX, ITEM_INDEX, label)
+        return draw_negatives(train_pairs_df, 0, seed, "popneg", lambda u: u)
     items, cdf = popularity_cdf(item_popularity, alpha, col_count)
-    pick = _item_for_draw(items, cdf)
-    draws = positives.select(
-        USER_INDEX,
-        ITEM_INDEX,
-        F.explode(F.sequence(F.lit(0), F.lit(negatives_per_positive - 1))).alias("_draw"),
-    )
-    candidates = draws.select(
-        USER_INDEX,
-        pick(uniform(seed, "popneg", F.col(USER_INDEX), F.col(ITEM_INDEX), F.col("_draw"))).alias(
-            ITEM_INDEX
-        ),
-    )
-    return candidates.join(positives, [USER_INDEX, ITEM_INDEX], "left_anti").select(
-        USER_INDEX, ITEM_INDEX, label
+    return draw_negatives(
+        train_pairs_df, negatives_per_positive, seed, "popneg", _item_for_draw(items, cdf)
     )

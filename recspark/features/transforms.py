@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pyspark.sql import DataFrame, Window
+from collections.abc import Callable
+
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from recspark.io.synthetic import uniform
@@ -102,13 +104,18 @@ def split_leave_last_k(
     return ranked.filter(~is_holdout).select(columns), ranked.filter(is_holdout).select(columns)
 
 
-def sample_negatives(
-    train_pairs_df: DataFrame, n_items: int, negatives_per_positive: int, seed: int
+def draw_negatives(
+    train_pairs_df: DataFrame,
+    negatives_per_positive: int,
+    seed: int,
+    salt: str,
+    item_for_draw: Callable[[Column], Column],
 ) -> DataFrame:
-    """Uniform negatives: `negatives_per_positive` draws per positive, never a train positive.
+    """`negatives_per_positive` draws per positive, never a train positive of that user.
 
-    Draws are hashes of (seed, user, item, draw number): independent of partitioning. A draw that
-    lands on one of the user's positives is dropped, so a user can get slightly fewer negatives.
+    Each draw is `item_for_draw(u)` for a uniform u hashed from (seed, salt, user, item, draw
+    number): independent of partitioning. A draw that lands on one of the user's positives is
+    dropped, so a user can get fewer negatives than asked.
 
     Returns:
         (user_index, item_index, label=0.0)
@@ -116,27 +123,32 @@ def sample_negatives(
     if negatives_per_positive < 0:
         raise ValueError(f"negatives_per_positive: must be >= 0, got {negatives_per_positive}")
     positives = train_pairs_df.select(USER_INDEX, ITEM_INDEX)
+    label = F.lit(0.0).cast("float").alias(LABEL)
     if negatives_per_positive == 0:
         # F.sequence(0, -1) would count down to [0, -1]: no draws means no rows.
-        return positives.limit(0).select(
-            USER_INDEX, ITEM_INDEX, F.lit(0.0).cast("float").alias(LABEL)
-        )
+        return positives.limit(0).select(USER_INDEX, ITEM_INDEX, label)
     draws = positives.select(
         USER_INDEX,
         ITEM_INDEX,
         F.explode(F.sequence(F.lit(0), F.lit(negatives_per_positive - 1))).alias("_draw"),
     )
-    candidates = draws.select(
-        USER_INDEX,
-        F.floor(
-            uniform(seed, "negative", F.col(USER_INDEX), F.col(ITEM_INDEX), F.col("_draw"))
-            * n_items
-        )
-        .cast("int")
-        .alias(ITEM_INDEX),
-    )
+    u = uniform(seed, salt, F.col(USER_INDEX), F.col(ITEM_INDEX), F.col("_draw"))
+    candidates = draws.select(USER_INDEX, item_for_draw(u).cast("int").alias(ITEM_INDEX))
     return candidates.join(positives, [USER_INDEX, ITEM_INDEX], "left_anti").select(
-        USER_INDEX, ITEM_INDEX, F.lit(0.0).cast("float").alias(LABEL)
+        USER_INDEX, ITEM_INDEX, label
+    )
+
+
+def sample_negatives(
+    train_pairs_df: DataFrame, n_items: int, negatives_per_positive: int, seed: int
+) -> DataFrame:
+    """Uniform negatives over the `n_items` catalog (see `draw_negatives`).
+
+    Returns:
+        (user_index, item_index, label=0.0)
+    """
+    return draw_negatives(
+        train_pairs_df, negatives_per_positive, seed, "negative", lambda u: F.floor(u * n_items)
     )
 
 
