@@ -80,8 +80,9 @@ def test_every_raw_line_is_clean_or_quarantined(
     assert clean + quarantined.count() == raw_lines
     assert results["ingest"]["rows_in"] == raw_lines
     reasons = {r[0] for r in quarantined.select("reason").distinct().collect()}
-    # the generator plants every kind of defect; each must land under its own reason
-    assert reasons == {
+    # the generator plants every kind of defect; each must land under its own reason (random
+    # events may also make a rare near-duplicate)
+    planted = {
         "malformed_record",
         "null_key",
         "bad_timestamp",
@@ -90,6 +91,7 @@ def test_every_raw_line_is_clean_or_quarantined(
         "unknown_item",
         "duplicate",
     }
+    assert planted <= reasons <= planted | {"near_duplicate"}
 
 
 def test_rerun_of_a_date_changes_nothing(
