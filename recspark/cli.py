@@ -20,7 +20,7 @@ def _date(text: str) -> dt.date:
         raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
+def _common(parser: argparse.ArgumentParser, with_run_date: bool = True) -> None:
     parser.add_argument(
         "--conf",
         default="conf",
@@ -31,12 +31,13 @@ def _common(parser: argparse.ArgumentParser) -> None:
         default="local",
         help="environment overlay to apply: local, test, ... (default: local)",
     )
-    parser.add_argument(
-        "--run-date",
-        type=_date,
-        default=dt.date.today(),
-        help="the run date the stage works for, YYYY-MM-DD (default: today)",
-    )
+    if with_run_date:
+        parser.add_argument(
+            "--run-date",
+            type=_date,
+            default=dt.date.today(),
+            help="the run date the stage works for, YYYY-MM-DD (default: today)",
+        )
     parser.add_argument(
         "--set",
         dest="overrides",
@@ -93,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="a stage to run for each date (repeatable; default: all)",
     )
-    _common(backfill)
+    _common(backfill, with_run_date=False)
     demo = sub.add_parser(
         "demo",
         help="generate synthetic data, run every stage, print a summary",

@@ -1,0 +1,37 @@
+"""The command line: help, argument and configuration errors (no Spark needed)."""
+
+from __future__ import annotations
+
+import pytest
+
+from recspark.cli import main
+
+from .conftest import CONF_DIR
+
+
+def test_help_of_every_command(capsys: pytest.CaptureFixture[str]) -> None:
+    for command in ("run", "generate", "backfill", "demo"):
+        with pytest.raises(SystemExit) as exit_info:
+            main([command, "--help"])
+        assert exit_info.value.code == 0
+        assert "--conf" in capsys.readouterr().out
+
+
+def test_bad_date_and_stage_are_argument_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", "--run-date", "2026-13-01"])
+    assert exit_info.value.code == 2
+    assert "not a date (YYYY-MM-DD): '2026-13-01'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["run", "--stage", "teleport"])
+    assert "invalid choice: 'teleport'" in capsys.readouterr().err
+
+
+def test_backfill_range_and_config_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["--conf", str(CONF_DIR), "--env", "test"]
+    assert main(["backfill", "--from", "2026-01-05", "--to", "2026-01-01", *args]) == 2
+    assert "--to 2026-01-01 is before --from 2026-01-05" in capsys.readouterr().err
+    assert main(["run", *args, "--set", "train.epochs=many"]) == 2
+    assert "train.epochs (from override 'train.epochs=many')" in capsys.readouterr().err
+    assert main(["run", "--conf", "/nonexistent", "--env", "test"]) == 2
+    assert "no such file" in capsys.readouterr().err
