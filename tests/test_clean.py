@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 
 from chispa import assert_df_equality
 from pyspark.sql import SparkSession
@@ -94,6 +95,12 @@ def test_every_rule_gives_its_reason(spark: SparkSession) -> None:
     assert_df_equality(got, expected, ignore_row_order=True, ignore_nullable=True)
 
 
+def _key(user: str, item: str, event_type: str, value: str) -> str:
+    """The documented event key, computed independently of Spark."""
+    text = "\x01".join([user, item, event_type, value, "2026-01-01 10:00:00.000000"])
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
 def test_clean_rows_are_typed_and_weighted(spark: SparkSession) -> None:
     rows = [
         (" u1 ", "i1", "Purchase", "", TS, None, "f1"),
@@ -103,10 +110,14 @@ def test_clean_rows_are_typed_and_weighted(spark: SparkSession) -> None:
     checked = _checked(spark, rows)
     got = select_clean(checked, WEIGHTS)
     ts = dt.datetime(2026, 1, 1, 10, 0, 0)
+    day = dt.date(2026, 1, 1)
     expected = spark.createDataFrame(
-        [("u1", "i1", "purchase", None, ts, 5.0, "f1"), ("u1", "i2", "rating", 4.5, ts, 3.0, "f1")],
-        "user_id string, item_id string, event_type string, value double, event_ts timestamp, "
-        "weight double, source_file string",
+        [
+            (_key("u1", "i1", "purchase", ""), "u1", "i1", "purchase", None, ts, 5.0, "f1", day),
+            (_key("u1", "i2", "rating", "4.5"), "u1", "i2", "rating", 4.5, ts, 3.0, "f1", day),
+        ],
+        "event_id string, user_id string, item_id string, event_type string, value double, "
+        "event_ts timestamp, weight double, source_file string, event_date date",
     )
     assert_df_equality(got, expected, ignore_row_order=True, ignore_nullable=True)
     quarantined = select_quarantine(checked)
