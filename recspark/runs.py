@@ -12,28 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from pyspark.sql import SparkSession
-from pyspark.sql import types as T
 
 import recspark
 from recspark.config import Config
-
-PIPELINE_RUNS = T.StructType(
-    [
-        T.StructField("run_id", T.StringType(), False),
-        T.StructField("run_date", T.DateType(), False),
-        T.StructField("stage", T.StringType(), False),
-        T.StructField("status", T.StringType(), False),
-        T.StructField("started_at", T.TimestampType(), False),
-        T.StructField("duration_s", T.DoubleType(), False),
-        T.StructField("rows_in", T.LongType(), True),
-        T.StructField("rows_clean", T.LongType(), True),
-        T.StructField("rows_quarantined", T.LongType(), True),
-        T.StructField("quarantined_by_reason", T.MapType(T.StringType(), T.LongType()), True),
-        T.StructField("config_hash", T.StringType(), False),
-        T.StructField("code_version", T.StringType(), False),
-        T.StructField("details", T.StringType(), True),
-    ]
-)
+from recspark.schemas import PIPELINE_RUNS
 
 
 def config_hash(config: Config) -> str:

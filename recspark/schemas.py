@@ -116,3 +116,22 @@ RECOMMENDATIONS = T.StructType(
         T.StructField(RUN_DATE, T.DateType(), False),
     ]
 )
+
+# Appended once per stage run (a log).
+PIPELINE_RUNS = T.StructType(
+    [
+        T.StructField("run_id", T.StringType(), False),
+        T.StructField("run_date", T.DateType(), False),
+        T.StructField("stage", T.StringType(), False),
+        T.StructField("status", T.StringType(), False),
+        T.StructField("started_at", T.TimestampType(), False),
+        T.StructField("duration_s", T.DoubleType(), False),
+        T.StructField("rows_in", T.LongType(), True),
+        T.StructField("rows_clean", T.LongType(), True),
+        T.StructField("rows_quarantined", T.LongType(), True),
+        T.StructField("quarantined_by_reason", T.MapType(T.StringType(), T.LongType()), True),
+        T.StructField("config_hash", T.StringType(), False),
+        T.StructField("code_version", T.StringType(), False),
+        T.StructField("details", T.StringType(), True),
+    ]
+)
