@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from typing import Any
 
 from chispa import assert_df_equality
 from pyspark.sql import SparkSession
@@ -39,7 +40,10 @@ WEIGHTS = {"view": 1.0, "purchase": 5.0, "rating": 3.0}
 TS = "2026-01-01 10:00:00"
 
 
-def _checked(spark: SparkSession, rows: list[tuple], catalog: list[str] | None = None):
+def _checked(
+    spark: SparkSession, rows: list[tuple], catalog: list[str] | None = None, **time_limits: Any
+):
+    """Rows through with_reason (plus `time_limits`: latest_ts/earliest_ts), catalog, dups."""
     raw = spark.createDataFrame(rows, RAW)
     catalog_df = (
         spark.createDataFrame([(c,) for c in catalog], "item_id string") if catalog else None
@@ -51,6 +55,7 @@ def _checked(spark: SparkSession, rows: list[tuple], catalog: list[str] | None =
             timestamp_format="yyyy-MM-dd HH:mm:ss",
             rating_min=0.5,
             rating_max=5.0,
+            **time_limits,
         )
         .transform(with_unknown_items, catalog_df=catalog_df)
         .transform(with_duplicates)
@@ -171,18 +176,13 @@ def test_time_window_rules(spark: SparkSession) -> None:
         ("u2", "i1", "view", None, "2026-01-03 01:00:01", None, "f"),  # future
         ("u2", "i1", "view", None, "1990-01-01 00:00:00", None, "f"),  # too old
     ]
-    raw = spark.createDataFrame(rows, RAW)
     got = (
-        raw.transform(
-            with_reason,
-            event_weights=WEIGHTS,
-            timestamp_format="yyyy-MM-dd HH:mm:ss",
-            rating_min=0.5,
-            rating_max=5.0,
+        _checked(
+            spark,
+            rows,
             latest_ts=dt.datetime(2026, 1, 3, 1, 0, 0),
             earliest_ts=dt.datetime(1995, 1, 1),
         )
-        .transform(with_duplicates)
         .transform(with_near_duplicates, window_s=2)
         .select("event_ts", "event_type", REASON)
     )
