@@ -114,7 +114,22 @@ class FeaturesConfig:
 
 
 @dataclass(frozen=True)
+class SasrecConfig:
+    batch_size: int = 64
+    layers: int = 2
+    heads: int = 2
+    dropout: float = 0.2
+
+
+@dataclass(frozen=True)
+class EaseConfig:
+    l2: float = 200.0
+    max_items: int = 30000
+
+
+@dataclass(frozen=True)
 class TrainConfig:
+    model: str = "two_tower"
     launcher: str = "horovod"
     num_proc: int = 2
     embedding_dim: int = 32
@@ -122,9 +137,19 @@ class TrainConfig:
     batch_size: int = 512
     learning_rate: float = 0.005
     weight_decay: float = 0.0
+    loss: str = "softmax"
+    negatives: int = 0
+    use_history: bool = True
+    history_dropout: float = 0.0
+    patience: int = 3
+    validation_users: int = 1000
+    checkpoint_dir: str = "work/checkpoints/train"
+    warm_start: bool = False
     seed: int = 42
     nics: list[str] = field(default_factory=list)
     start_timeout_s: int = 120
+    sasrec: SasrecConfig = field(default_factory=SasrecConfig)
+    ease: EaseConfig = field(default_factory=EaseConfig)
 
 
 @dataclass(frozen=True)
@@ -137,8 +162,19 @@ class MlflowConfig:
 
 
 @dataclass(frozen=True)
+class AlsConfig:
+    rank: int = 64
+    reg_param: float = 0.1
+    alpha: float = 10.0
+    max_iter: int = 10
+
+
+@dataclass(frozen=True)
 class EvaluateConfig:
     k: int = 10
+    baselines: list[str] = field(default_factory=lambda: ["popularity", "als"])
+    gate_tolerance: float = 0.02
+    als: AlsConfig = field(default_factory=AlsConfig)
 
 
 @dataclass(frozen=True)
@@ -398,10 +434,23 @@ def _validate(config: Config) -> None:
         raise ConfigError(
             f"synthetic.format: expected csv or parquet, got {config.synthetic.format!r}"
         )
-    if config.train.launcher != "horovod":
-        raise ConfigError(
-            f"train.launcher: only 'horovod' exists so far, got {config.train.launcher!r}"
-        )
+    choices: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+        ("train.model", config.train.model, ("two_tower", "sasrec", "ease")),
+        ("train.launcher", config.train.launcher, ("horovod", "torch_distributor")),
+        ("train.loss", config.train.loss, ("softmax", "sampled_softmax", "bpr")),
+    )
+    for key, choice, allowed in choices:
+        if choice not in allowed:
+            raise ConfigError(f"{key}: expected one of {allowed}, got {choice!r}")
+    for name in config.evaluate.baselines:
+        if name not in ("popularity", "als", "ease"):
+            raise ConfigError(
+                f"evaluate.baselines: {name!r} is not one of ('popularity', 'als', 'ease')"
+            )
+    if not 0.0 <= config.evaluate.gate_tolerance < 1.0:
+        raise ConfigError("evaluate.gate_tolerance: must be in [0, 1)")
+    if config.train.loss == "sampled_softmax" and config.train.negatives < 1:
+        raise ConfigError("train.negatives: sampled_softmax needs at least 1 sampled negative")
     if not config.ingest.event_weights:
         raise ConfigError("ingest.event_weights: at least one event type is needed")
     for key, value in (

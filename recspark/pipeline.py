@@ -152,13 +152,13 @@ def format_summary(
     if "train" in results:
         t = results["train"]
         lines.append(
-            f"  train        model version {t['model_version']}, {t['ranks']} Horovod "
-            f"ranks on {t['device']}, {t['seconds']:.0f}s"
+            f"  train        {t['model_name']} version {t['model_version']}, {t['ranks']} "
+            f"{t['launcher']} ranks on {t['device']}, {t['seconds']:.0f}s"
         )
         for row in t["history"]:
             lines.append(
                 f"                 epoch {row['epoch']}: loss {row['loss']:.4f}, "
-                f"{row['samples_per_s']:,.0f} samples/s"
+                f"validation ndcg {row['val_ndcg']:.4f}, {row['samples_per_s']:,.0f} samples/s"
             )
     if "evaluate" in results:
         e = results["evaluate"]
@@ -167,14 +167,14 @@ def format_summary(
         lines.append(
             f"                 {'':12}" + "".join(f"{m + '@' + str(k):>14}" for m in e["model"])
         )
-        for name in ("model", "popularity"):
-            label = "two_tower" if name == "model" else "popularity"
+        for label, values in e["metrics"].items():
             lines.append(
-                f"                 {label:12}" + "".join(f"{v:>14.4f}" for v in e[name].values())
+                f"                 {label:12}" + "".join(f"{v:>14.4f}" for v in values.values())
             )
         lines.append(
-            f"                 gate (beats popularity on NDCG): "
-            f"{'passed, champion' if e['gate_passed'] else 'FAILED, champion unchanged'}"
+            "                 gate: "
+            + ("passed, now the champion" if e["gate_passed"] else "REFUSED, champion unchanged")
+            + f" ({e['gate_reason']})"
         )
     if "score" in results:
         s = results["score"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from pyspark.sql import SparkSession
 
+from recspark.models.base import IdFactors
 from recspark.scoring.topk import InMemoryFactors, score_users, top_k
 
 ITEMS = np.array([[1.0], [3.0], [2.0], [5.0]], dtype=np.float32)
@@ -24,6 +25,6 @@ def test_top_k_marks_missing_when_user_has_seen_almost_everything() -> None:
 
 def test_score_users_udf(spark: SparkSession) -> None:
     users = spark.createDataFrame([(0, [3]), (1, None)], "user_index int, seen_items array<int>")
-    source = InMemoryFactors("test-topk", USERS, ITEMS)
+    source = InMemoryFactors("test-topk", IdFactors(USERS, ITEMS))
     got = sorted(tuple(r) for r in score_users(users, source, k=2, batch_size=1).collect())
     assert got == [(0, 1, 1, 3.0), (0, 2, 2, 2.0), (1, 0, 1, -1.0), (1, 2, 2, -2.0)]

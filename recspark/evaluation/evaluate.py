@@ -1,4 +1,13 @@
-"""The evaluate stage: the model and the popularity baseline on the held-out split; the gate."""
+"""The evaluate stage: the new model, the champion and the baselines on one split; the gate.
+
+Everything is scored by the same code (`score_users`: full catalog, seen items excluded) and
+measured by the same metrics, so the numbers are comparable. The gate moves the champion alias to
+the new model only when all of these hold:
+- its parameters and scores are finite (a NaN model is refused whatever its metrics say);
+- it beats the popularity baseline on NDCG@k;
+- it is not worse than the current champion by more than `evaluate.gate_tolerance` (relative
+  NDCG@k), measured on the same held-out data today.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +15,7 @@ import datetime as dt
 import logging
 from typing import Any
 
+import numpy as np
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -13,10 +23,23 @@ from recspark import schemas
 from recspark.config import Config
 from recspark.evaluation.metrics import ranking_metrics
 from recspark.io.delta import read_table, write_run_partition
+from recspark.models.base import FactorSet
 from recspark.models.popularity import popularity_factors
-from recspark.schemas import ITEM_INDEX, USER_INDEX
-from recspark.scoring.topk import SEEN, InMemoryFactors, MlflowModelFactors, score_users
-from recspark.training.tracking import model_version_for_run_date, set_champion, setup_mlflow
+from recspark.schemas import ITEM_INDEX, STRENGTH, USER_INDEX
+from recspark.scoring.topk import (
+    SEEN,
+    FactorSource,
+    InMemoryFactors,
+    MlflowModelFactors,
+    score_users,
+)
+from recspark.training.tracking import (
+    NoModelError,
+    champion_version,
+    model_version_for_run_date,
+    set_champion,
+    setup_mlflow,
+)
 
 log = logging.getLogger(__name__)
 
@@ -27,17 +50,84 @@ def users_with_seen(users_df: DataFrame, seen_pairs_df: DataFrame) -> DataFrame:
     return users_df.select(USER_INDEX).distinct().join(seen, USER_INDEX, "left")
 
 
+def factors_are_finite(factors: FactorSet) -> bool:
+    """False when any vector holds NaN or inf (a diverged model)."""
+    users = getattr(factors, "users", None)
+    return bool(np.isfinite(factors.items).all()) and (
+        users is None or bool(np.isfinite(users).all())
+    )
+
+
+def baseline_sources(
+    train: DataFrame, config: Config, run_date: dt.date, n_users: int, n_items: int
+) -> dict[str, FactorSource]:
+    """The configured baselines (popularity, ALS, EASE), fitted on the train split."""
+    sources: dict[str, FactorSource] = {}
+    for name in config.evaluate.baselines:
+        key = f"{name}|{config.table_path('train_interactions')}|{run_date}"
+        if name == "popularity":
+            factors: FactorSet = popularity_factors(train, n_users, n_items)
+        elif name == "als":
+            from recspark.models.als import fit_als
+
+            als = config.evaluate.als
+            factors = fit_als(
+                train.filter(F.col(STRENGTH) > 0),
+                n_users,
+                n_items,
+                rank=als.rank,
+                reg_param=als.reg_param,
+                alpha=als.alpha,
+                max_iter=als.max_iter,
+                seed=config.train.seed,
+            )
+        elif name == "ease":
+            from recspark.models.ease import fit_ease
+
+            pairs = train.filter(F.col(STRENGTH) > 0).select(USER_INDEX, ITEM_INDEX)
+            ease = config.train.ease
+            factors = fit_ease(pairs, n_items, ease.l2, max_items=ease.max_items).factor_set()
+        else:  # validated by the config loader
+            raise ValueError(f"evaluate.baselines: unknown baseline {name!r}")
+        sources[name] = InMemoryFactors(key, factors)
+    return sources
+
+
+def gate(
+    model: dict[str, float],
+    popularity: dict[str, float] | None,
+    champion: dict[str, float] | None,
+    finite: bool,
+    tolerance: float,
+) -> tuple[bool, str]:
+    """(passed, why) for a candidate's NDCG against popularity and the current champion."""
+    if not finite:
+        return False, "the model has NaN or infinite parameters"
+    ndcg = model["ndcg"]
+    if not np.isfinite(ndcg):
+        return False, "the model's NDCG is not a number"
+    if popularity is not None and ndcg <= popularity["ndcg"]:
+        return False, f"NDCG {ndcg:.4f} does not beat popularity {popularity['ndcg']:.4f}"
+    if champion is not None and ndcg < champion["ndcg"] * (1.0 - tolerance):
+        return False, (
+            f"NDCG {ndcg:.4f} is worse than the champion's {champion['ndcg']:.4f} "
+            f"beyond the tolerance {tolerance:.0%}"
+        )
+    return True, "passed"
+
+
 def run_evaluate(spark: SparkSession, config: Config, run_date: dt.date) -> dict[str, Any]:
-    """Score held-out users with the model trained for `run_date` and with popularity.
+    """Score held-out users with the model trained for `run_date`, the champion and baselines.
 
     Logs the metrics to the model's MLflow run, writes them to `model_metrics`, and moves the
-    champion alias to the model when it beats the popularity baseline on NDCG@k.
+    champion alias to the model when it passes the gate (see the module docstring).
 
     Returns:
-        model version, metrics of both, and whether the gate passed.
+        model version, metrics of every model, and the gate's decision with its reason.
     """
     mlflow = setup_mlflow(config)
     version = model_version_for_run_date(config, run_date.isoformat())
+    model_name = version.tags.get("model_name", "two_tower")
     k = config.evaluate.k
     train = read_table(spark, config.table_path("train_interactions"), run_date)
     holdout = read_table(spark, config.table_path("holdout"), run_date)
@@ -45,28 +135,42 @@ def run_evaluate(spark: SparkSession, config: Config, run_date: dt.date) -> dict
     n_users = read_table(spark, config.table_path("user_ids")).count()
     n_items = read_table(spark, config.table_path("item_ids")).count()
     name = config.mlflow.registered_model
-    model_source = MlflowModelFactors(
-        config.mlflow_tracking_uri, f"models:/{name}/{version.version}"
-    )
-    pop_users, pop_items = popularity_factors(train, n_users, n_items)
-    pop_source = InMemoryFactors(f"popularity|{run_date}", pop_users, pop_items)
+    uri = config.mlflow_tracking_uri
+    model_source = MlflowModelFactors(uri, f"models:/{name}/{version.version}")
+    finite = factors_are_finite(model_source.load())
     try:
-        model_metrics = ranking_metrics(score_users(users, model_source, k), holdout, k)
-        pop_metrics = ranking_metrics(score_users(users, pop_source, k), holdout, k)
+        champion = champion_version(config)
+    except NoModelError:
+        champion = None
+    sources: dict[str, FactorSource] = {model_name: model_source}
+    if champion is not None and champion.version != version.version:
+        sources["champion"] = MlflowModelFactors(uri, f"models:/{name}/{champion.version}")
+    sources.update(baseline_sources(train, config, run_date, n_users, n_items))
+    metrics: dict[str, dict[str, float]] = {}
+    try:
+        for label, source in sources.items():
+            metrics[label] = ranking_metrics(score_users(users, source, k), holdout, k)
         n_eval_users = users.count()
     finally:
         users.unpersist()
-    passed = model_metrics["ndcg"] > pop_metrics["ndcg"]
+    passed, why = gate(
+        metrics[model_name],
+        metrics.get("popularity"),
+        metrics.get("champion"),
+        finite,
+        config.evaluate.gate_tolerance,
+    )
     with mlflow.start_run(run_id=version.run_id):
-        mlflow.log_metrics({f"{m}_at_{k}": v for m, v in model_metrics.items()})
-        mlflow.log_metrics({f"popularity_{m}_at_{k}": v for m, v in pop_metrics.items()})
-        mlflow.set_tag("gate_passed", str(passed))
+        for label, values in metrics.items():
+            prefix = "" if label == model_name else f"{label}_"
+            mlflow.log_metrics({f"{prefix}{m}_at_{k}": v for m, v in values.items()})
+        mlflow.set_tags({"gate_passed": str(passed), "gate_reason": why})
+    versions = {model_name: str(version.version)}
+    if champion is not None:
+        versions["champion"] = str(champion.version)
     rows = [
-        (run_date, model, model_version, metric, k, value, version.run_id)
-        for model, model_version, values in (
-            ("two_tower", str(version.version), model_metrics),
-            ("popularity", None, pop_metrics),
-        )
+        (run_date, label, versions.get(label), metric, k, float(value), version.run_id)
+        for label, values in metrics.items()
         for metric, value in values.items()
     ]
     write_run_partition(
@@ -79,23 +183,21 @@ def run_evaluate(spark: SparkSession, config: Config, run_date: dt.date) -> dict
     if passed:
         set_champion(config, str(version.version))
     else:
-        log.warning(
-            "model version %s did not beat popularity (NDCG@%d %.4f <= %.4f): champion unchanged",
-            version.version,
-            k,
-            model_metrics["ndcg"],
-            pop_metrics["ndcg"],
-        )
+        log.warning("model version %s refused by the gate: %s", version.version, why)
     result = {
         "model_version": str(version.version),
+        "model_name": model_name,
         "k": k,
         "users": n_eval_users,
-        "model": model_metrics,
-        "popularity": pop_metrics,
+        "model": metrics[model_name],
+        "popularity": metrics.get("popularity"),
+        "metrics": metrics,
+        "champion_version": None if champion is None else str(champion.version),
         "gate_passed": passed,
+        "gate_reason": why,
     }
     log.info("evaluate %s: %s", run_date, result)
     return result
 
 
-__all__ = ["run_evaluate", "users_with_seen"]
+__all__ = ["gate", "run_evaluate", "users_with_seen"]

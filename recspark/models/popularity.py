@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
-from numpy.typing import NDArray
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from recspark.models.base import IdFactors
 from recspark.schemas import ITEM_INDEX, USER_INDEX
 
 
-def popularity_factors(
-    train_pairs_df: DataFrame, n_users: int, n_items: int
-) -> tuple[NDArray[Any], NDArray[Any]]:
+def popularity_factors(train_pairs_df: DataFrame, n_users: int, n_items: int) -> IdFactors:
     """User vectors of ones and item vectors = number of users who had the item in train.
 
     Ties between equally popular items go to the lower item index (a fraction below 1 is
@@ -26,4 +22,4 @@ def popularity_factors(
     ):
         counts[row[ITEM_INDEX]] = row["n"]
     counts -= np.arange(n_items) / n_items
-    return np.ones((n_users, 1), dtype=np.float64), counts.reshape(-1, 1)
+    return IdFactors(users=np.ones((n_users, 1), dtype=np.float64), items=counts.reshape(-1, 1))

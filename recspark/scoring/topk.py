@@ -15,31 +15,31 @@ import pandas as pd
 from numpy.typing import NDArray
 from pyspark.sql import DataFrame
 
+from recspark.models.base import FactorSet, IdFactors
 from recspark.schemas import ITEM_INDEX, RANK, SCORE, USER_INDEX
 
 SEEN = "seen_items"
-_FACTOR_CACHE: dict[str, tuple[NDArray[Any], NDArray[Any]]] = {}
+_FACTOR_CACHE: dict[str, FactorSet] = {}
 
 
 class FactorSource(Protocol):
-    """Where a worker gets (user vectors, item vectors) from; must pickle small."""
+    """Where a worker gets a model's FactorSet from; must pickle small (or be a baseline)."""
 
     @property
     def key(self) -> str: ...
 
-    def load(self) -> tuple[NDArray[Any], NDArray[Any]]: ...
+    def load(self) -> FactorSet: ...
 
 
 @dataclass(frozen=True)
 class InMemoryFactors:
-    """Factors shipped with the task (small ones: the popularity baseline)."""
+    """Factors shipped with the task (baselines computed by the driver: popularity, ALS)."""
 
     key: str
-    users: NDArray[Any]
-    items: NDArray[Any]
+    factors: FactorSet
 
-    def load(self) -> tuple[NDArray[Any], NDArray[Any]]:
-        return self.users, self.items
+    def load(self) -> FactorSet:
+        return self.factors
 
 
 @dataclass(frozen=True)
@@ -53,17 +53,21 @@ class MlflowModelFactors:
     def key(self) -> str:
         return f"{self.tracking_uri}|{self.model_uri}"
 
-    def load(self) -> tuple[NDArray[Any], NDArray[Any]]:
+    def load(self) -> FactorSet:
         import mlflow
         import mlflow.pytorch
 
         mlflow.set_tracking_uri(self.tracking_uri)
         mlflow.set_registry_uri(self.tracking_uri)
         model = mlflow.pytorch.load_model(self.model_uri, map_location="cpu")
-        return model.factors()
+        if hasattr(model, "factor_set"):
+            factors: FactorSet = model.factor_set()
+            return factors
+        users, items = model.factors()  # a bare TwoTower logged by an earlier release
+        return IdFactors(users=users, items=items)
 
 
-def load_factors(source: FactorSource) -> tuple[NDArray[Any], NDArray[Any]]:
+def load_factors(source: FactorSource) -> FactorSet:
     """Load once per Python worker process; later tasks on the worker reuse it."""
     if source.key not in _FACTOR_CACHE:
         _FACTOR_CACHE.clear()
@@ -106,12 +110,14 @@ def _score_partition(
     source: FactorSource, k: int, batch_size: int
 ) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
     def score(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        user_factors, item_factors = load_factors(source)
+        factors = load_factors(source)
         for pdf in batches:
             for start in range(0, len(pdf), batch_size):
                 chunk = pdf.iloc[start : start + batch_size]
                 users = chunk[USER_INDEX].to_numpy()
-                items, values = top_k(user_factors[users], item_factors, list(chunk[SEEN]), k)
+                seen = list(chunk[SEEN])
+                vectors = factors.user_vectors(users, seen)
+                items, values = top_k(vectors, factors.items, seen, k)
                 width = items.shape[1]
                 out = pd.DataFrame(
                     {
