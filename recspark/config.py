@@ -180,7 +180,8 @@ class EvaluateConfig:
 @dataclass(frozen=True)
 class ScoreConfig:
     k: int = 10
-    users_per_batch: int = 2048
+    users_per_batch: int = 256
+    precision: str = "float32"
 
 
 @dataclass(frozen=True)
@@ -438,6 +439,7 @@ def _validate(config: Config) -> None:
         ("train.model", config.train.model, ("two_tower", "sasrec", "ease")),
         ("train.launcher", config.train.launcher, ("horovod", "torch_distributor")),
         ("train.loss", config.train.loss, ("softmax", "sampled_softmax", "bpr")),
+        ("score.precision", config.score.precision, ("float32", "int8", "bfloat16")),
     )
     for key, choice, allowed in choices:
         if choice not in allowed:

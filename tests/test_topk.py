@@ -28,3 +28,25 @@ def test_score_users_udf(spark: SparkSession) -> None:
     source = InMemoryFactors("test-topk", IdFactors(USERS, ITEMS))
     got = sorted(tuple(r) for r in score_users(users, source, k=2, batch_size=1).collect())
     assert got == [(0, 1, 1, 3.0), (0, 2, 2, 2.0), (1, 0, 1, -1.0), (1, 2, 2, -2.0)]
+
+
+def test_score_users_int8_matches_float_and_excludes_seen(spark: SparkSession) -> None:
+    rng = np.random.default_rng(3)
+    factors = IdFactors(
+        rng.normal(size=(40, 16)).astype(np.float32), rng.normal(size=(300, 16)).astype(np.float32)
+    )
+    seen = [rng.choice(300, size=20, replace=False).tolist() for _ in range(40)]
+    users = spark.createDataFrame(list(enumerate(seen)), "user_index int, seen_items array<int>")
+
+    def ranked(precision: str) -> dict[int, list[int]]:
+        source = InMemoryFactors(f"test-topk-{precision}", factors)
+        rows = score_users(users, source, k=10, precision=precision).collect()
+        out: dict[int, list[int]] = {}
+        for r in sorted(rows, key=lambda r: (r["user_index"], r["rank"])):
+            out.setdefault(r["user_index"], []).append(r["item_index"])
+        return out
+
+    exact, quantized = ranked("float32"), ranked("int8")
+    assert all(len(quantized[u]) == 10 and not set(quantized[u]) & set(seen[u]) for u in range(40))
+    overlap = np.mean([len(set(exact[u]) & set(quantized[u])) / 10 for u in range(40)])
+    assert overlap > 0.9

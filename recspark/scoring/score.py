@@ -36,7 +36,9 @@ def run_score(spark: SparkSession, config: Config, run_date: dt.date) -> dict[st
     )
     users = users_with_seen(user_map, seen)
     source = MlflowModelFactors(config.mlflow_tracking_uri, f"models:/{name}/{champion.version}")
-    recs = score_users(users, source, config.score.k, config.score.users_per_batch)
+    recs = score_users(
+        users, source, config.score.k, config.score.users_per_batch, config.score.precision
+    )
     out = (
         recs.join(user_map, USER_INDEX)
         .join(item_map, ITEM_INDEX)

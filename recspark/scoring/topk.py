@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import pandas as pd
@@ -106,9 +106,36 @@ def top_k(
     return items, values
 
 
+PRECISIONS = ("float32", "int8", "bfloat16")
+_QUANTIZED: dict[str, Any] = {}
+
+
+def _ranker(
+    source: FactorSource, precision: str
+) -> Callable[[FactorSet, NDArray[Any], list[Any], int], tuple[NDArray[Any], NDArray[Any]]]:
+    """top_k on float32 factors, or on int8-quantized items (int8 or bf16 products)."""
+    if precision == "float32":
+        return lambda factors, vectors, seen, k: top_k(vectors, factors.items, seen, k)
+    from recspark.models.quantize import QuantizedFactors, top_k_int8
+
+    compute: Literal["int8", "bfloat16"] = "int8" if precision == "int8" else "bfloat16"
+
+    def ranked(
+        factors: FactorSet, vectors: NDArray[Any], seen: list[Any], k: int
+    ) -> tuple[NDArray[Any], NDArray[Any]]:
+        if source.key not in _QUANTIZED:  # quantized once per worker process
+            _QUANTIZED.clear()
+            _QUANTIZED[source.key] = QuantizedFactors.from_items(factors, factors.items)
+        return top_k_int8(vectors, _QUANTIZED[source.key], seen, k, compute=compute)
+
+    return ranked
+
+
 def _score_partition(
-    source: FactorSource, k: int, batch_size: int
+    source: FactorSource, k: int, batch_size: int, precision: str = "float32"
 ) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
+    rank_top_k = _ranker(source, precision)
+
     def score(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         factors = load_factors(source)
         for pdf in batches:
@@ -117,7 +144,7 @@ def _score_partition(
                 users = chunk[USER_INDEX].to_numpy()
                 seen = list(chunk[SEEN])
                 vectors = factors.user_vectors(users, seen)
-                items, values = top_k(vectors, factors.items, seen, k)
+                items, values = rank_top_k(factors, vectors, seen, k)
                 width = items.shape[1]
                 out = pd.DataFrame(
                     {
@@ -133,15 +160,22 @@ def _score_partition(
 
 
 def score_users(
-    users_df: DataFrame, source: FactorSource, k: int, batch_size: int = 2048
+    users_df: DataFrame,
+    source: FactorSource,
+    k: int,
+    batch_size: int = 256,
+    precision: str = "float32",
 ) -> DataFrame:
     """Top-k recommendations for every row of `users_df` (user_index, seen_items).
+
+    `precision` int8 / bfloat16 scores against int8-quantized item vectors (see
+    `recspark.models.quantize`: 3.8x smaller items, top-10 overlap with float32 ~0.99).
 
     Returns:
         (user_index, item_index, rank, score), rank 1 = best.
     """
     schema = f"{USER_INDEX} int, {ITEM_INDEX} int, {RANK} int, {SCORE} float"
     return users_df.select(USER_INDEX, SEEN).mapInPandas(
-        _score_partition(source, k, batch_size),  # type: ignore[arg-type]
+        _score_partition(source, k, batch_size, precision),  # type: ignore[arg-type]
         schema,
     )
