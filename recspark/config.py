@@ -124,7 +124,7 @@ class SasrecConfig:
 @dataclass(frozen=True)
 class EaseConfig:
     l2: float = 200.0
-    max_items: int = 30000
+    max_items: int = 20000
 
 
 @dataclass(frozen=True)
@@ -163,9 +163,9 @@ class MlflowConfig:
 
 @dataclass(frozen=True)
 class AlsConfig:
-    rank: int = 64
-    reg_param: float = 0.1
-    alpha: float = 10.0
+    rank: int = 128
+    reg_param: float = 0.2
+    alpha: float = 1.0
     max_iter: int = 10
 
 
