@@ -100,9 +100,18 @@ def main() -> int:
     for size in args.sizes:
         print(f"[bench] {size:,} interactions ...", file=sys.stderr, flush=True)
         done = subprocess.run(
-            [sys.executable, __file__, "--one", str(size), "--root", str(args.root),
-             "--driver-memory", args.driver_memory],
-            capture_output=True, text=True,
+            [
+                sys.executable,
+                __file__,
+                "--one",
+                str(size),
+                "--root",
+                str(args.root),
+                "--driver-memory",
+                args.driver_memory,
+            ],
+            capture_output=True,
+            text=True,
         )
         lines = [x for x in done.stdout.splitlines() if x.startswith("RESULT ")]
         if done.returncode != 0 or not lines:
@@ -114,8 +123,11 @@ def main() -> int:
     print("| " + " | ".join(keys) + " |")
     print("|" + "---|" * len(keys))
     for row in rows:
-        print("| " + " | ".join(f"{row[k]:,}" if isinstance(row[k], int) else str(row[k])
-                                for k in keys) + " |")
+        print(
+            "| "
+            + " | ".join(f"{row[k]:,}" if isinstance(row[k], int) else str(row[k]) for k in keys)
+            + " |"
+        )
     return 0
 
 

@@ -59,11 +59,21 @@ def factors_are_finite(factors: FactorSet) -> bool:
 
 
 def baseline_sources(
-    train: DataFrame, config: Config, run_date: dt.date, n_users: int, n_items: int
+    train: DataFrame,
+    config: Config,
+    run_date: dt.date,
+    n_users: int,
+    n_items: int,
+    skip: str | None = None,
 ) -> dict[str, FactorSource]:
-    """The configured baselines (popularity, ALS, EASE), fitted on the train split."""
+    """The configured baselines (popularity, ALS, EASE) fitted on the train split.
+
+    `skip` leaves one out: the baseline that is the very model under evaluation (EASE).
+    """
     sources: dict[str, FactorSource] = {}
     for name in config.evaluate.baselines:
+        if name == skip:
+            continue
         key = f"{name}|{config.table_path('train_interactions')}|{run_date}"
         if name == "popularity":
             factors: FactorSet = popularity_factors(train, n_users, n_items)
@@ -145,11 +155,15 @@ def run_evaluate(spark: SparkSession, config: Config, run_date: dt.date) -> dict
     sources: dict[str, FactorSource] = {model_name: model_source}
     if champion is not None and champion.version != version.version:
         sources["champion"] = MlflowModelFactors(uri, f"models:/{name}/{champion.version}")
-    sources.update(baseline_sources(train, config, run_date, n_users, n_items))
+    baselines = baseline_sources(train, config, run_date, n_users, n_items, skip=model_name)
+    sources.update(baselines)
     metrics: dict[str, dict[str, float]] = {}
     try:
         for label, source in sources.items():
-            metrics[label] = ranking_metrics(score_users(users, source, k), holdout, k)
+            # The model and the champion are measured as they are served (score.precision).
+            precision = "float32" if label in baselines else config.score.precision
+            scored = score_users(users, source, k, config.score.users_per_batch, precision)
+            metrics[label] = ranking_metrics(scored, holdout, k)
         n_eval_users = users.count()
     finally:
         users.unpersist()

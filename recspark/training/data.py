@@ -5,11 +5,11 @@ first, left-padded with the padding index `n_items`) so that Petastorm can batch
 - `pairs` (two-tower): one row per positive (user, item) train pair;
 - `sequences` (SASRec): one row per user, the history is the sequence to learn from.
 
-Validation: a seeded sample of users (at most `train.validation_users`) gives up its most recent
-train item; those (user, item) pairs leave the training rows and the histories, and the model is
-scored on ranking each one against the whole catalog (the user's other items excluded). Early
-stopping watches that NDCG@k. Only the validation rows (validation_users x history length
-integers) reach the driver.
+Validation: a seeded sample of users (at most `train.validation_users`) gives up one train item
+(the most recent under a temporal split, a seeded random one under a random split); those (user,
+item) pairs leave the training rows and the histories, and the model is scored on ranking each one
+against the whole catalog (the user's other items excluded). Early stopping watches that NDCG@k.
+Only the validation rows (validation_users x history length integers) reach the driver.
 """
 
 from __future__ import annotations
@@ -41,11 +41,21 @@ def left_padded(items: Column, length: int, pad: int) -> Column:
     return F.concat(padding, kept).cast("array<int>")
 
 
-def _validation_targets(sequences: DataFrame, n_users: int, seed: int) -> DataFrame:
-    """(user_index, _validation_item): the last item of up to n_users sampled users (>= 2 items)."""
-    candidates = sequences.filter(F.size(ITEM_SEQ) >= 2).select(
+def _validation_targets(sequences: DataFrame, n_users: int, seed: int, latest: bool) -> DataFrame:
+    """(user_index, _validation_item) for up to n_users sampled users with >= 2 train items.
+
+    The held-out item is the user's latest (`latest`, matching temporal splits) or a seeded
+    random one of their items (matching random splits).
+    """
+    size = F.size(ITEM_SEQ)
+    position = (
+        F.lit(-1)
+        if latest
+        else (F.floor(uniform(seed, "validation_item", F.col(USER_INDEX)) * size) + 1).cast("int")
+    )
+    candidates = sequences.filter(size >= 2).select(
         USER_INDEX,
-        F.element_at(ITEM_SEQ, -1).alias(_TARGET),
+        F.element_at(ITEM_SEQ, position).alias(_TARGET),
         uniform(seed, "validation", F.col(USER_INDEX)).alias("_draw"),
     )
     return candidates.orderBy("_draw", USER_INDEX).limit(n_users).drop("_draw")
@@ -60,12 +70,13 @@ def training_rows(
     sequences = read_table(spark, config.table_path("user_sequences"), run_date).select(
         USER_INDEX, ITEM_SEQ
     )
-    targets = _validation_targets(sequences, cfg.validation_users, cfg.seed).cache()
-    # Validation users lose their target from the sequence they train on.
+    latest = config.features.split in ("leave_last_k", "global_time")
+    targets = _validation_targets(sequences, cfg.validation_users, cfg.seed, latest).cache()
+    # Validation users lose their target from the sequence they train on (a pair is one element).
     trimmed = sequences.join(targets, USER_INDEX, "left").select(
         USER_INDEX,
         F.when(F.col(_TARGET).isNull(), F.col(ITEM_SEQ))
-        .otherwise(F.slice(ITEM_SEQ, 1, F.size(ITEM_SEQ) - 1))
+        .otherwise(F.array_remove(ITEM_SEQ, F.col(_TARGET)))
         .alias(ITEM_SEQ),
     )
     histories = trimmed.select(
