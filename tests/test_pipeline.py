@@ -164,6 +164,7 @@ def test_model_clearly_beats_popularity(
     }
     model, popularity = metrics[("two_tower", "ndcg")], metrics[("popularity", "ndcg")]
     assert model > 1.3 * popularity, (model, popularity)
+    assert ("als", "ndcg") in metrics  # the default baselines are measured beside it
     assert results["evaluate"]["gate_passed"]
 
 
@@ -182,7 +183,8 @@ def test_mlflow_run_registry_and_champion(
     run = client.get_run(results["train"]["mlflow_run_id"])
     assert run.data.params["embedding_dim"] == str(base_config.train.embedding_dim)
     losses = client.get_metric_history(run.info.run_id, "train_loss")
-    assert len(losses) == base_config.train.epochs
+    assert 1 < len(losses) <= base_config.train.epochs  # early stopping may end sooner
     assert losses[-1].value < losses[0].value
+    assert len(client.get_metric_history(run.info.run_id, "val_ndcg")) == len(losses)
     assert f"ndcg_at_{base_config.evaluate.k}" in run.data.metrics
     assert results["train"]["ranks"] == base_config.train.num_proc == 2

@@ -244,3 +244,45 @@ def test_warm_start_begins_where_the_champion_left_off(
     warm = run_train(spark, _with(config, "train.epochs=1", "train.warm_start=true"), RUN_DATE)
     assert "warm start from champion version" in capfd.readouterr().err
     assert warm["history"][0]["val_ndcg"] > cold["history"][0]["val_ndcg"]
+
+
+def test_tracking_server_uri_from_config(
+    spark: SparkSession, config: Config, tmp_path: Path
+) -> None:
+    """A real `mlflow server` on loopback: train, evaluate and score through its HTTP API."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1",
+            "--port", str(port), "--workers", "1",
+            "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
+            "--artifacts-destination", str(tmp_path / "artifacts"),
+        ],
+        start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert server.poll() is None and time.time() < deadline, "mlflow server not up"
+                time.sleep(0.5)
+        cfg = _with(
+            config,
+            f"mlflow.tracking_uri=http://127.0.0.1:{port}",
+            "train.epochs=5",
+            "evaluate.baselines=[popularity]",
+        )
+        results = run_stages(spark, cfg, RUN_DATE, ["train", "evaluate", "score"])
+        assert results["score"]["model_version"] == results["train"]["model_version"]
+        stored = list((tmp_path / "artifacts").rglob("MLmodel"))
+        assert stored, "the model's artifacts went to the server's artifact store"
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)

@@ -22,11 +22,15 @@ def setup_mlflow(config: Config) -> Any:
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     if mlflow.get_experiment_by_name(config.mlflow.experiment) is None:
-        artifacts = config.mlflow_artifact_root
-        Path(artifacts).mkdir(parents=True, exist_ok=True)
-        mlflow.create_experiment(
-            config.mlflow.experiment, artifact_location=Path(artifacts).as_uri()
-        )
+        if uri.startswith(("http://", "https://", "databricks")):
+            # A tracking server decides where artifacts go (its --artifacts-destination).
+            mlflow.create_experiment(config.mlflow.experiment)
+        else:
+            artifacts = config.mlflow_artifact_root
+            Path(artifacts).mkdir(parents=True, exist_ok=True)
+            mlflow.create_experiment(
+                config.mlflow.experiment, artifact_location=Path(artifacts).as_uri()
+            )
     mlflow.set_experiment(config.mlflow.experiment)
     return mlflow
 
