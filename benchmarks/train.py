@@ -67,7 +67,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     rows, validation = training_rows(spark, config, RUN_DATE, ROW_KIND[args.model], n_items)
     out: dict[str, Any] = {"n_users": n_users, "n_items": n_items, "runs": {}}
     cores = os.cpu_count() or 1
-    for ranks, threads in ((1, 1), (2, 1), (1, cores)):
+    for ranks, threads, pool in (
+        (1, 1, "thread"),
+        (1, 1, "dummy"),
+        (2, 1, "thread"),
+        (2, 1, "dummy"),
+        (1, cores, "thread"),
+    ):
         converter = make_converter(spark, config, rows, ranks)
         try:
             n_rows = len(converter)
@@ -78,6 +84,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 patience=0,
                 checkpoint_path=None,
                 threads=threads,
+                reader_pool=pool,
                 steps_per_epoch=max(1, n_rows // (args.batch_size * ranks)),
             )
             results = horovod.spark.run(
@@ -91,7 +98,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         finally:
             converter.delete()
         result = next(r for r in results if r is not None)
-        out["runs"][f"petastorm_{ranks}rank_{threads}thread"] = _speed(result["history"])
+        suffix = "" if pool == "thread" else "-inline"
+        out["runs"][f"petastorm{suffix}_{ranks}rank_{threads}thread"] = _speed(result["history"])
         out["rows"] = n_rows
     pdf = rows.toPandas()
     import numpy as np
@@ -118,8 +126,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     out["scaling_efficiency"] = runs["petastorm_2rank_1thread"] / (
         2 * runs["petastorm_1rank_1thread"]
     )
+    out["scaling_efficiency_inline"] = runs["petastorm-inline_2rank_1thread"] / (
+        2 * runs["petastorm-inline_1rank_1thread"]
+    )
     out["petastorm_vs_memory_1thread"] = (
         runs["petastorm_1rank_1thread"] / runs["memory_1rank_1thread"]
+    )
+    out["petastorm_inline_vs_memory_1thread"] = (
+        runs["petastorm-inline_1rank_1thread"] / runs["memory_1rank_1thread"]
     )
     out["petastorm_vs_memory_all_cores"] = (
         runs[f"petastorm_1rank_{cores}thread"] / runs[f"memory_1rank_{cores}thread"]

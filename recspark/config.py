@@ -143,6 +143,7 @@ class TrainConfig:
     history_dropout: float = 0.5
     patience: int = 3
     validation_users: int = 1000
+    reader_pool: str = "thread"
     checkpoint_dir: str = "work/checkpoints/train"
     warm_start: bool = False
     seed: int = 42
@@ -440,6 +441,7 @@ def _validate(config: Config) -> None:
         ("train.launcher", config.train.launcher, ("horovod", "torch_distributor")),
         ("train.loss", config.train.loss, ("softmax", "sampled_softmax", "bpr")),
         ("score.precision", config.score.precision, ("float32", "int8", "bfloat16")),
+        ("train.reader_pool", config.train.reader_pool, ("thread", "dummy")),
     )
     for key, choice, allowed in choices:
         if choice not in allowed:

@@ -51,6 +51,7 @@ class TrainParams:
     checkpoint_path: str | None = None
     fingerprint: str = ""
     threads: int = 0  # torch intra-op threads per rank on CPU; 0: the cores / ranks per machine
+    reader_pool: str = "thread"  # Petastorm: thread (decode beside training) | dummy (inline)
 
 
 # -- communication -----------------------------------------------------------------------------
@@ -380,6 +381,9 @@ def memory_batches(rows: dict[str, Any], batch_size: int, seed: int) -> Iterator
 
 def petastorm_batches(converter: Any, comm: Any, params: TrainParams) -> Any:
     """A context manager yielding this rank's shard as an endless batch iterator."""
+    pool: dict[str, Any] = (
+        {"reader_pool_type": "dummy"} if params.reader_pool == "dummy" else {"workers_count": 1}
+    )
     return converter.make_torch_dataloader(
         batch_size=params.batch_size,
         num_epochs=None,
@@ -387,7 +391,7 @@ def petastorm_batches(converter: Any, comm: Any, params: TrainParams) -> Any:
         shard_count=comm.size,
         shuffle_row_groups=True,
         seed=params.seed,
-        workers_count=1,
+        **pool,
     )
 
 

@@ -89,6 +89,7 @@ def _params(
         },
         patience=cfg.patience,
         eval_k=config.evaluate.k,
+        reader_pool=cfg.reader_pool,
         checkpoint_path=str(checkpoint_path(config, run_date)),
     )
     # A checkpoint is resumed only by a run with the same settings on the same data.
