@@ -286,3 +286,23 @@ def test_tracking_server_uri_from_config(
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
+
+
+def test_models_logged_by_release_0_1_still_score(config: Config) -> None:
+    """0.1 logged a bare TwoTower (no history encoder attributes); scoring must still load it."""
+    import mlflow.pytorch
+
+    from recspark.models.two_tower import TwoTower
+    from recspark.scoring.topk import MlflowModelFactors
+
+    old = TwoTower(5, 7, 4, use_history=False)
+    for attribute in ("use_history", "history_dropout"):  # what 0.1's pickles lack
+        delattr(old, attribute)
+    mlflow = setup_mlflow(config)
+    with mlflow.start_run():
+        info = mlflow.pytorch.log_model(
+            old, name="model", serialization_format="pickle", pip_requirements=[]
+        )
+    factors = MlflowModelFactors(config.mlflow_tracking_uri, info.model_uri).load()
+    assert factors.items.shape == (7, 5)
+    assert factors.user_vectors(np.arange(5), [None] * 5).shape == (5, 5)

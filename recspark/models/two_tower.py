@@ -155,6 +155,14 @@ class TwoTower(nn.Module):
         )
 
     def factors(self) -> tuple[Any, Any]:
-        """(user vectors, item vectors) without history: kept for models logged before."""
-        factors = self.factor_set()
-        return factors.users, factors.items
+        """(user vectors, item vectors) from the id towers only.
+
+        Kept for versions logged by recspark 0.1 (a bare TwoTower without a history encoder):
+        it reads only the tensors every version has, so their unpickled objects still score.
+        """
+        with torch.no_grad():
+            users = self.user_tower.weight.detach().cpu().float()
+            items = self.item_tower.weight.detach().cpu().float()
+            bias = self.item_bias.weight.detach().cpu().float()
+        ones = torch.ones(users.shape[0], 1)
+        return torch.cat([users, ones], 1).numpy(), torch.cat([items, bias], 1).numpy()

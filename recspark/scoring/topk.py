@@ -15,7 +15,7 @@ import pandas as pd
 from numpy.typing import NDArray
 from pyspark.sql import DataFrame
 
-from recspark.models.base import FactorSet, IdFactors
+from recspark.models.base import FactorSet, IdFactors, ScoringModel
 from recspark.schemas import ITEM_INDEX, RANK, SCORE, USER_INDEX
 
 SEEN = "seen_items"
@@ -60,10 +60,9 @@ class MlflowModelFactors:
         mlflow.set_tracking_uri(self.tracking_uri)
         mlflow.set_registry_uri(self.tracking_uri)
         model = mlflow.pytorch.load_model(self.model_uri, map_location="cpu")
-        if hasattr(model, "factor_set"):
-            factors: FactorSet = model.factor_set()
-            return factors
-        users, items = model.factors()  # a bare TwoTower logged by an earlier release
+        if isinstance(model, ScoringModel):
+            return model.factor_set()
+        users, items = model.factors()  # a bare TwoTower logged by recspark 0.1
         return IdFactors(users=users, items=items)
 
 
