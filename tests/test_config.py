@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from recspark.config import ConfigError, load_config
+from recspark.config import ConfigError, TrainConfig, load_config
 
 from .conftest import CONF_DIR
 
@@ -27,7 +27,7 @@ def test_overlay_and_override_win_in_order(tmp_path: Path) -> None:
     conf = _conf_dir(tmp_path, "train:\n  epochs: 3\n  embedding_dim: 8\n", "train:\n  epochs: 4\n")
     config = load_config(conf, "dev", ["train.embedding_dim=16"])
     assert (config.train.epochs, config.train.embedding_dim) == (4, 16)
-    assert config.train.batch_size == 512  # default kept
+    assert config.train.batch_size == TrainConfig().batch_size  # default kept
 
 
 def test_override_of_a_dotted_spark_setting() -> None:
