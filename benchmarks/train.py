@@ -67,6 +67,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     rows, validation = training_rows(spark, config, RUN_DATE, ROW_KIND[args.model], n_items)
     out: dict[str, Any] = {"n_users": n_users, "n_items": n_items, "runs": {}}
     cores = os.cpu_count() or 1
+
+    def params_for(n_rows: int, ranks: int, threads: int, pool: str = "thread") -> Any:
+        """The stage's own parameters, for a fixed number of epochs without early stopping."""
+        return dataclasses.replace(
+            _params(config, n_users, n_items, n_rows, RUN_DATE, {}),
+            epochs=args.epochs,
+            patience=0,
+            checkpoint_path=None,
+            threads=threads,
+            reader_pool=pool,
+            steps_per_epoch=max(1, n_rows // (args.batch_size * ranks)),
+        )
+
     for ranks, threads, pool in (
         (1, 1, "thread"),
         (1, 1, "dummy"),
@@ -77,16 +90,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         converter = make_converter(spark, config, rows, ranks)
         try:
             n_rows = len(converter)
-            params = _params(config, n_users, n_items, n_rows, RUN_DATE, {})
-            params = dataclasses.replace(
-                params,
-                epochs=args.epochs,
-                patience=0,
-                checkpoint_path=None,
-                threads=threads,
-                reader_pool=pool,
-                steps_per_epoch=max(1, n_rows // (args.batch_size * ranks)),
-            )
+            params = params_for(n_rows, ranks, threads, pool)
             results = horovod.spark.run(
                 train_worker,
                 args=("horovod", converter, validation, params, None),
@@ -109,15 +113,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for column in pdf.columns
     }
     for threads in (1, cores):
-        params = _params(config, n_users, n_items, len(pdf), RUN_DATE, {})
-        params = dataclasses.replace(
-            params,
-            epochs=args.epochs,
-            patience=0,
-            checkpoint_path=None,
-            threads=threads,
-            steps_per_epoch=max(1, len(pdf) // args.batch_size),
-        )
+        params = params_for(len(pdf), 1, threads)
         batches = memory_batches(memory_rows, args.batch_size, params.seed)
         result = fit(LocalComm(), batches, validation, params)
         out["runs"][f"memory_1rank_{threads}thread"] = _speed(result["history"])

@@ -53,6 +53,8 @@ from typing import Any, Literal, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
+from recspark.scoring.topk import mask_seen
+
 QMAX = 127
 # Largest d for which a sum of d products of two int8 in [-127, 127] cannot overflow int32.
 MAX_EXACT_DIM = (2**31 - 1) // (QMAX * QMAX)
@@ -311,12 +313,7 @@ def top_k_int8(
         scores = users_t.to(torch.bfloat16) @ qfactors.bf16_items.T
     else:
         raise ValueError(f"compute must be 'int8' or 'bfloat16', got {compute!r}")
-    rows = [np.full(len(s), r) for r, s in enumerate(seen) if s is not None and len(s)]
-    if rows:
-        cols = [np.asarray(s, dtype=np.int64) for s in seen if s is not None and len(s)]
-        scores[torch.from_numpy(np.concatenate(rows)), torch.from_numpy(np.concatenate(cols))] = (
-            float("-inf")
-        )
+    mask_seen(scores, list(seen))
     best = torch.topk(scores, min(k, scores.shape[1]), dim=1)
     items = best.indices.numpy().copy()
     values = best.values.to(torch.float32).numpy().copy()

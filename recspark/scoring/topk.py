@@ -74,6 +74,18 @@ def load_factors(source: FactorSource) -> FactorSet:
     return _FACTOR_CACHE[source.key]
 
 
+def mask_seen(scores: Any, seen: list[Any]) -> None:
+    """Set scores[row, item] to -inf, in place, for every item each row's user has seen."""
+    import torch
+
+    rows = [np.full(len(s), r) for r, s in enumerate(seen) if s is not None and len(s)]
+    if rows:
+        cols = [np.asarray(s, dtype=np.int64) for s in seen if s is not None and len(s)]
+        scores[torch.from_numpy(np.concatenate(rows)), torch.from_numpy(np.concatenate(cols))] = (
+            float("-inf")
+        )
+
+
 def top_k(
     user_vectors: NDArray[Any], item_vectors: NDArray[Any], seen: list[Any], k: int
 ) -> tuple[NDArray[Any], NDArray[Any]]:
@@ -92,12 +104,7 @@ def top_k(
     import torch
 
     scores = torch.from_numpy(user_vectors) @ torch.from_numpy(item_vectors).T
-    rows = [np.full(len(s), r) for r, s in enumerate(seen) if s is not None and len(s)]
-    if rows:
-        cols = [np.asarray(s, dtype=np.int64) for s in seen if s is not None and len(s)]
-        scores[torch.from_numpy(np.concatenate(rows)), torch.from_numpy(np.concatenate(cols))] = (
-            float("-inf")
-        )
+    mask_seen(scores, seen)
     best = torch.topk(scores, min(k, scores.shape[1]), dim=1)
     items = best.indices.numpy().copy()
     values = best.values.numpy()
