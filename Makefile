@@ -36,7 +36,7 @@ test-all: setup lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: setup
-	$(VENV)/bin/ruff check recspark jobs tests
+	$(VENV)/bin/ruff check recspark jobs tests benchmarks
 	$(VENV)/bin/mypy
 
 clean:
