@@ -235,7 +235,6 @@ def fit(
 
     from recspark.models.registry import build_model
 
-    torch.manual_seed(params.seed + comm.rank)
     use_cuda = torch.cuda.is_available()
     if use_cuda:
         torch.cuda.set_device(comm.local_rank)

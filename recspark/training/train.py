@@ -9,6 +9,7 @@ its run date, config hash and the Delta versions of the tables it was trained on
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -289,7 +290,9 @@ def _log_to_mlflow(
                 **{f"data_path.{k}": config.table_path(k) for k in versions},
             }
         )
-        mlflow.log_dict(json.loads(json.dumps(_config_dict(config), default=str)), "config.json")
+        mlflow.log_dict(
+            json.loads(json.dumps(dataclasses.asdict(config), default=str)), "config.json"
+        )
         for row in result["history"]:
             step = int(row["epoch"])
             mlflow.log_metric("train_loss", row["loss"], step=step)
@@ -325,9 +328,3 @@ def _log_to_mlflow(
     }
     log.info("train %s: version %s", run_date, version)
     return out
-
-
-def _config_dict(config: Config) -> dict[str, Any]:
-    import dataclasses
-
-    return dataclasses.asdict(config)
