@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import os
@@ -12,6 +13,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 import torch
 from mlflow.tracking import MlflowClient
@@ -100,6 +102,28 @@ def _checkpoint_epoch(path: Path) -> int:
         return 0
 
 
+def _kill_tree(proc: subprocess.Popen[bytes]) -> None:
+    """kill -9 the run and every process it started, like a lost machine.
+
+    Horovod starts each rank under a middleman in its own session (``os.setsid``), so killing the
+    process group misses the ranks: they would live on for a few seconds and could write one more
+    checkpoint after the test has read the epoch it killed at.
+    """
+    alive = [psutil.Process(proc.pid)]
+    while alive:
+        tree = [*alive]
+        for p in alive:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                tree += p.children(recursive=True)
+        for p in tree:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                p.kill()
+        _, alive = psutil.wait_procs(tree, timeout=30)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
 def test_killed_training_resumes_from_its_checkpoint(spark: SparkSession, config: Config) -> None:
     overrides = ["train.epochs=40", "train.patience=0"]
     cfg = _with(config, *overrides)
@@ -122,8 +146,7 @@ def test_killed_training_resumes_from_its_checkpoint(spark: SparkSession, config
             assert time.time() < deadline, "no checkpoint within 240 s"
             time.sleep(0.5)
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+        _kill_tree(proc)
     killed_at = _checkpoint_epoch(ckpt)
     assert 3 <= killed_at < 40
     result = run_train(spark, cfg, RUN_DATE)
