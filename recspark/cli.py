@@ -95,6 +95,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="a stage to run for each date (repeatable; default: all)",
     )
     _common(backfill, with_run_date=False)
+    rollback = sub.add_parser(
+        "rollback",
+        help="publish an earlier run's recommendations again (recommendations_latest)",
+        description="Make an earlier run the published one: recommendations_latest is replaced "
+        "(one Delta commit) by the rows that run wrote to recommendations. The next nightly "
+        "score publishes its own run again.",
+    )
+    rollback.add_argument(
+        "--to-run",
+        required=True,
+        metavar="RUN",
+        help="a run date (YYYY-MM-DD) or a pipeline run id (column run_id of recommendations "
+        "and pipeline_runs); a run replaced by a rerun of its date is found by time travel",
+    )
+    _common(rollback, with_run_date=False)
     demo = sub.add_parser(
         "demo",
         help="generate synthetic data, run every stage, print a summary",
@@ -130,6 +145,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         spark = build_spark(config)
         for day, day_results in run_backfill(spark, config, args.first, args.last, stages).items():
             print(format_summary(spark, config, day, day_results), flush=True)
+        return 0
+    if args.command == "rollback":
+        from recspark.scoring.publish import rollback
+
+        spark = build_spark(config)
+        try:
+            done = rollback(spark, config, args.to_run)
+        except (ValueError, FileNotFoundError) as exc:
+            print(f"recspark: {exc}", file=sys.stderr)
+            return 2
+        now, before = done["published"], done["replaced"]
+        print(
+            f"recommendations_latest now holds run {now['run_id']} of {now['run_date']} "
+            f"(model {now['model_name']} version {now['model_version']})"
+            + (f"; it held run {before['run_id']} of {before['run_date']}" if before else "")
+        )
         return 0
     if args.command == "run":
         stages = PIPELINE if args.stage == "all" else [args.stage]

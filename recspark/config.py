@@ -46,6 +46,8 @@ class TablesConfig:
     training_set: str = "training_set"
     model_metrics: str = "model_metrics"
     recommendations: str = "recommendations"
+    recommendations_staging: str = "recommendations_staging"
+    recommendations_latest: str = "recommendations_latest"
     pipeline_runs: str = "pipeline_runs"
     user_features: str = "user_features"
     item_features: str = "item_features"
@@ -173,8 +175,11 @@ class AlsConfig:
 @dataclass(frozen=True)
 class EvaluateConfig:
     k: int = 10
+    ks: list[int] = field(default_factory=lambda: [5, 10, 20])
     baselines: list[str] = field(default_factory=lambda: ["popularity", "als"])
     gate_tolerance: float = 0.02
+    active_min_interactions: int = 5
+    report: bool = True
     als: AlsConfig = field(default_factory=AlsConfig)
 
 
@@ -183,6 +188,8 @@ class ScoreConfig:
     k: int = 10
     users_per_batch: int = 256
     precision: str = "float32"
+    explain_history: int = 200
+    min_coverage: float = 0.01
 
 
 @dataclass(frozen=True)
@@ -451,6 +458,15 @@ def _validate(config: Config) -> None:
             raise ConfigError(
                 f"evaluate.baselines: {name!r} is not one of ('popularity', 'als', 'ease')"
             )
+    if not 0.0 <= config.score.min_coverage <= 1.0:
+        raise ConfigError(
+            f"score.min_coverage: a fraction of the catalog in [0, 1], "
+            f"got {config.score.min_coverage}"
+        )
+    if config.score.explain_history < 0:
+        raise ConfigError("score.explain_history: must be 0 (no explanations) or more")
+    if not config.evaluate.ks or min(config.evaluate.ks) < 1:
+        raise ConfigError(f"evaluate.ks: a list of cut-offs >= 1, got {config.evaluate.ks}")
     if not 0.0 <= config.evaluate.gate_tolerance < 1.0:
         raise ConfigError("evaluate.gate_tolerance: must be in [0, 1)")
     if config.train.loss == "sampled_softmax" and config.train.negatives < 1:
@@ -463,6 +479,7 @@ def _validate(config: Config) -> None:
         ("train.batch_size", config.train.batch_size),
         ("train.embedding_dim", config.train.embedding_dim),
         ("evaluate.k", config.evaluate.k),
+        ("evaluate.active_min_interactions", config.evaluate.active_min_interactions),
         ("score.k", config.score.k),
         ("features.holdout_per_user", config.features.holdout_per_user),
         ("synthetic.n_users", config.synthetic.n_users),

@@ -21,7 +21,7 @@ from recspark.evaluation.evaluate import run_evaluate
 from recspark.features.featurize import run_featurize
 from recspark.io.delta import read_table
 from recspark.io.synthetic import write_synthetic
-from recspark.runs import record_stage_run
+from recspark.runs import CURRENT_RUN_ID, record_stage_run
 from recspark.schemas import RANK, USER_ID
 from recspark.scoring.score import run_score
 from recspark.training.train import run_train
@@ -68,34 +68,45 @@ def run_stages(
     """
     results: dict[str, dict[str, Any]] = {}
     run_id = str(uuid.uuid4())
-    for name in stages:
-        stage = run_generate if name == "generate" else STAGES[name]
-        progress(f"stage {name} ({run_date}) ...")
-        started_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-        started = time.perf_counter()
-        record = functools.partial(
-            record_stage_run,
-            spark,
-            config,
-            run_id=run_id,
-            run_date=run_date,
-            stage=name,
-            started_at=started_at,
-        )
-        try:
-            result = stage(spark, config, run_date)
-        except Exception as exc:
-            record(
-                status="failed",
-                duration_s=time.perf_counter() - started,
-                result={"error": f"{type(exc).__name__}: {exc}"[:2000]},
-            )
-            raise
-        result["seconds"] = round(time.perf_counter() - started, 1)
-        record(status="succeeded", duration_s=result["seconds"], result=result)
-        progress(f"stage {name} done in {result['seconds']}s")
-        results[name] = result
+    token = CURRENT_RUN_ID.set(run_id)
+    try:
+        for name in stages:
+            results[name] = _run_stage(spark, config, run_date, name, run_id)
+    finally:
+        CURRENT_RUN_ID.reset(token)
     return results
+
+
+def _run_stage(
+    spark: SparkSession, config: Config, run_date: dt.date, name: str, run_id: str
+) -> dict[str, Any]:
+    """One stage, recorded in `pipeline_runs` (failed runs too)."""
+    stage = run_generate if name == "generate" else STAGES[name]
+    progress(f"stage {name} ({run_date}) ...")
+    started_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    started = time.perf_counter()
+    record = functools.partial(
+        record_stage_run,
+        spark,
+        config,
+        run_id=run_id,
+        run_date=run_date,
+        stage=name,
+        started_at=started_at,
+    )
+    try:
+        result = stage(spark, config, run_date)
+    except Exception as exc:
+        record(
+            status="failed",
+            duration_s=time.perf_counter() - started,
+            result={"error": f"{type(exc).__name__}: {exc}"[:2000]},
+        )
+        raise
+    result["seconds"] = round(time.perf_counter() - started, 1)
+    record(status="succeeded", duration_s=result["seconds"], result=result)
+    progress(f"stage {name} done in {result['seconds']}s")
+    return result
 
 
 def run_backfill(
@@ -180,7 +191,9 @@ def format_summary(
         s = results["score"]
         lines.append(
             f"  score        {s['rows']:,} recommendations for {s['users']:,} users "
-            f"(model version {s['model_version']})"
+            f"({s['personalized_users']:,} personalized, {s['fallback_users']:,} popular "
+            f"fallback; catalog coverage {s['coverage']:.1%}), model version "
+            f"{s['model_version']}; validated and published to recommendations_latest"
         )
         recs = read_table(spark, config.table_path("recommendations"), run_date)
         sample_users = [
@@ -189,7 +202,11 @@ def format_summary(
         ]
         for user in sample_users:
             top = recs.filter((F.col(USER_ID) == user) & (F.col(RANK) <= n_recs)).orderBy(RANK)
-            items = ", ".join(f"{r['item_id']} ({r['score']:.2f})" for r in top.collect())
+            items = ", ".join(
+                f"{r['item_id']} ({r['score']:.2f}"
+                + (f", because of {r['explanation']})" if r["explanation"] else ")")
+                for r in top.collect()
+            )
             lines.append(f"                 {user}: {items}")
     return "\n".join(lines)
 

@@ -8,6 +8,8 @@ import functools
 import hashlib
 import json
 import subprocess
+import uuid
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,13 @@ from pyspark.sql import SparkSession
 import recspark
 from recspark.config import Config
 from recspark.schemas import PIPELINE_RUNS
+
+CURRENT_RUN_ID: ContextVar[str | None] = ContextVar("recspark_run_id", default=None)
+
+
+def current_run_id() -> str:
+    """The pipeline run id of the stages running now (`run_stages` sets it), or a fresh one."""
+    return CURRENT_RUN_ID.get() or str(uuid.uuid4())
 
 
 def config_hash(config: Config) -> str:

@@ -20,6 +20,7 @@ LAST_TS = "last_ts"
 N_EVENTS = "n_events"
 RANK = "rank"
 SCORE = "score"
+EXPLANATION = "explanation"
 REASON = "reason"
 RAW_RECORD = "raw_record"
 SOURCE_FILE = "source_file"
@@ -111,8 +112,14 @@ RECOMMENDATIONS = T.StructType(
         T.StructField(RANK, T.IntegerType(), False),
         T.StructField(ITEM_ID, T.StringType(), False),
         T.StructField(SCORE, T.FloatType(), False),
+        # personalized (the model) | popular_fallback (a user the model cannot score: no history
+        # or unknown to it; the most popular unseen items)
+        T.StructField(REASON, T.StringType(), False),
+        # item_id of the seen item that supports the recommendation most; null for fallbacks
+        T.StructField(EXPLANATION, T.StringType(), True),
         T.StructField("model_name", T.StringType(), False),
         T.StructField("model_version", T.StringType(), False),
+        T.StructField("run_id", T.StringType(), False),
         T.StructField(RUN_DATE, T.DateType(), False),
     ]
 )

@@ -31,6 +31,8 @@ def write_run_partition(
 
     A rerun of the same date replaces what the earlier run wrote (no duplicates), and readers
     never see a half-written partition (Delta's `replaceWhere` commits in one transaction).
+    Columns added to `schema` in a later release are added to an existing table (older
+    partitions read them as null).
     """
     out = conform(df, schema, table)
     bad = out.filter(F.col(RUN_DATE) != F.lit(run_date)).limit(1).count()
@@ -41,13 +43,20 @@ def write_run_partition(
         .mode("overwrite")
         .partitionBy(RUN_DATE)
         .option("replaceWhere", f"{RUN_DATE} = DATE'{run_date.isoformat()}'")
+        .option("mergeSchema", "true")
         .save(path)
     )
 
 
 def overwrite_table(df: DataFrame, path: str, schema: T.StructType, table: str) -> None:
-    """Replace the whole Delta table at `path` with `df` in one commit."""
-    conform(df, schema, table).write.format("delta").mode("overwrite").save(path)
+    """Replace the whole Delta table at `path` with `df` in one commit (schema included)."""
+    (
+        conform(df, schema, table)
+        .write.format("delta")
+        .mode("overwrite")
+        .option("overwriteSchema", "true")
+        .save(path)
+    )
 
 
 def table_exists(spark: SparkSession, path: str) -> bool:

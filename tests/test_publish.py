@@ -1,0 +1,233 @@
+"""Publishing recommendations: reasons, explanations, validation before publish, rollback."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from mlflow.tracking import MlflowClient
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from recspark.config import Config, load_config
+from recspark.io.delta import read_table
+from recspark.models.base import IdFactors, ScoringModel
+from recspark.pipeline import run_stages
+from recspark.scoring.publish import (
+    Expectation,
+    ValidationError,
+    published_run,
+    rollback,
+    validate_recommendations,
+)
+from recspark.scoring.score import run_score
+from recspark.training.tracking import champion_version, set_champion, setup_mlflow
+
+from .conftest import CONF_DIR
+
+RUN_DATE = dt.date(2026, 1, 1)
+PROJECT = CONF_DIR.parent
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def config(tmp_path_factory: pytest.TempPathFactory, spark: SparkSession) -> Config:
+    root = tmp_path_factory.mktemp("publish")
+    config = load_config(CONF_DIR, "test", [f"paths.root={root}", *SETTINGS])
+    run_stages(spark, config, RUN_DATE, ["generate", "ingest", "featurize", "train", "evaluate"])
+    return config
+
+
+SETTINGS = ["train.model=ease", "evaluate.baselines=[]"]  # fast: closed-form model only
+
+
+def _with(config: Config, *overrides: str) -> Config:
+    return load_config(CONF_DIR, "test", [f"paths.root={config.paths.root}", *SETTINGS, *overrides])
+
+
+def _seen(spark: SparkSession, config: Config) -> DataFrame:
+    users = read_table(spark, config.table_path("user_ids"))
+    items = read_table(spark, config.table_path("item_ids"))
+    return (
+        read_table(spark, config.table_path("train_interactions"), RUN_DATE)
+        .unionByName(read_table(spark, config.table_path("holdout"), RUN_DATE))
+        .join(users, "user_index")
+        .join(items, "item_index")
+        .select("user_id", "item_id", "strength")
+    )
+
+
+def _rows(df: DataFrame) -> list[tuple[object, ...]]:
+    cols = ["user_id", "rank", "item_id", "score", "reason", "explanation", "run_id"]
+    return sorted(tuple(r) for r in df.select(*cols).collect())
+
+
+def test_score_publishes_explained_recommendations(spark: SparkSession, config: Config) -> None:
+    result = run_stages(spark, config, RUN_DATE, ["score"])["score"]
+    recs = read_table(spark, config.table_path("recommendations"), RUN_DATE)
+    latest = read_table(spark, config.table_path("recommendations_latest"))
+    assert _rows(latest) == _rows(recs)
+    runs = read_table(spark, config.table_path("pipeline_runs"))
+    score_run = runs.filter((F.col("stage") == "score") & (F.col("status") == "succeeded"))
+    assert {r[0] for r in recs.select("run_id").distinct().collect()} == {
+        score_run.orderBy(F.col("started_at").desc()).first()["run_id"]  # type: ignore[index]
+    }
+    assert result["coverage"] >= config.score.min_coverage
+    personalized = recs.filter(F.col("reason") == "personalized")
+    assert personalized.count() > 0
+    # every explanation is an item the user has seen
+    seen = _seen(spark, config)
+    explained = personalized.select(
+        "user_id", F.col("explanation").alias("item_id"), F.col("item_id").alias("recommended")
+    )
+    assert explained.filter(F.col("item_id").isNull()).count() == 0
+    assert explained.join(seen, ["user_id", "item_id"], "left_anti").count() == 0
+    # and not the same item for every recommendation of a user: it depends on the item
+    varied = explained.groupBy("user_id").agg(F.countDistinct("item_id").alias("n"))
+    assert varied.filter(F.col("n") > 1).count() > 0
+
+
+def _register_id_model(config: Config, n_known_users: int, n_items: int) -> str:
+    import mlflow.pytorch
+
+    mlflow = setup_mlflow(config)
+    rng = np.random.default_rng(0)
+    factors = IdFactors(
+        rng.normal(size=(n_known_users, 8)).astype(np.float32),
+        rng.normal(size=(n_items, 8)).astype(np.float32),
+    )
+    with mlflow.start_run():
+        info = mlflow.pytorch.log_model(
+            ScoringModel("two_tower", None, factors),
+            name="model",
+            registered_model_name=config.mlflow.registered_model,
+            serialization_format="pickle",
+        )
+    version = str(info.registered_model_version)
+    MlflowClient().set_model_version_tag(
+        config.mlflow.registered_model, version, "model_name", "two_tower"
+    )
+    return version
+
+
+def test_users_the_model_cannot_score_get_the_popularity_fallback(
+    spark: SparkSession, config: Config
+) -> None:
+    users = read_table(spark, config.table_path("user_ids"))
+    n_users = users.count()
+    n_items = read_table(spark, config.table_path("item_ids")).count()
+    champion = str(champion_version(config).version)
+    older = _register_id_model(config, n_users - 7, n_items)  # knows all but the 7 newest users
+    set_champion(config, older)
+    try:
+        result = run_score(spark, config, RUN_DATE)
+    finally:
+        set_champion(config, champion)
+    recs = read_table(spark, config.table_path("recommendations"), RUN_DATE)
+    fallback = recs.filter(F.col("reason") == "popular_fallback")
+    newest = users.filter(F.col("user_index") >= n_users - 7).select("user_id")
+    fallback_users = {r[0] for r in fallback.select("user_id").distinct().collect()}
+    assert {r[0] for r in newest.collect()} <= fallback_users
+    assert result["fallback_users"] == len(fallback_users)
+    assert fallback.filter(F.col("explanation").isNotNull()).count() == 0
+    # the fallback is the most popular items the user has not seen, best first
+    popularity = (
+        _seen(spark, config)
+        .filter("strength > 0")
+        .groupBy("item_id")
+        .agg(F.countDistinct("user_id").alias("n"))
+    )
+    ranked = fallback.join(popularity, "item_id", "left").fillna(0, ["n"])
+    user = sorted(fallback_users)[0]
+    counts = [r["n"] for r in ranked.filter(F.col("user_id") == user).orderBy("rank").collect()]
+    assert counts == sorted(counts, reverse=True) and len(counts) == config.score.k
+
+
+def test_a_failed_validation_leaves_the_published_run(spark: SparkSession, config: Config) -> None:
+    run_stages(spark, config, RUN_DATE, ["score"])
+    recs_path = config.table_path("recommendations")
+    before = _rows(read_table(spark, recs_path, RUN_DATE))
+    latest_before = _rows(read_table(spark, config.table_path("recommendations_latest")))
+    strict = _with(config, "score.min_coverage=1.0")  # no model recommends every item
+    with pytest.raises(ValidationError, match=r"coverage .* below score.min_coverage"):
+        run_stages(spark, strict, RUN_DATE, ["score"])
+    assert _rows(read_table(spark, recs_path, RUN_DATE)) == before
+    assert _rows(read_table(spark, config.table_path("recommendations_latest"))) == latest_before
+    runs = read_table(spark, config.table_path("pipeline_runs"))
+    last = runs.filter(F.col("stage") == "score").orderBy(F.col("started_at").desc()).first()
+    assert last is not None and last["status"] == "failed"
+
+
+def test_rollback_to_an_earlier_run(spark: SparkSession, config: Config) -> None:
+    first = run_stages(spark, config, RUN_DATE, ["score"])["score"]["run_id"]
+    second = run_stages(spark, config, RUN_DATE, ["score"])["score"]["run_id"]
+    latest = config.table_path("recommendations_latest")
+    assert published_run(spark, config)["run_id"] == second  # type: ignore[index]
+    # the first run's partition was replaced by the rerun: found by time travel
+    done = rollback(spark, config, first)
+    assert (done["published"]["run_id"], done["replaced"]["run_id"]) == (first, second)
+    assert {r[0] for r in read_table(spark, latest).select("run_id").distinct().collect()} == {
+        first
+    }
+    rollback(spark, config, RUN_DATE.isoformat())  # by date: what the table holds for that day
+    assert published_run(spark, config)["run_id"] == second  # type: ignore[index]
+    with pytest.raises(ValueError, match="no published recommendations for run '2020-01-01'"):
+        rollback(spark, config, "2020-01-01")
+
+
+def test_rollback_command(config: Config) -> None:
+    env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1"}
+    common = ["--conf", str(CONF_DIR), "--env", "test", "--set", f"paths.root={config.paths.root}"]
+    bad = subprocess.run(
+        [sys.executable, "-m", "recspark", "rollback", "--to-run", "no-such-run", *common],
+        cwd=PROJECT, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert bad.returncode == 2
+    assert "no published recommendations for run 'no-such-run'" in bad.stderr
+    good = subprocess.run(
+        [sys.executable, "-m", "recspark", "rollback", "--to-run", RUN_DATE.isoformat(), *common],
+        cwd=PROJECT, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert good.returncode == 0, good.stderr
+    assert f"of {RUN_DATE}" in good.stdout
+
+
+def _recs(spark: SparkSession, rows: list[tuple[str, int, str, float]]) -> DataFrame:
+    return spark.createDataFrame(rows, "user_id string, rank int, item_id string, score float")
+
+
+@pytest.mark.parametrize(
+    "rows, problem",
+    [
+        ([("u1", 1, "a", 2.0), ("u2", 1, "b", 1.0), ("u2", 2, "c", 0.5)], None),
+        ([("u1", 1, "a", 2.0), ("u2", 1, "b", 1.0)], "1 users do not have their K rows"),
+        ([("u1", 1, "a", 2.0), ("u2", 1, "b", 1.0), ("u2", 3, "c", 0.5)], "ranked 1..n"),
+        ([("u1", 1, "a", 2.0), ("u2", 1, "b", 1.0), ("u2", 2, "b", 0.5)], "1 duplicate"),
+        ([("u1", 1, "s", 2.0), ("u2", 1, "b", 1.0), ("u2", 2, "c", 0.5)], "already seen"),
+        ([("u1", 1, "a", float("nan")), ("u2", 1, "b", 1.0), ("u2", 2, "c", 0.5)], "finite"),
+        # 2 of 4 items: enough for the floor of 50 % used in the other cases, not for 75 %
+        ([("u1", 1, "a", 2.0), ("u2", 1, "a", 1.0), ("u2", 2, "c", 0.5)], "coverage 50.00%"),
+        (
+            [("u1", 1, "a", 2.0), ("u2", 1, "b", 1.0), ("u2", 2, "c", 0.5), ("u3", 1, "a", 1.0)],
+            "1 users do not have",  # a user nobody asked for
+        ),
+    ],
+)
+def test_validation_rules(
+    spark: SparkSession, rows: list[tuple[str, int, str, float]], problem: str | None
+) -> None:
+    expect = Expectation(
+        users=spark.createDataFrame([("u1", 1), ("u2", 2)], "user_id string, n_expected int"),
+        seen=spark.createDataFrame([("u1", "s")], "user_id string, item_id string"),
+        n_items=4,
+        min_coverage=0.75 if problem and "coverage" in problem else 0.5,
+    )
+    problems, _ = validate_recommendations(_recs(spark, rows), expect)
+    if problem is None:
+        assert problems == []
+    else:
+        assert len(problems) == 1 and problem in problems[0], problems
