@@ -176,11 +176,16 @@ def format_summary(
         k = e["k"]
         lines.append(f"  evaluate     {e['users']:,} held-out users, K={k}")
         lines.append(
-            f"                 {'':12}" + "".join(f"{m + '@' + str(k):>14}" for m in e["model"])
+            f"                 {'':12}" + "".join(f"{m:>10}" for m in e["model"]) + f"   (@{k})"
         )
         for label, values in e["metrics"].items():
             lines.append(
-                f"                 {label:12}" + "".join(f"{v:>14.4f}" for v in values.values())
+                f"                 {label:12}" + "".join(f"{v:>10.4f}" for v in values.values())
+            )
+        for segment, values in sorted(e["segments"][e["model_name"]].items()):
+            lines.append(
+                f"                 {e['model_name']}, {segment} users ({int(values['users']):,}): "
+                f"ndcg@{k} {values['ndcg']:.4f}, hit_rate@{k} {values['hit_rate']:.4f}"
             )
         lines.append(
             "                 gate: "

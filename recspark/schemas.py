@@ -103,6 +103,8 @@ MODEL_METRICS = T.StructType(
         T.StructField("k", T.IntegerType(), False),
         T.StructField("value", T.DoubleType(), False),
         T.StructField("mlflow_run_id", T.StringType(), True),
+        # all | new | active (users by number of train interactions, evaluate.active_min_...)
+        T.StructField("segment", T.StringType(), True),
     ]
 )
 

@@ -188,3 +188,38 @@ def test_mlflow_run_registry_and_champion(
     assert len(client.get_metric_history(run.info.run_id, "val_ndcg")) == len(losses)
     assert f"ndcg_at_{base_config.evaluate.k}" in run.data.metrics
     assert results["train"]["ranks"] == base_config.train.num_proc == 2
+
+
+def test_evaluation_metrics_segments_and_report(
+    results: Any, spark: SparkSession, base_config: Config
+) -> None:
+    ev = base_config.evaluate
+    rows = _table(spark, base_config, "model_metrics").filter(F.col("model") == "two_tower")
+    got = {(r["segment"], r["metric"], r["k"]): r["value"] for r in rows.collect()}
+    for k in ev.ks:
+        for metric in ("precision", "recall", "ndcg", "map", "mrr", "hit_rate"):
+            assert 0.0 <= got[("all", metric, k)] <= 1.0
+        assert got[("all", "mrr", k)] <= got[("all", "hit_rate", k)]
+    ndcg_at = [got[("all", "ndcg", k)] for k in sorted(ev.ks)]
+    hits_at = [got[("all", "hit_rate", k)] for k in sorted(ev.ks)]
+    assert hits_at == sorted(hits_at) and ndcg_at[0] > 0  # more places, more hits
+    for metric in ("coverage", "novelty", "gini"):
+        assert ("all", metric, ev.k) in got
+    assert 0 < got[("all", "coverage", ev.k)] <= 1 and 0 <= got[("all", "gini", ev.k)] < 1
+    # the segments partition the evaluated users; their NDCG averages back to the overall one
+    users = {s: got[(s, "users", ev.k)] for s in ("new", "active") if (s, "users", ev.k) in got}
+    assert sum(users.values()) == results["evaluate"]["users"]
+    weighted = sum(got[(s, "ndcg", ev.k)] * n for s, n in users.items()) / sum(users.values())
+    assert weighted == pytest.approx(got[("all", "ndcg", ev.k)])
+    # the report is in the model's MLflow run
+    setup_mlflow(base_config)
+    artifacts = {
+        f.path
+        for f in MlflowClient().list_artifacts(results["train"]["mlflow_run_id"], "evaluation")
+    }
+    assert artifacts == {
+        "evaluation/evaluation_report.md",
+        "evaluation/accuracy_at_k.png",
+        "evaluation/exposure_lorenz.png",
+        "evaluation/segments.png",
+    }

@@ -13,15 +13,25 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from recspark import schemas
 from recspark.config import Config
-from recspark.evaluation.metrics import ranking_metrics
+from recspark.evaluation.metrics import (
+    METRICS,
+    beyond_accuracy,
+    exposure,
+    per_user_metrics,
+    ranking_metrics_at,
+)
+from recspark.evaluation.report import ModelResult, write_report
 from recspark.io.delta import read_table, write_run_partition
 from recspark.models.base import FactorSet
 from recspark.models.popularity import popularity_factors
@@ -48,6 +58,71 @@ def users_with_seen(users_df: DataFrame, seen_pairs_df: DataFrame) -> DataFrame:
     """(user_index, seen_items): each user with the items to exclude from their ranking."""
     seen = seen_pairs_df.groupBy(USER_INDEX).agg(F.collect_list(ITEM_INDEX).alias(SEEN))
     return users_df.select(USER_INDEX).distinct().join(seen, USER_INDEX, "left")
+
+
+REPORT_DIR = "evaluation"
+
+
+def user_segments(train: DataFrame, users: DataFrame, active_min: int) -> DataFrame:
+    """(user_index, segment): `new` below `active_min` positive train items, else `active`."""
+    counts = (
+        train.filter(F.col(STRENGTH) > 0)
+        .groupBy(USER_INDEX)
+        .agg(F.countDistinct(ITEM_INDEX).alias("n_train"))
+    )
+    n_train = F.coalesce(F.col("n_train"), F.lit(0))
+    return (
+        users.select(USER_INDEX)
+        .join(counts, USER_INDEX, "left")
+        .select(
+            USER_INDEX, F.when(n_train < active_min, "new").otherwise("active").alias("segment")
+        )
+    )
+
+
+def item_popularity(train: DataFrame, n_items: int) -> tuple[NDArray[np.float64], int]:
+    """(train users per item index, number of train users), for novelty."""
+    positives = train.filter(F.col(STRENGTH) > 0)
+    counts = np.zeros(n_items, dtype=np.float64)
+    for row in positives.groupBy(ITEM_INDEX).agg(F.countDistinct(USER_INDEX).alias("n")).collect():
+        counts[row[ITEM_INDEX]] = row["n"]
+    return counts, positives.select(USER_INDEX).distinct().count()
+
+
+def measure(
+    scored: DataFrame,
+    holdout: DataFrame,
+    segments: DataFrame,
+    ks: list[int],
+    k: int,
+    item_users: NDArray[np.float64],
+    n_train_users: int,
+) -> ModelResult:
+    """Every metric of one model's recommendations (scored once, kept for the passes)."""
+    scored = scored.persist()
+    try:
+        at_k = ranking_metrics_at(scored, holdout, ks)
+        counts = exposure(scored, k, len(item_users))
+        per_user = per_user_metrics(scored, holdout, k).join(segments, USER_INDEX)
+        by_segment = {
+            row["segment"]: {m: float(row[m]) for m in (*METRICS, "users")}
+            for row in per_user.groupBy("segment")
+            .agg(*[F.avg(m).alias(m) for m in METRICS], F.count(F.lit(1)).alias("users"))
+            .collect()
+        }
+    finally:
+        scored.unpersist()
+    return ModelResult(at_k, beyond_accuracy(counts, item_users, n_train_users), by_segment, counts)
+
+
+def metric_rows(result: ModelResult, k: int) -> list[tuple[int, str, float, str]]:
+    """(k, metric, value, segment) rows for `model_metrics` and MLflow."""
+    rows = [(c, m, v, "all") for c, values in result.at_k.items() for m, v in values.items()]
+    rows += [(k, m, v, "all") for m, v in result.beyond.items()]
+    rows += [
+        (k, m, v, segment) for segment, values in result.segments.items() for m, v in values.items()
+    ]
+    return rows
 
 
 def factors_are_finite(factors: FactorSet) -> bool:
@@ -139,6 +214,7 @@ def run_evaluate(spark: SparkSession, config: Config, run_date: dt.date) -> dict
     version = model_version_for_run_date(config, run_date.isoformat())
     model_name = version.tags.get("model_name", "two_tower")
     k = config.evaluate.k
+    ks = sorted({*config.evaluate.ks, k})
     train = read_table(spark, config.table_path("train_interactions"), run_date)
     holdout = read_table(spark, config.table_path("holdout"), run_date)
     users = users_with_seen(holdout, train).persist()
@@ -157,16 +233,26 @@ def run_evaluate(spark: SparkSession, config: Config, run_date: dt.date) -> dict
         sources["champion"] = MlflowModelFactors(uri, f"models:/{name}/{champion.version}")
     baselines = baseline_sources(train, config, run_date, n_users, n_items, skip=model_name)
     sources.update(baselines)
-    metrics: dict[str, dict[str, float]] = {}
+    measured: dict[str, ModelResult] = {}
     try:
+        segments = user_segments(train, users, config.evaluate.active_min_interactions)
+        item_users, n_train_users = item_popularity(train, n_items)
         for label, source in sources.items():
             # The model and the champion are measured as they are served (score.precision).
             precision = "float32" if label in baselines else config.score.precision
-            scored = score_users(users, source, k, config.score.users_per_batch, precision)
-            metrics[label] = ranking_metrics(scored, holdout, k)
+            measured[label] = measure(
+                score_users(users, source, max(ks), config.score.users_per_batch, precision),
+                holdout,
+                segments,
+                ks,
+                k,
+                item_users,
+                n_train_users,
+            )
         n_eval_users = users.count()
     finally:
         users.unpersist()
+    metrics = {label: {**r.at_k[k], **r.beyond} for label, r in measured.items()}
     passed, why = gate(
         metrics[model_name],
         metrics.get("popularity"),
@@ -174,19 +260,36 @@ def run_evaluate(spark: SparkSession, config: Config, run_date: dt.date) -> dict
         finite,
         config.evaluate.gate_tolerance,
     )
-    with mlflow.start_run(run_id=version.run_id):
-        for label, values in metrics.items():
-            prefix = "" if label == model_name else f"{label}_"
-            mlflow.log_metrics({f"{prefix}{m}_at_{k}": v for m, v in values.items()})
-        mlflow.set_tags({"gate_passed": str(passed), "gate_reason": why})
     versions = {model_name: str(version.version)}
     if champion is not None:
         versions["champion"] = str(champion.version)
     rows = [
-        (run_date, label, versions.get(label), metric, k, float(value), version.run_id)
-        for label, values in metrics.items()
-        for metric, value in values.items()
+        (run_date, label, versions.get(label), metric, k_, float(value), version.run_id, segment)
+        for label, r in measured.items()
+        for k_, metric, value, segment in metric_rows(r, k)
     ]
+    with mlflow.start_run(run_id=version.run_id):
+        for label, r in measured.items():
+            prefix = "" if label == model_name else f"{label}_"
+            mlflow.log_metrics(
+                {
+                    f"{prefix}{'' if seg == 'all' else seg + '_'}{metric}_at_{k_}": value
+                    for k_, metric, value, seg in metric_rows(r, k)
+                }
+            )
+        mlflow.set_tags({"gate_passed": str(passed), "gate_reason": why})
+        if config.evaluate.report:
+            with tempfile.TemporaryDirectory() as tmp:
+                write_report(
+                    Path(tmp),
+                    measured,
+                    model_name,
+                    k,
+                    run_date,
+                    why,
+                    config.evaluate.active_min_interactions,
+                )
+                mlflow.log_artifacts(tmp, REPORT_DIR)
     write_run_partition(
         spark.createDataFrame(rows, schemas.MODEL_METRICS),
         config.table_path("model_metrics"),
@@ -207,6 +310,8 @@ def run_evaluate(spark: SparkSession, config: Config, run_date: dt.date) -> dict
         "popularity": metrics.get("popularity"),
         "metrics": metrics,
         "champion_version": None if champion is None else str(champion.version),
+        "segments": {label: r.segments for label, r in measured.items()},
+        "report": f"{REPORT_DIR}/evaluation_report.md" if config.evaluate.report else None,
         "gate_passed": passed,
         "gate_reason": why,
     }
