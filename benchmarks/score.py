@@ -21,8 +21,10 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -62,7 +64,7 @@ def _best(fn: Callable[[], Any], repeats: int) -> float:
 
 def _factors(df: DataFrame, n: int, rank: int) -> NDArray[np.float32]:
     out = np.zeros((n, rank), dtype=np.float32)
-    pdf = df.toPandas()
+    pdf: pd.DataFrame = df.toPandas()
     out[pdf["id"].to_numpy()] = np.stack(pdf["features"].to_numpy())
     return out
 
@@ -114,6 +116,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from recspark.models.base import IdFactors
     from recspark.scoring.topk import SEEN, InMemoryFactors, score_users
 
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     spark = (
         SparkSession.builder.master(f"local[{args.cores}]")
         .appName("recspark-score-benchmark")
@@ -146,12 +149,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     source = InMemoryFactors("score-bench", IdFactors(users, items))
     recspark_s = {}
     for block in args.spark_blocks:
-        recspark_s[block] = _best(
-            lambda b=block: _force(score_users(users_df, source, args.k, b)), args.repeats
-        )
+        scored = score_users(users_df, source, args.k, block)
+        recspark_s[block] = _best(functools.partial(_force, scored), args.repeats)
     torch.set_num_threads(args.cores)
     single_s = {
-        block: _best(lambda b=block: single_process(users, items, seen, args.k, b), args.repeats)
+        block: _best(
+            functools.partial(single_process, users, items, seen, args.k, block), args.repeats
+        )
         for block in args.blocks
     }
     memory = {}

@@ -104,6 +104,7 @@ class FeaturesConfig:
     min_user_interactions: int = 3
     min_item_interactions: int = 2
     split: str = "leave_last_k"
+    external_test: str | None = None
     holdout_per_user: int = 1
     holdout_days: int = 7
     test_ratio: float = 0.25
@@ -428,10 +429,15 @@ def _validate(config: Config) -> None:
             raise ConfigError(
                 f"source.mapping/constants: {key!r} is not a recspark column {sorted(raw_columns)}"
             )
-    splits = ("leave_last_k", "global_time", "random_by_user", "random_by_item")
+    splits = ("leave_last_k", "global_time", "random_by_user", "random_by_item", "external")
     if config.features.split not in splits:
         raise ConfigError(
             f"features.split: expected one of {splits}, got {config.features.split!r}"
+        )
+    if (config.features.split == "external") != (config.features.external_test is not None):
+        raise ConfigError(
+            "features.external_test: set it (a file of held-out user_id, item_id pairs) exactly "
+            "when features.split is external"
         )
     if config.features.negatives not in ("uniform", "popularity"):
         raise ConfigError(

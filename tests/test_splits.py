@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections.abc import Sequence
+from pathlib import Path
 
 import pytest
 from chispa import assert_df_equality
@@ -12,6 +13,7 @@ from pyspark.sql import DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
 
 from recspark.features import transforms
+from recspark.features.featurize import read_external_test, split_external
 from recspark.features.splits import (
     split_global_time,
     split_leave_last_k,
@@ -178,3 +180,46 @@ def test_stratified_rejects_bad_arguments(spark: SparkSession) -> None:
         split_random_stratified(pairs, 0.2, seed=1, by="user_id")
     with pytest.raises(ValueError, match="min_rows"):
         split_random_stratified(pairs, 0.2, seed=1, min_rows=0)
+
+
+def test_external_split_holds_out_exactly_the_listed_pairs(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    pairs = _pairs(spark, [(0, 0, _day(1)), (0, 1, _day(2)), (1, 0, _day(1)), (1, 2, _day(3))])
+    users = spark.createDataFrame([("a", 0), ("b", 1)], "user_id string, user_index int")
+    items = spark.createDataFrame([("x", 0), ("y", 1), ("z", 2)], "item_id string, item_index int")
+    test_file = tmp_path / "test.csv"
+    test_file.write_text("user_id,item_id,rating\na,y,4\nb,x,5\nb,nowhere,3\n")
+    test_ids = read_external_test(spark, str(test_file))
+    train, holdout, missing = split_external(pairs, test_ids, users, items)
+    assert sorted(tuple(r) for r in holdout.select(*PAIR).collect()) == [(0, 1), (1, 0)]
+    assert sorted(tuple(r) for r in train.select(*PAIR).collect()) == [(0, 0), (1, 2)]
+    assert missing == 1  # (b, nowhere) is not in the data: counted, not silently lost
+
+
+def test_external_test_file_errors_name_the_file_and_column(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    bad = tmp_path / "test.tsv"
+    bad.write_text("user\titem_id\na\tx\n")
+    with pytest.raises(ValueError, match=r"test\.tsv has no column 'user_id'"):
+        read_external_test(spark, str(bad))
+    empty = tmp_path / "gaps.csv"
+    empty.write_text("user_id,item_id\na,\n")
+    with pytest.raises(ValueError, match=r"gaps\.csv has 1 rows with an empty id"):
+        read_external_test(spark, str(empty))
+
+
+def test_external_split_config_needs_its_file(tmp_path: Path) -> None:
+    from recspark.config import ConfigError, load_config
+
+    from .conftest import CONF_DIR
+
+    with pytest.raises(ConfigError, match=r"features\.external_test"):
+        load_config(CONF_DIR, "test", [f"paths.root={tmp_path}", "features.split=external"])
+    config = load_config(
+        CONF_DIR,
+        "test",
+        [f"paths.root={tmp_path}", "features.split=external", "features.external_test=t.csv"],
+    )
+    assert config.features.external_test == "t.csv"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from pathlib import Path
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
@@ -61,10 +62,50 @@ def _updated_map(
     return read_table(spark, path)
 
 
+def read_external_test(spark: SparkSession, path: str) -> DataFrame:
+    """The (user_id, item_id) pairs of a published benchmark's test file, as strings.
+
+    CSV files need a header; `.tsv` / `.txt` are tab-separated with a header; `.parquet` as is.
+
+    Raises:
+        ValueError: naming the file and the missing column.
+    """
+    if path.endswith(".parquet"):
+        df = spark.read.parquet(path)
+    else:
+        sep = "\t" if path.endswith((".tsv", ".txt")) else ","
+        df = spark.read.option("header", True).option("sep", sep).csv(path)
+    missing = [c for c in (USER_ID, ITEM_ID) if c not in df.columns]
+    if missing:
+        raise ValueError(
+            f"features.external_test: {path} has no column {missing[0]!r} (columns: {df.columns})"
+        )
+    pairs = df.select(F.col(USER_ID).cast("string"), F.col(ITEM_ID).cast("string"))
+    nulls = pairs.filter(F.col(USER_ID).isNull() | F.col(ITEM_ID).isNull()).count()
+    if nulls:
+        raise ValueError(f"features.external_test: {path} has {nulls} rows with an empty id")
+    return pairs.distinct()
+
+
+def split_external(
+    pairs_df: DataFrame, test_ids: DataFrame, user_map: DataFrame, item_map: DataFrame
+) -> tuple[DataFrame, DataFrame, int]:
+    """(train, holdout, missing): pairs listed in `test_ids` are held out, the rest train.
+
+    `missing` counts test pairs with no positive interaction in the data (not held out: they
+    would be unrecommendable; point source.path at the test file too).
+    """
+    test = test_ids.join(user_map, USER_ID).join(item_map, ITEM_ID).select(USER_INDEX, ITEM_INDEX)
+    holdout = pairs_df.join(test, [USER_INDEX, ITEM_INDEX], "left_semi")
+    train = pairs_df.join(test, [USER_INDEX, ITEM_INDEX], "left_anti")
+    missing = test_ids.count() - holdout.count()
+    return train, holdout, missing
+
+
 def split_pairs(
     pairs_df: DataFrame, config: Config, run_date: dt.date
 ) -> tuple[DataFrame, DataFrame]:
-    """Train and held-out pairs by `features.split`."""
+    """Train and held-out pairs by `features.split` (not `external`: see `split_external`)."""
     feats = config.features
     if feats.split == "leave_last_k":
         return split_leave_last_k(pairs_df, feats.holdout_per_user, feats.min_user_interactions)
@@ -161,7 +202,15 @@ def run_featurize(spark: SparkSession, config: Config, run_date: dt.date) -> dic
         items = _write(items.join(item_map, ITEM_ID, "left"), config, "item_features", run_date)
 
         indexed = with_indices(pairs, user_map, item_map)
-        train_df, holdout_df = split_pairs(indexed, config, run_date)
+        external_missing = None
+        if feats.split == "external":
+            assert feats.external_test is not None  # checked by the config loader
+            test_ids = read_external_test(spark, str(Path(config.raw_path) / feats.external_test))
+            train_df, holdout_df, external_missing = split_external(
+                indexed, test_ids, user_map, item_map
+            )
+        else:
+            train_df, holdout_df = split_pairs(indexed, config, run_date)
         train_pairs = _write(
             train_df, config, "train_interactions", run_date, schemas.TRAIN_INTERACTIONS
         )
@@ -187,6 +236,8 @@ def run_featurize(spark: SparkSession, config: Config, run_date: dt.date) -> dic
             "holdout_pairs": holdout.count(),
             "training_rows": training_set.count(),
         }
+        if external_missing is not None:
+            result["external_test_missing"] = external_missing
     finally:
         pairs.unpersist()
     log.info("featurize %s: %s", run_date, result)
