@@ -117,11 +117,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from recspark.scoring.topk import SEEN, InMemoryFactors, score_users
 
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     spark = (
         SparkSession.builder.master(f"local[{args.cores}]")
         .appName("recspark-score-benchmark")
         .config("spark.driver.memory", args.driver_memory)
         .config("spark.driver.bindAddress", "127.0.0.1")
+        .config("spark.driver.host", "127.0.0.1")
         .config("spark.ui.enabled", "false")
         .config("spark.sql.shuffle.partitions", str(args.cores))
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
@@ -204,7 +206,7 @@ def main() -> None:
     parser.add_argument("--cores", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--partitions", type=int, default=None, help="default: --cores")
     parser.add_argument("--blocks", type=int, nargs="+", default=[128, 256, 512, 1024, 4096])
-    parser.add_argument("--spark-blocks", type=int, nargs="+", default=[256])
+    parser.add_argument("--spark-blocks", type=int, nargs="+", default=[256, 1024])
     parser.add_argument("--memory-users", type=int, nargs="+", default=[25_000, 100_000])
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)

@@ -191,6 +191,11 @@ class ScoreConfig:
     precision: str = "float32"
     explain_history: int = 200
     min_coverage: float = 0.01
+    exact_max_items: int = 500_000
+    max_candidates: int = 500
+    candidate_history: int = 50
+    neighbours_per_item: int = 100
+    popular_candidates: int = 100
 
 
 @dataclass(frozen=True)
@@ -469,6 +474,8 @@ def _validate(config: Config) -> None:
             f"score.min_coverage: a fraction of the catalog in [0, 1], "
             f"got {config.score.min_coverage}"
         )
+    if config.score.max_candidates < config.score.k:
+        raise ConfigError("score.max_candidates: must be at least score.k")
     if config.score.explain_history < 0:
         raise ConfigError("score.explain_history: must be 0 (no explanations) or more")
     if not config.evaluate.ks or min(config.evaluate.ks) < 1:
@@ -487,6 +494,9 @@ def _validate(config: Config) -> None:
         ("evaluate.k", config.evaluate.k),
         ("evaluate.active_min_interactions", config.evaluate.active_min_interactions),
         ("score.k", config.score.k),
+        ("score.max_candidates", config.score.max_candidates),
+        ("score.candidate_history", config.score.candidate_history),
+        ("score.neighbours_per_item", config.score.neighbours_per_item),
         ("features.holdout_per_user", config.features.holdout_per_user),
         ("synthetic.n_users", config.synthetic.n_users),
         ("synthetic.n_items", config.synthetic.n_items),

@@ -17,6 +17,7 @@ from recspark.config import Config, load_config
 from recspark.io.delta import read_table
 from recspark.models.base import IdFactors, ScoringModel
 from recspark.pipeline import run_stages
+from recspark.scoring.candidates import user_candidates
 from recspark.scoring.publish import (
     Expectation,
     ValidationError,
@@ -231,3 +232,33 @@ def test_validation_rules(
         assert problems == []
     else:
         assert len(problems) == 1 and problem in problems[0], problems
+
+
+def test_big_catalogs_rank_a_shortlist(spark: SparkSession, config: Config) -> None:
+    n_users = read_table(spark, config.table_path("user_ids")).count()
+    n_items = read_table(spark, config.table_path("item_ids")).count()
+    champion = str(champion_version(config).version)
+    set_champion(config, _register_id_model(config, n_users, n_items))
+    try:
+        shortlisted = _with(config, "score.exact_max_items=1", "score.max_candidates=40")
+        result = run_score(spark, shortlisted, RUN_DATE)  # validated like any run
+    finally:
+        set_champion(config, champion)
+    assert result["ranked"] == "candidates"
+    recs = read_table(spark, config.table_path("recommendations"), RUN_DATE)
+    seen = _seen(spark, config)
+    positives = (
+        read_table(spark, config.table_path("train_interactions"), RUN_DATE)
+        .unionByName(read_table(spark, config.table_path("holdout"), RUN_DATE))
+        .filter("strength > 0")
+    )
+    users = read_table(spark, config.table_path("user_ids"))
+    items = read_table(spark, config.table_path("item_ids"))
+    shortlist = user_candidates(
+        users.select("user_index"), positives, positives, 50, 100, 100, 40
+    ).select("user_index", F.explode("candidates").alias("item_index"))
+    allowed = shortlist.join(users, "user_index").join(items, "item_index")
+    personalized = recs.filter(F.col("reason") == "personalized").select("user_id", "item_id")
+    assert personalized.count() > 0
+    assert personalized.join(allowed, ["user_id", "item_id"], "left_anti").count() == 0
+    assert recs.join(seen, ["user_id", "item_id"]).count() == 0

@@ -1,7 +1,9 @@
 """The score stage: the champion model ranks the catalog for every user -> `recommendations`.
 
 Users the model can score (known to it, with at least one positive interaction) get its top-K
-unseen items, each explained by the seen item that supports it most (reason `personalized`).
+unseen items (of the whole catalog, or of a co-visitation + popularity shortlist above
+`score.exact_max_items` items), each explained by the seen item that supports it most
+(reason `personalized`).
 Everyone else (new users, users with only negative or zero-weight events) gets the most popular
 unseen items (reason `popular_fallback`). The run is validated before it is published
 (`recspark.scoring.publish`).
@@ -34,6 +36,7 @@ from recspark.schemas import (
     USER_ID,
     USER_INDEX,
 )
+from recspark.scoring.candidates import user_candidates
 from recspark.scoring.publish import Expectation, stage_validate_publish
 from recspark.scoring.topk import (
     EXPLANATION_INDEX,
@@ -92,6 +95,18 @@ def run_score(spark: SparkSession, config: Config, run_date: dt.date) -> dict[st
     known = model_user_count(load_factors(source))
     positives = seen_pairs.filter(F.col(STRENGTH) > 0)
     warm, cold = split_cold_users(users, positives, known)
+    shortlisted = n_items > score.exact_max_items
+    if shortlisted:
+        shortlist = user_candidates(
+            warm,
+            positives,
+            seen_pairs,
+            score.candidate_history,
+            score.neighbours_per_item,
+            score.popular_candidates,
+            score.max_candidates,
+        )
+        warm = warm.join(shortlist, USER_INDEX, "left")
     personalized = score_users(
         warm, source, score.k, score.users_per_batch, score.precision, score.explain_history
     ).withColumn(REASON, F.lit(PERSONALIZED))
@@ -153,6 +168,7 @@ def run_score(spark: SparkSession, config: Config, run_date: dt.date) -> dict[st
         "personalized_users": n_users - n_cold,
         "fallback_users": n_cold,
         "rows": written.count(),
+        "ranked": "candidates" if shortlisted else "whole catalog",
         **published,
     }
     log.info("score %s: %s", run_date, result)

@@ -20,6 +20,7 @@ from recspark.models.base import FactorSet, HistoryFactors, IdFactors, ScoringMo
 from recspark.schemas import ITEM_INDEX, RANK, SCORE, USER_INDEX
 
 SEEN = "seen_items"
+CANDIDATES = "candidates"
 EXPLANATION_INDEX = "explanation_index"
 _FACTOR_CACHE: dict[str, FactorSet] = {}
 _UNIT_ITEMS: dict[str, NDArray[Any]] = {}
@@ -115,6 +116,35 @@ def top_k(
     return items, values
 
 
+def top_k_candidates(
+    user_vectors: NDArray[Any], item_vectors: NDArray[Any], candidates: Sequence[Any], k: int
+) -> tuple[NDArray[Any], NDArray[Any]]:
+    """Best k of each user's candidate items (a shortlist that already excludes seen items).
+
+    Returns:
+        (items, scores), each (B, k); places beyond a user's candidates hold -1 and -inf.
+    """
+    import torch
+
+    lengths = [0 if c is None else len(c) for c in candidates]
+    width = max(max(lengths, default=0), k)
+    padded = np.zeros((len(lengths), width), dtype=np.int64)
+    valid = np.zeros((len(lengths), width), dtype=bool)
+    for row, (items, n) in enumerate(zip(candidates, lengths, strict=True)):
+        if n:
+            padded[row, :n] = np.asarray(items, dtype=np.int64)
+            valid[row, :n] = True
+    vectors = torch.from_numpy(np.asarray(item_vectors, dtype=np.float32))[torch.from_numpy(padded)]
+    scores = torch.einsum("bd,bld->bl", torch.from_numpy(user_vectors.astype(np.float32)), vectors)
+    scores[~torch.from_numpy(valid)] = float("-inf")
+    best = torch.topk(scores, k, dim=1)
+    places = best.indices.numpy()
+    values = best.values.numpy()
+    items = np.take_along_axis(padded, places, axis=1)
+    items[~np.isfinite(values)] = -1
+    return items, values
+
+
 def _unit_items(source_key: str, factors: FactorSet) -> NDArray[Any]:
     """Item vectors scaled to length 1 (cosine similarity), once per worker process."""
     if source_key not in _UNIT_ITEMS:
@@ -202,10 +232,16 @@ def _score_partition(
     batch_size: int,
     precision: str = "float32",
     explain_history: int = 0,
+    threads: int = 1,
 ) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
     rank_top_k = _ranker(source, precision)
 
     def score(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        import torch
+
+        # One thread per task: Spark runs a task per core; more threads per task oversubscribe
+        # the cores (measured: 2 tasks x 2 threads on 2 cores is slower than 2 x 1).
+        torch.set_num_threads(threads)
         factors = load_factors(source)
         for pdf in batches:
             for start in range(0, len(pdf), batch_size):
@@ -213,7 +249,16 @@ def _score_partition(
                 users = chunk[USER_INDEX].to_numpy()
                 seen = list(chunk[SEEN])
                 vectors = factors.user_vectors(users, seen)
-                items, values = rank_top_k(factors, vectors, seen, k)
+                if CANDIDATES in chunk:
+                    if isinstance(factors, HistoryFactors):
+                        raise ValueError(
+                            "score.exact_max_items: item-item models (EASE) rank the whole "
+                            "catalog; candidates are for embedding models"
+                        )
+                    shortlist = list(chunk[CANDIDATES])
+                    items, values = top_k_candidates(vectors, factors.items, shortlist, k)
+                else:
+                    items, values = rank_top_k(factors, vectors, seen, k)
                 width = items.shape[1]
                 columns = {
                     USER_INDEX: np.repeat(users, width).astype(np.int32),
@@ -230,6 +275,11 @@ def _score_partition(
     return score
 
 
+def task_threads(df: DataFrame) -> int:
+    """spark.task.cpus of the DataFrame's session: the torch threads a scoring task may use."""
+    return int(df.sparkSession.conf.get("spark.task.cpus", "1") or 1)
+
+
 def score_users(
     users_df: DataFrame,
     source: FactorSource,
@@ -237,11 +287,15 @@ def score_users(
     batch_size: int = 256,
     precision: str = "float32",
     explain_history: int = 0,
+    threads: int | None = None,
 ) -> DataFrame:
     """Top-k recommendations for every row of `users_df` (user_index, seen_items).
 
     `precision` int8 / bfloat16 scores against int8-quantized item vectors (see
     `recspark.models.quantize`: 3.8x smaller items, top-10 overlap with float32 ~0.99).
+    With a `candidates` column (array of item indices per user, seen items already out; see
+    `recspark.scoring.candidates`) only those items are ranked, in float32.
+    `threads`: torch threads per task (default: spark.task.cpus).
     `explain_history` > 0 adds `explanation_index`: the seen item (among the first that many)
     that supports each recommendation most (see `explain`); -1 for users without history.
 
@@ -251,7 +305,10 @@ def score_users(
     schema = f"{USER_INDEX} int, {ITEM_INDEX} int, {RANK} int, {SCORE} float"
     if explain_history:
         schema += f", {EXPLANATION_INDEX} int"
-    return users_df.select(USER_INDEX, SEEN).mapInPandas(
-        _score_partition(source, k, batch_size, precision, explain_history),  # type: ignore[arg-type]
+    columns = [USER_INDEX, SEEN, *([CANDIDATES] if CANDIDATES in users_df.columns else [])]
+    return users_df.select(*columns).mapInPandas(
+        _score_partition(
+            source, k, batch_size, precision, explain_history, threads or task_threads(users_df)
+        ),  # type: ignore[arg-type]
         schema,
     )
