@@ -82,12 +82,27 @@ def mask_seen(scores: Any, seen: list[Any]) -> None:
     """Set scores[row, item] to -inf, in place, for every item each row's user has seen."""
     import torch
 
-    rows = [np.full(len(s), r) for r, s in enumerate(seen) if s is not None and len(s)]
-    if rows:
-        cols = [np.asarray(s, dtype=np.int64) for s in seen if s is not None and len(s)]
-        scores[torch.from_numpy(np.concatenate(rows)), torch.from_numpy(np.concatenate(cols))] = (
-            float("-inf")
-        )
+    lengths = np.fromiter((0 if s is None else len(s) for s in seen), np.int64, len(seen))
+    if lengths.any():
+        rows = np.repeat(np.arange(len(seen)), lengths)
+        cols = np.concatenate([np.asarray(s, dtype=np.int64) for s in seen if s is not None])
+        scores[torch.from_numpy(rows), torch.from_numpy(cols)] = float("-inf")
+
+
+_BUFFER: list[Any] = []
+
+
+def _score_buffer(rows: int, cols: int, dtype: Any) -> Any:
+    """A (rows, cols) score block reused across calls in this process.
+
+    A fresh 256 x 20k float block is 20 MB: glibc serves it with mmap and returns it on free, so
+    every block page-faults its memory again (measured up to 1.5x slower, and erratic).
+    """
+    import torch
+
+    if not _BUFFER or _BUFFER[0].numel() < rows * cols or _BUFFER[0].dtype != dtype:
+        _BUFFER[:] = [torch.empty(rows * cols, dtype=dtype)]
+    return _BUFFER[0][: rows * cols].view(rows, cols)
 
 
 def top_k(
@@ -107,7 +122,10 @@ def top_k(
     """
     import torch
 
-    scores = torch.from_numpy(user_vectors) @ torch.from_numpy(item_vectors).T
+    users = torch.from_numpy(user_vectors)
+    items_t = torch.from_numpy(item_vectors).T
+    scores = _score_buffer(len(user_vectors), len(item_vectors), items_t.dtype)
+    torch.mm(users.to(items_t.dtype), items_t, out=scores)
     mask_seen(scores, seen)
     best = torch.topk(scores, min(k, scores.shape[1]), dim=1)
     items = best.indices.numpy().copy()
@@ -244,18 +262,23 @@ def _score_partition(
         torch.set_num_threads(threads)
         factors = load_factors(source)
         for pdf in batches:
+            # one output frame per input batch: per-block frames cost more in Arrow than the
+            # blocks' top-K (measured with benchmarks/score.py)
+            all_users = pdf[USER_INDEX].to_numpy()
+            all_seen = list(pdf[SEEN])
+            shortlists = list(pdf[CANDIDATES]) if CANDIDATES in pdf else None
+            parts: list[dict[str, NDArray[Any]]] = []
             for start in range(0, len(pdf), batch_size):
-                chunk = pdf.iloc[start : start + batch_size]
-                users = chunk[USER_INDEX].to_numpy()
-                seen = list(chunk[SEEN])
+                users = all_users[start : start + batch_size]
+                seen = all_seen[start : start + batch_size]
                 vectors = factors.user_vectors(users, seen)
-                if CANDIDATES in chunk:
+                if shortlists is not None:
                     if isinstance(factors, HistoryFactors):
                         raise ValueError(
                             "score.exact_max_items: item-item models (EASE) rank the whole "
                             "catalog; candidates are for embedding models"
                         )
-                    shortlist = list(chunk[CANDIDATES])
+                    shortlist = shortlists[start : start + batch_size]
                     items, values = top_k_candidates(vectors, factors.items, shortlist, k)
                 else:
                     items, values = rank_top_k(factors, vectors, seen, k)
@@ -269,7 +292,9 @@ def _score_partition(
                 if explain_history:
                     why = explain(factors, items, seen, explain_history, source.key)
                     columns[EXPLANATION_INDEX] = why.reshape(-1).astype(np.int32)
-                out = pd.DataFrame(columns)
+                parts.append(columns)
+            if parts:
+                out = pd.DataFrame({c: np.concatenate([p[c] for p in parts]) for c in parts[0]})
                 yield out[out[ITEM_INDEX] >= 0]
 
     return score
