@@ -110,6 +110,22 @@ def build_parser() -> argparse.ArgumentParser:
         "and pipeline_runs); a run replaced by a rerun of its date is found by time travel",
     )
     _common(rollback, with_run_date=False)
+    promote = sub.add_parser(
+        "promote",
+        help="make a registered model version the champion (skips the evaluation gate)",
+        description="Point the champion alias (mlflow.champion_alias) of mlflow.registered_model "
+        "at --version by hand. The next score stage uses it.",
+    )
+    promote.add_argument("--version", required=True, help="the registered model version")
+    _common(promote, with_run_date=False)
+    demote = sub.add_parser(
+        "demote",
+        help="take the champion alias back to the previous champion",
+        description="Mark the current champion demoted and point the alias at the version that "
+        "was champion before it (promoted most recently, not demoted); with none, the alias is "
+        "removed and scoring waits for a model that passes the gate or is promoted.",
+    )
+    _common(demote, with_run_date=False)
     demo = sub.add_parser(
         "demo",
         help="generate synthetic data, run every stage, print a summary",
@@ -145,6 +161,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         spark = build_spark(config)
         for day, day_results in run_backfill(spark, config, args.first, args.last, stages).items():
             print(format_summary(spark, config, day, day_results), flush=True)
+        return 0
+    if args.command in ("promote", "demote"):
+        from recspark.training.tracking import NoModelError, demote, promote, setup_mlflow
+
+        setup_mlflow(config)
+        name = config.mlflow.registered_model
+        try:
+            if args.command == "promote":
+                now = promote(config, args.version)
+                print(f"{name} version {now.version} is now the champion")
+            else:
+                old, new = demote(config)
+                after = f"version {new.version} is the champion again" if new else "no champion"
+                print(f"{name} version {old.version} demoted; {after}")
+        except NoModelError as exc:
+            print(f"recspark: {exc}", file=sys.stderr)
+            return 2
         return 0
     if args.command == "rollback":
         from recspark.scoring.publish import rollback

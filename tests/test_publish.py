@@ -26,7 +26,14 @@ from recspark.scoring.publish import (
     validate_recommendations,
 )
 from recspark.scoring.score import run_score
-from recspark.training.tracking import champion_version, set_champion, setup_mlflow
+from recspark.training.tracking import (
+    NoModelError,
+    champion_version,
+    demote,
+    promote,
+    set_champion,
+    setup_mlflow,
+)
 
 from .conftest import CONF_DIR
 
@@ -65,6 +72,39 @@ def _seen(spark: SparkSession, config: Config) -> DataFrame:
 def _rows(df: DataFrame) -> list[tuple[object, ...]]:
     cols = ["user_id", "rank", "item_id", "score", "reason", "explanation", "run_id"]
     return sorted(tuple(r) for r in df.select(*cols).collect())
+
+
+def test_promote_and_demote(config: Config) -> None:
+    # first in the module: only the gate has promoted a version so far
+    setup_mlflow(config)
+    n_users, n_items = 3, 4
+    gate_champion = str(champion_version(config).version)
+    manual = _register_id_model(config, n_users, n_items)
+    assert str(promote(config, manual).version) == manual
+    assert str(champion_version(config).version) == manual
+    old, new = demote(config)  # back to the champion the gate chose
+    assert new is not None and (str(old.version), str(new.version)) == (manual, gate_champion)
+    assert str(champion_version(config).version) == gate_champion
+    old, new = demote(config)  # nothing earlier left: no champion at all
+    assert (str(old.version), new) == (gate_champion, None)
+    with pytest.raises(NoModelError, match="no 'champion' alias"):
+        champion_version(config)
+    with pytest.raises(NoModelError, match="has no version '999'"):
+        promote(config, "999")
+    env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1"}
+    common = ["--conf", str(CONF_DIR), "--env", "test", "--set", f"paths.root={config.paths.root}"]
+    done = subprocess.run(
+        [sys.executable, "-m", "recspark", "promote", "--version", gate_champion, *common],
+        cwd=PROJECT, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert f"version {gate_champion} is now the champion" in done.stdout
+    assert str(champion_version(config).version) == gate_champion
+    bad = subprocess.run(
+        [sys.executable, "-m", "recspark", "promote", "--version", "999", *common],
+        cwd=PROJECT, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert bad.returncode == 2 and "has no version '999'" in bad.stderr
 
 
 def test_score_publishes_explained_recommendations(spark: SparkSession, config: Config) -> None:

@@ -66,9 +66,66 @@ def champion_version(config: Config) -> Any:
         ) from exc
 
 
+PROMOTED_AT, DEMOTED_AT = "champion_promoted_at", "champion_demoted_at"
+
+
 def set_champion(config: Config, version: str) -> None:
+    """Point the champion alias at `version`, remembering when (for `demote_champion`)."""
+    import datetime as dt
+
     from mlflow.tracking import MlflowClient
 
-    MlflowClient().set_registered_model_alias(
-        config.mlflow.registered_model, config.mlflow.champion_alias, version
+    client = MlflowClient()
+    name = config.mlflow.registered_model
+    client.set_registered_model_alias(name, config.mlflow.champion_alias, version)
+    client.set_model_version_tag(name, version, PROMOTED_AT, dt.datetime.now(dt.UTC).isoformat())
+    if DEMOTED_AT in client.get_model_version(name, version).tags:
+        client.delete_model_version_tag(name, version, DEMOTED_AT)
+
+
+def promote(config: Config, version: str) -> Any:
+    """Make `version` the champion by hand (skipping the gate); returns the version promoted.
+
+    Raises:
+        NoModelError: the registry has no such version.
+    """
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    name = config.mlflow.registered_model
+    try:
+        MlflowClient().get_model_version(name, version)
+    except MlflowException as exc:
+        raise NoModelError(f"model {name} has no version {version!r}") from exc
+    set_champion(config, version)
+    return champion_version(config)
+
+
+def demote(config: Config) -> tuple[Any, Any | None]:
+    """Take the alias from the champion and give it back to the previous champion.
+
+    The previous champion is the version promoted most recently before, and not demoted since.
+    Returns (demoted version, new champion or None when no earlier champion exists: then the
+    alias is removed and scoring refuses to run until a model passes the gate or is promoted).
+    """
+    import datetime as dt
+
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    name, alias = config.mlflow.registered_model, config.mlflow.champion_alias
+    current = champion_version(config)
+    client.set_model_version_tag(
+        name, current.version, DEMOTED_AT, dt.datetime.now(dt.UTC).isoformat()
     )
+    earlier = [
+        v
+        for v in client.search_model_versions(f"name = '{name}'")
+        if PROMOTED_AT in v.tags and DEMOTED_AT not in v.tags and v.version != current.version
+    ]
+    if not earlier:
+        client.delete_registered_model_alias(name, alias)
+        return current, None
+    previous = max(earlier, key=lambda v: v.tags[PROMOTED_AT])
+    client.set_registered_model_alias(name, alias, previous.version)
+    return current, client.get_model_version(name, previous.version)
