@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -25,6 +26,15 @@ class ModelResult:
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return lines + ["| " + " | ".join(row) + " |" for row in rows]
+
+
+def _save(fig: Any, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
 
 
 def write_report(
@@ -101,10 +111,7 @@ def write_report(
         ax.set_title(f"{name}@K")
         ax.grid(alpha=0.3)
     axes[0].legend()
-    fig.tight_layout()
-    files.append(out_dir / "accuracy_at_k.png")
-    fig.savefig(files[-1], dpi=100)
-    plt.close(fig)
+    files.append(_save(fig, out_dir / "accuracy_at_k.png"))
     fig, ax = plt.subplots(figsize=(5, 5))
     for label, r in results.items():
         counts = np.sort(r.exposure)
@@ -117,10 +124,7 @@ def write_report(
     ax.set_ylabel(f"share of top-{k} recommendations")
     ax.set_title("Exposure (Lorenz curve)")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    files.append(out_dir / "exposure_lorenz.png")
-    fig.savefig(files[-1], dpi=100)
-    plt.close(fig)
+    files.append(_save(fig, out_dir / "exposure_lorenz.png"))
     fig, ax = plt.subplots(figsize=(6, 4))
     width = 0.8 / max(len(results), 1)
     for i, (label, r) in enumerate(results.items()):
@@ -130,10 +134,7 @@ def write_report(
     ax.set_ylabel(f"NDCG@{k}")
     ax.set_title("NDCG by user segment")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    files.append(out_dir / "segments.png")
-    fig.savefig(files[-1], dpi=100)
-    plt.close(fig)
+    files.append(_save(fig, out_dir / "segments.png"))
     lines += ["", *[f"![{f.stem}]({f.name})" for f in files], ""]
     report = out_dir / "evaluation_report.md"
     report.write_text("\n".join(lines))

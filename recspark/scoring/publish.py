@@ -87,22 +87,16 @@ def validate_recommendations(recs: DataFrame, expect: Expectation) -> tuple[list
             f"{e['n']} rows, expected {e['n_expected']})"
         )
     dupes = recs.groupBy(USER_ID, ITEM_ID).count().filter(F.col("count") > 1)
-    n_dupes = dupes.count()
-    if n_dupes:
-        e = dupes.orderBy(USER_ID, ITEM_ID).first()
-        assert e is not None
-        problems.append(
-            f"{n_dupes} duplicate (user, item) rows (e.g. user {e[USER_ID]!r}, item {e[ITEM_ID]!r})"
-        )
     seen = recs.join(expect.seen, [USER_ID, ITEM_ID], "left_semi")
-    n_seen = seen.count()
-    if n_seen:
-        e = seen.orderBy(USER_ID, ITEM_ID).first()
-        assert e is not None
-        problems.append(
-            f"{n_seen} recommendations of already seen items (e.g. user {e[USER_ID]!r}, "
-            f"item {e[ITEM_ID]!r})"
-        )
+    for rows, what in (
+        (dupes, "duplicate (user, item) rows"),
+        (seen, "recommendations of already seen items"),
+    ):
+        n = rows.count()
+        if n:
+            e = rows.orderBy(USER_ID, ITEM_ID).first()
+            assert e is not None
+            problems.append(f"{n} {what} (e.g. user {e[USER_ID]!r}, item {e[ITEM_ID]!r})")
     bad_score = recs.filter(
         F.col(SCORE).isNull() | F.isnan(SCORE) | (F.abs(F.col(SCORE)) == float("inf"))
     )
