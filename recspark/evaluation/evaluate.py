@@ -34,7 +34,7 @@ from recspark.evaluation.metrics import (
 from recspark.evaluation.report import ModelResult, write_report
 from recspark.io.delta import read_table, write_run_partition
 from recspark.models.base import FactorSet
-from recspark.models.popularity import popularity_factors
+from recspark.models.popularity import item_user_counts, popularity_factors
 from recspark.schemas import ITEM_INDEX, STRENGTH, USER_INDEX
 from recspark.scoring.topk import (
     SEEN,
@@ -83,10 +83,7 @@ def user_segments(train: DataFrame, users: DataFrame, active_min: int) -> DataFr
 def item_popularity(train: DataFrame, n_items: int) -> tuple[NDArray[np.float64], int]:
     """(train users per item index, number of train users), for novelty."""
     positives = train.filter(F.col(STRENGTH) > 0)
-    counts = np.zeros(n_items, dtype=np.float64)
-    for row in positives.groupBy(ITEM_INDEX).agg(F.countDistinct(USER_INDEX).alias("n")).collect():
-        counts[row[ITEM_INDEX]] = row["n"]
-    return counts, positives.select(USER_INDEX).distinct().count()
+    return item_user_counts(positives, n_items), positives.select(USER_INDEX).distinct().count()
 
 
 def measure(
