@@ -20,6 +20,13 @@ class ConfigError(ValueError):
     """A configuration file or override is invalid."""
 
 
+
+def join_path(base: str, *parts: str) -> str:
+    """`base` / `parts` for local paths and URIs alike (`s3a://bucket/lake` keeps its `//`)."""
+    if "://" in base:
+        return "/".join([base.rstrip("/"), *(p.strip("/") for p in parts)])
+    return str(Path(base, *parts))
+
 @dataclass(frozen=True)
 class SparkConfig:
     app_name: str = "recspark"
@@ -245,8 +252,13 @@ class Config:
 
     def table_path(self, table_key: str) -> str:
         """The Delta location of one table named in `tables`, e.g. `table_path("interactions")`."""
-        name = getattr(self.tables, table_key)
-        return str(Path(self.path(self.paths.lakehouse)) / name)
+        return join_path(self.path(self.paths.lakehouse), getattr(self.tables, table_key))
+
+    def raw_file(self, relative: str) -> str:
+        """A location under paths.raw (absolute paths and URIs pass unchanged)."""
+        if "://" in relative or Path(relative).is_absolute():
+            return relative
+        return join_path(self.raw_path, relative)
 
     @property
     def raw_path(self) -> str:

@@ -81,3 +81,15 @@ def test_paths_resolve_against_root(tmp_path: Path) -> None:
     assert config.mlflow_tracking_uri == f"sqlite:///{tmp_path}/r/mlruns/mlflow.db"
     relative = load_config(_conf_dir(tmp_path, "paths:\n  root: out\n"), "base")
     assert relative.raw_path == str(tmp_path.parent / "out" / "data" / "raw")
+
+
+def test_uri_locations_keep_their_scheme(tmp_path: Path) -> None:
+    """A lakehouse or raw folder on object storage (a cluster's usual case) stays a valid URI."""
+    conf = _conf_dir(tmp_path, "paths:\n  lakehouse: s3a://bucket/lake/\n  raw: abfss://c@a/raw\n")
+    config = load_config(conf, "base")
+    assert config.table_path("interactions") == "s3a://bucket/lake/interactions"
+    assert config.raw_file("events/2026-01-01") == "abfss://c@a/raw/events/2026-01-01"
+    assert config.raw_file("/mnt/x.csv") == "/mnt/x.csv"
+    assert config.raw_file("hdfs://nn/x.csv") == "hdfs://nn/x.csv"
+    local = load_config(_conf_dir(tmp_path, f"paths:\n  root: {tmp_path}/r\n"), "base")
+    assert local.raw_file("events") == f"{tmp_path}/r/data/raw/events"

@@ -50,16 +50,13 @@ def latest_event_ts(run_date: dt.date, tolerance_s: int | None) -> dt.datetime |
 
 def source_path(config: Config, run_date: dt.date) -> str:
     """The raw location for `run_date` (`{run_date}` in source.path is replaced)."""
-    relative = config.source.path.replace("{run_date}", run_date.isoformat())
-    if "://" in relative or Path(relative).is_absolute():
-        return relative
-    return str(Path(config.raw_path) / relative)
+    return config.raw_file(config.source.path.replace("{run_date}", run_date.isoformat()))
 
 
 def item_catalog(spark: SparkSession, config: Config) -> DataFrame | None:
     if not config.source.item_catalog:
         return None
-    return read_item_catalog(spark, str(Path(config.raw_path) / config.source.item_catalog))
+    return read_item_catalog(spark, config.raw_file(config.source.item_catalog))
 
 
 def check_rows(

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from pathlib import Path
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
@@ -205,7 +204,7 @@ def run_featurize(spark: SparkSession, config: Config, run_date: dt.date) -> dic
         external_missing = None
         if feats.split == "external":
             assert feats.external_test is not None  # checked by the config loader
-            test_ids = read_external_test(spark, str(Path(config.raw_path) / feats.external_test))
+            test_ids = read_external_test(spark, config.raw_file(feats.external_test))
             train_df, holdout_df, external_missing = split_external(
                 indexed, test_ids, user_map, item_map
             )
