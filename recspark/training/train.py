@@ -33,6 +33,7 @@ from recspark.runs import code_version, config_hash
 from recspark.schemas import ITEM_INDEX, STRENGTH, USER_INDEX
 from recspark.training.data import history_batches, make_converter, training_rows
 from recspark.training.loop import TrainParams, train_worker
+from recspark.training.shipped import shipped_archives, wrap
 from recspark.training.tracking import NoModelError, champion_version, setup_mlflow
 
 log = logging.getLogger(__name__)
@@ -122,14 +123,23 @@ def _champion_state(config: Config, model_name: str) -> dict[str, Any] | None:
     return state
 
 
-def _launch(config: Config, converter: Any, validation: Any, params: TrainParams, init: Any) -> Any:
+def _launch(
+    spark: SparkSession,
+    config: Config,
+    converter: Any,
+    validation: Any,
+    params: TrainParams,
+    init: Any,
+) -> Any:
     cfg = config.train
+    archives = shipped_archives(spark.conf.get("spark.submit.pyFiles", ""))
     if cfg.launcher == "horovod":
         import horovod.spark
 
+        fn, args = wrap(train_worker, ("horovod", converter, validation, params, init), archives)
         results = horovod.spark.run(
-            train_worker,
-            args=("horovod", converter, validation, params, init),
+            fn,
+            args=args,
             num_proc=cfg.num_proc,
             start_timeout=cfg.start_timeout_s,
             nics=set(cfg.nics) or None,
@@ -143,7 +153,10 @@ def _launch(config: Config, converter: Any, validation: Any, params: TrainParams
     distributor = TorchDistributor(
         num_processes=cfg.num_proc, local_mode=False, use_gpu=torch.cuda.is_available()
     )
-    return distributor.run(train_worker, "torch_distributor", converter, validation, params, init)
+    fn, args = wrap(
+        train_worker, ("torch_distributor", converter, validation, params, init), archives
+    )
+    return distributor.run(fn, *args)
 
 
 def _train_gradient_model(
@@ -171,7 +184,7 @@ def _train_gradient_model(
         )
         init = _champion_state(config, cfg.model)
         started = time.perf_counter()
-        result = _launch(config, converter, validation, params, init)
+        result = _launch(spark, config, converter, validation, params, init)
         seconds = time.perf_counter() - started
     finally:
         converter.delete()
