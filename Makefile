@@ -6,6 +6,8 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.recspark-setup
+AIRFLOW_VENV  ?= .venv-airflow
+AIRFLOW_STAMP := $(AIRFLOW_VENV)/.recspark-airflow-setup
 RUN_DATE ?= 2026-01-01
 PYTEST_ARGS ?=
 
@@ -13,7 +15,7 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 # Spark binds to loopback only: this is a single machine and tests must not use other addresses.
 export SPARK_LOCAL_IP ?= 127.0.0.1
 
-.PHONY: setup demo test test-all lint clean
+.PHONY: setup airflow-setup demo package test test-all lint clean
 
 setup: $(STAMP)
 
@@ -26,17 +28,28 @@ $(STAMP): pyproject.toml scripts/build_horovod.sh scripts/fetch_delta_jars.sh
 	bash scripts/fetch_delta_jars.sh $(PY)
 	touch $(STAMP)
 
+# Airflow (tests/test_airflow_dag.py, airflow_dags/) in its own environment: its pins clash with ours.
+airflow-setup: $(AIRFLOW_STAMP)
+
+$(AIRFLOW_STAMP): scripts/setup_airflow.sh
+	bash scripts/setup_airflow.sh $(PYTHON) $(AIRFLOW_VENV)
+
 demo: setup
 	$(VENV)/bin/recspark demo --conf conf --env local --run-date $(RUN_DATE)
 
-test: setup lint
+# For a cluster: dist/recspark-<version>-py3-none-any.whl and the same archive as a .zip for
+# `spark-submit --py-files` (README: "Running on a cluster").
+package: setup
+	bash scripts/package.sh $(PY) dist
+
+test: setup airflow-setup lint
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
-test-all: setup lint
+test-all: setup airflow-setup lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: setup
-	$(VENV)/bin/ruff check recspark jobs tests benchmarks
+	$(VENV)/bin/ruff check recspark jobs tests benchmarks airflow_dags notebooks
 	$(VENV)/bin/mypy
 
 clean:
