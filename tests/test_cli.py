@@ -4,17 +4,48 @@ from __future__ import annotations
 
 import pytest
 
-from recspark.cli import main
+from recspark.cli import build_parser, main
 
 from .conftest import CONF_DIR
 
 
+def _commands() -> list[str]:
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    return list(sub.choices or {})
+
+
 def test_help_of_every_command(capsys: pytest.CaptureFixture[str]) -> None:
-    for command in ("run", "generate", "backfill", "demo"):
+    commands = _commands()
+    assert {"run", "generate", "backfill", "rollback", "promote", "demote", "demo"} <= set(commands)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    top = capsys.readouterr().out
+    for command in commands:
+        assert command in top
         with pytest.raises(SystemExit) as exit_info:
             main([command, "--help"])
         assert exit_info.value.code == 0
         assert "--conf" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["rollback"], "the following arguments are required: --to-run"),
+        (["promote"], "the following arguments are required: --version"),
+        (["backfill", "--from", "2026-01-01"], "the following arguments are required: --to"),
+        (["teleport"], "invalid choice: 'teleport'"),
+        ([], "the following arguments are required: COMMAND"),
+    ],
+)
+def test_missing_or_unknown_arguments_are_usage_errors(
+    capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
 
 
 def test_bad_date_and_stage_are_argument_errors(capsys: pytest.CaptureFixture[str]) -> None:
