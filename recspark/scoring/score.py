@@ -39,6 +39,7 @@ from recspark.schemas import (
 from recspark.scoring.candidates import user_candidates
 from recspark.scoring.publish import Expectation, stage_validate_publish
 from recspark.scoring.topk import (
+    CANDIDATES,
     EXPLANATION_INDEX,
     SEEN,
     InMemoryFactors,
@@ -146,8 +147,20 @@ def run_score(spark: SparkSession, config: Config, run_date: dt.date) -> dict[st
     expected_rows = F.least(
         F.lit(score.k), F.lit(n_items) - F.size(F.coalesce(F.array_distinct(SEEN), F.array()))
     )
+    expected = users.select(USER_INDEX, expected_rows.alias("n_expected"))
+    if shortlisted:
+        # a shortlisted user can only get as many rows as it has (unseen) candidates
+        from_shortlist = warm.select(
+            USER_INDEX,
+            F.least(F.lit(score.k), F.size(F.coalesce(F.col(CANDIDATES), F.array()))).alias(
+                "n_expected"
+            ),
+        )
+        expected = expected.join(from_shortlist, USER_INDEX, "left_anti").unionByName(
+            from_shortlist
+        )
     expect = Expectation(
-        users=users.join(user_map, USER_INDEX).select(USER_ID, expected_rows.alias("n_expected")),
+        users=expected.join(user_map, USER_INDEX).select(USER_ID, "n_expected"),
         seen=seen_pairs.join(user_map, USER_INDEX)
         .join(item_map, ITEM_INDEX)
         .select(USER_ID, ITEM_ID),
