@@ -20,12 +20,17 @@ class ConfigError(ValueError):
     """A configuration file or override is invalid."""
 
 
-
 def join_path(base: str, *parts: str) -> str:
     """`base` / `parts` for local paths and URIs alike (`s3a://bucket/lake` keeps its `//`)."""
     if "://" in base:
         return "/".join([base.rstrip("/"), *(p.strip("/") for p in parts)])
     return str(Path(base, *parts))
+
+
+def _is_absolute(location: str) -> bool:
+    """A URI or an absolute path: used as it is, not resolved against a folder."""
+    return "://" in location or Path(location).is_absolute()
+
 
 @dataclass(frozen=True)
 class SparkConfig:
@@ -243,7 +248,7 @@ class Config:
     # -- resolved locations -------------------------------------------------------------------
     def path(self, relative: str) -> str:
         """Resolve a path from the config against paths.root (absolute paths and URIs pass)."""
-        if "://" in relative or Path(relative).is_absolute():
+        if _is_absolute(relative):
             return relative
         root = Path(self.paths.root)
         if not root.is_absolute():
@@ -256,9 +261,7 @@ class Config:
 
     def raw_file(self, relative: str) -> str:
         """A location under paths.raw (absolute paths and URIs pass unchanged)."""
-        if "://" in relative or Path(relative).is_absolute():
-            return relative
-        return join_path(self.raw_path, relative)
+        return relative if _is_absolute(relative) else join_path(self.raw_path, relative)
 
     @property
     def raw_path(self) -> str:
