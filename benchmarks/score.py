@@ -3,7 +3,7 @@
 Same data, same embeddings, same rank and K, in one run:
 
 * als        Spark MLlib `ALSModel.recommendForAllUsers(K)` (no exclusion of seen items);
-* recspark   `recspark.scoring.topk.score_users` (mapInPandas, factors loaded once per Python
+* recspark   `recspark.scoring.topk.score_users` (mapInArrow, factors loaded once per Python
              worker from a file, as the stage loads the model from MLflow; blocks of
              `score.users_per_batch` users; seen items excluded; one torch thread per task), on
              the ALS model's own user and item factors;
@@ -73,9 +73,12 @@ def _factors(df: DataFrame, n: int, rank: int) -> NDArray[np.float32]:
 
 
 def single_process(
-    users: NDArray[np.float32], items: NDArray[np.float32], seen: list[Any], k: int, block: int
+    users: NDArray[np.float32], items: NDArray[np.float32], seen: Any, k: int, block: int
 ) -> None:
-    """The machine's limit: product, mask, top-K per block, in this process (torch threads)."""
+    """The machine's limit: product, mask, top-K per block, in this process (torch threads).
+
+    `seen` is one flat `SeenItems` (CSR) for all users, the cheapest form to slice per block.
+    """
     from recspark.scoring.topk import top_k
 
     for start in range(0, len(users), block):
@@ -134,7 +137,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     import torch
     from pyspark.ml.recommendation import ALS
 
-    from recspark.scoring.topk import SEEN, score_users
+    from recspark.scoring.topk import SEEN, SeenItems, score_users
 
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
@@ -180,9 +183,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         scored = score_users(users_df, source, args.k, block)
         recspark_s[block] = _best(functools.partial(_force, scored), args.repeats)
     torch.set_num_threads(args.cores)
+    seen_csr = SeenItems.from_lists(seen)
     single_s = {
         block: _best(
-            functools.partial(single_process, users, items, seen, args.k, block), args.repeats
+            functools.partial(single_process, users, items, seen_csr, args.k, block), args.repeats
         )
         for block in args.blocks
     }
@@ -231,8 +235,8 @@ def main() -> None:
     parser.add_argument("--seen", type=int, default=20, help="mean seen items per user")
     parser.add_argument("--cores", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--partitions", type=int, default=None, help="default: --cores")
-    parser.add_argument("--blocks", type=int, nargs="+", default=[128, 256, 512, 1024, 4096])
-    parser.add_argument("--spark-blocks", type=int, nargs="+", default=[256, 1024])
+    parser.add_argument("--blocks", type=int, nargs="+", default=[64, 128, 256, 512, 1024])
+    parser.add_argument("--spark-blocks", type=int, nargs="+", default=[64, 128, 256])
     parser.add_argument("--memory-users", type=int, nargs="+", default=[25_000, 100_000])
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)

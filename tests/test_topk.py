@@ -3,10 +3,21 @@
 from __future__ import annotations
 
 import numpy as np
+import pyarrow as pa
+import pytest
+import torch
 from pyspark.sql import SparkSession
 
 from recspark.models.base import HistoryFactors, IdFactors
-from recspark.scoring.topk import InMemoryFactors, explain, score_users, top_k
+from recspark.scoring.topk import (
+    InMemoryFactors,
+    SeenItems,
+    explain,
+    mask_seen,
+    score_users,
+    top_k,
+    top_k_rows,
+)
 
 ITEMS = np.array([[1.0], [3.0], [2.0], [5.0]], dtype=np.float32)
 USERS = np.array([[1.0], [-1.0]], dtype=np.float32)
@@ -76,3 +87,60 @@ def test_score_users_adds_explanations(spark: SparkSession) -> None:
     got = score_users(users, source, k=2, batch_size=1, explain_history=5)
     rows = sorted((r["user_index"], r["explanation_index"]) for r in got.collect())
     assert rows == [(0, 3), (0, 3), (1, -1), (1, -1)]
+
+
+@pytest.mark.parametrize("n_items", [7, 639, 640, 2_560, 2_561, 20_033])
+@pytest.mark.parametrize("k", [1, 10, 50])
+def test_top_k_rows_is_torch_topk(n_items: int, k: int) -> None:
+    rng = np.random.default_rng(n_items + k)
+    scores = torch.from_numpy(rng.normal(size=(33, n_items)).astype(np.float32))
+    scores[:, rng.integers(0, n_items, n_items // 2)] = float("-inf")  # masked seen items
+    scores[0] = float("-inf")  # a user who has seen everything
+    values, indices = top_k_rows(scores, k)
+    want = torch.topk(scores, min(k, n_items), dim=1)
+    assert torch.equal(values, want.values)
+    finite = torch.isfinite(values)
+    assert torch.equal(scores.gather(1, indices)[finite], values[finite])
+    for row in range(1, len(scores)):  # the same items as torch.topk; ties by item index
+        pairs = zip(want.values[row].tolist(), want.indices[row].tolist(), strict=True)
+        want_row = sorted(pairs, key=lambda pair: (-pair[0], pair[1]))
+        assert indices[row].tolist() == [item for _, item in want_row]
+
+
+@pytest.mark.parametrize("n_items", [30, 64 * 60])
+def test_top_k_rows_orders_ties_by_item(n_items: int) -> None:
+    scores = torch.zeros((1, n_items))
+    scores[0, [n_items - 1, 17, 3]] = 2.0
+    scores[0, [9, 2]] = 1.0
+    values, indices = top_k_rows(scores, 5)
+    assert indices.tolist() == [[3, 17, n_items - 1, 2, 9]]
+    assert values.tolist() == [[2.0, 2.0, 2.0, 1.0, 1.0]]
+
+
+def test_top_k_rows_finds_the_best_in_one_chunk_and_the_tail() -> None:
+    scores = torch.zeros((2, 64 * 50 + 3))
+    scores[0, 64:74] = torch.arange(10, 0, -1, dtype=torch.float32)  # all ten in chunk 1
+    scores[1, -1] = 9.0  # past the last whole chunk
+    scores[1, 5] = 8.0
+    values, indices = top_k_rows(scores, 2)
+    assert indices.tolist() == [[64, 65], [64 * 50 + 2, 5]]
+    assert values.tolist() == [[10.0, 9.0], [9.0, 8.0]]
+
+
+def test_seen_items_from_arrow_handles_nulls_and_slices() -> None:
+    column = pa.array([[1, 2], None, [], [5, 6, 7]], pa.list_(pa.int32()))
+    seen = SeenItems.from_arrow(column.slice(1))
+    assert [row.tolist() for row in seen] == [[], [], [5, 6, 7]]
+    assert seen[1:3].flat().tolist() == [5, 6, 7]
+    assert seen[2:].lengths().tolist() == [3]
+    lists = SeenItems.from_lists([np.array([4]), None, [2, 3]])
+    assert lists.offsets.tolist() == [0, 1, 1, 3] and lists.values.tolist() == [4, 2, 3]
+
+
+def test_mask_seen_takes_lists_and_csr_alike() -> None:
+    seen = [[0, 2], None, [1]]
+    from_lists, from_csr = torch.zeros((3, 3)), torch.zeros((3, 3))
+    mask_seen(from_lists, seen)
+    mask_seen(from_csr, SeenItems.from_lists(seen))
+    assert torch.equal(from_lists, from_csr)
+    assert torch.isinf(from_lists).nonzero().tolist() == [[0, 0], [0, 2], [2, 1]]

@@ -53,7 +53,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
-from recspark.scoring.topk import mask_seen
+from recspark.scoring.topk import mask_seen, top_k_rows
 
 QMAX = 127
 # Largest d for which a sum of d products of two int8 in [-127, 127] cannot overflow int32.
@@ -270,7 +270,7 @@ def int8_scores(user_vectors: NDArray[Any], qfactors: QuantizedFactors) -> NDArr
 def top_k_int8(
     user_vectors: NDArray[Any],
     qfactors: QuantizedFactors,
-    seen: list[Any],
+    seen: Sequence[Any],
     k: int,
     compute: Literal["int8", "bfloat16"] = "int8",
 ) -> tuple[NDArray[Any], NDArray[Any]]:
@@ -313,10 +313,10 @@ def top_k_int8(
         scores = users_t.to(torch.bfloat16) @ qfactors.bf16_items.T
     else:
         raise ValueError(f"compute must be 'int8' or 'bfloat16', got {compute!r}")
-    mask_seen(scores, list(seen))
-    best = torch.topk(scores, min(k, scores.shape[1]), dim=1)
-    items = best.indices.numpy().copy()
-    values = best.values.to(torch.float32).numpy().copy()
+    mask_seen(scores, seen)
+    best_values, best_items = top_k_rows(scores, k)
+    items = best_items.numpy().copy()
+    values = best_values.to(torch.float32).numpy().copy()
     missing = ~np.isfinite(values)
     if user_scales is not None:
         values *= np.where(missing, np.float32(1.0), user_scales[:, None])
