@@ -20,24 +20,23 @@ d * 127^2 < 2^31, i.e. d <= 133143; above that the float fallback is used) and r
 than that error, so the effect is swaps around the K-th place, not different recommendations.
 
 When to use it (figures: `benchmarks/quantize.py` defaults, 100k x 20k, d = 64, K = 10, one
-thread of a shared 2-core AVX-512/AMX Xeon, torch 2.13; users per CPU-second vs float32 `top_k`):
+thread, torch 2.13, users per CPU-second vs float32 `top_k`; README "Int8 scoring"):
 
 * Memory, always: the item matrix shrinks from 4d to d + 4 bytes a row (3.8x for d = 64), which
   is what is broadcast to, and cached in, every Spark Python worker.
-* Not for speed with compute="int8". `torch._int_mm` does run int8 x int8 -> int32 on CPU
-  (oneDNN, AMX/VNNI) with no shape or alignment constraint but one (torch 2.13: m = 1, k = 63,
-  n = 19999 all exact; an inner dimension of 1 returns garbage, so d = 1 takes the float path),
-  and the product alone is ~5x faster than float32 sgemm. But with d ~ 64 a block is bound by
-  the passes over the (users x items) score matrix (write, int32 -> float32 with the item
-  scales, mask the seen items, top-K), not by the multiply-adds: measured 0.91-1.17x float32,
-  within the noise of the machine. Overlap@10 with float32 0.994, NDCG@10 -0.4 %.
-* compute="bfloat16" (items dequantized once to bf16 in the worker, product and top-K in bf16)
-  is the fast option on CPUs with bf16 units (AMX, AVX512-BF16): 1.4-1.8x float32, same loss
-  (overlap@10 0.992, NDCG@10 -0.5 %), int8 still what is shipped. Not measured on a CPU without
-  bf16 units, where torch emulates bf16 and it is likely slower than float32: measure first.
-* Block size matters more than precision: float32 `top_k` scores ~1.9x more users per
-  CPU-second with 64-256 users per block than with 1024-2048 (the score matrix stays in cache;
-  above glibc's 32 MiB mmap threshold every block's fresh buffer is page-faulted in anew).
+* Speed depends on the CPU. `torch._int_mm` runs int8 x int8 -> int32 on CPU (oneDNN, VNNI/AMX)
+  with no shape or alignment constraint but one (torch 2.13: m = 1, k = 63, n = 19999 all exact;
+  an inner dimension of 1 returns garbage, so d = 1 takes the float path). Since the top-K pass
+  is chunk-pruned (`scoring.topk.top_k_rows`) the product dominates a block, and on an AVX-512
+  AMD EPYC compute="int8" scores 2.1-2.2x the users of float32 at 64 users a block (1.8-2.1x at
+  256). With the old full `torch.topk` pass it was 1.56x there and 0.91-1.17x on an AMX Xeon.
+  Overlap@10 with float32 0.994, NDCG@10 -0.4 %.
+* Keep blocks small with int8 (`score.users_per_batch` <= 256): above ~1,000 users a block the
+  int32 block and its float32 copy leave the cache and int8 drops to 0.75x float32.
+* compute="bfloat16" (items dequantized once to bf16 in the worker, product and top-K in bf16):
+  1.5-1.7x float32 on the EPYC, 1.4-1.8x on the AMX Xeon, same loss (overlap@10 0.992, NDCG@10
+  -0.5 %), int8 still what is shipped. On a CPU without bf16 units torch emulates bf16 and it
+  is likely slower than float32: measure first.
 * Not for item-item models with more than 133143 items (int32 could overflow: the float fallback
   is then used, slower than float32 scoring), nor where exact float scores are needed downstream
   (the scores carry the error above).

@@ -1,1 +1,1 @@
-"""Scoring: top-K over the item catalog with Spark pandas UDFs."""
+"""Scoring: top-K over the item catalog with Spark Arrow UDFs (mapInArrow)."""
