@@ -144,3 +144,9 @@ def test_mask_seen_takes_lists_and_csr_alike() -> None:
     mask_seen(from_csr, SeenItems.from_lists(seen))
     assert torch.equal(from_lists, from_csr)
     assert torch.isinf(from_lists).nonzero().tolist() == [[0, 0], [0, 2], [2, 1]]
+
+
+def test_top_k_of_no_users_is_empty() -> None:
+    items = np.random.default_rng(0).normal(size=(5_000, 4)).astype(np.float32)
+    got_items, got_scores = top_k(np.zeros((0, 4), np.float32), items, [], k=10)
+    assert got_items.shape == (0, 10) and got_scores.shape == (0, 10)

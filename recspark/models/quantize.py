@@ -31,8 +31,10 @@ thread, torch 2.13, users per CPU-second vs float32 `top_k`; README "Int8 scorin
   AMD EPYC compute="int8" scores 2.1-2.2x the users of float32 at 64 users a block (1.8-2.1x at
   256). With the old full `torch.topk` pass it was 1.56x there and 0.91-1.17x on an AMX Xeon.
   Overlap@10 with float32 0.994, NDCG@10 -0.4 %.
-* Keep blocks small with int8 (`score.users_per_batch` <= 256): above ~1,000 users a block the
-  int32 block and its float32 copy leave the cache and int8 drops to 0.75x float32.
+* Keep blocks small with int8 (`score.users_per_batch` <= 256): above ~1,000 users a block int8
+  drops to 0.75x float32. `torch._int_mm` allocates a fresh int32 block on every call (it takes
+  no `out=`), so a large block is mapped and page-faulted anew each time, where float32 reuses
+  one buffer (`scoring.topk._score_buffer`).
 * compute="bfloat16" (items dequantized once to bf16 in the worker, product and top-K in bf16):
   1.5-1.7x float32 on the EPYC, 1.4-1.8x on the AMX Xeon, same loss (overlap@10 0.992, NDCG@10
   -0.5 %), int8 still what is shipped. On a CPU without bf16 units torch emulates bf16 and it
@@ -292,7 +294,7 @@ def top_k_int8(
     Args:
         user_vectors: (B, d) float user vectors (from `qfactors.user_vectors`).
         qfactors: the quantized items.
-        seen: per user, the item indices to exclude (array-like or None).
+        seen: per user, the item indices to exclude (array-likes or None, or `SeenItems`).
         k: how many to keep.
         compute: "int8" or "bfloat16", as above.
 

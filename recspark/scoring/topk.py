@@ -174,17 +174,19 @@ def top_k_rows(scores: Any, k: int) -> Any:
     n_rows, n_cols = scores.shape
     k = min(k, n_cols)
     n_chunks = n_cols // _CHUNK
-    if n_chunks < 4 * k:  # too few chunks for the pruning to pay
+    if n_chunks < 4 * k or n_rows == 0:  # too few chunks for the pruning to pay
         best = torch.topk(scores, k, dim=1)
         return _ties_by_column(best.values, best.indices)
     scores = scores.contiguous()
     body = scores[:, : n_chunks * _CHUNK].view(n_rows, n_chunks, _CHUNK)
     chunks = torch.topk(body.amax(dim=2), k, dim=1).indices
-    values = body.gather(1, chunks[:, :, None].expand(n_rows, k, _CHUNK)).reshape(n_rows, -1)
-    columns = (chunks[:, :, None] * _CHUNK + torch.arange(_CHUNK)).reshape(n_rows, -1)
+    width = k * _CHUNK
+    values = body.gather(1, chunks[:, :, None].expand(n_rows, k, _CHUNK)).reshape(n_rows, width)
+    offsets = torch.arange(_CHUNK, device=scores.device)
+    columns = (chunks[:, :, None] * _CHUNK + offsets).reshape(n_rows, width)
     if n_cols > n_chunks * _CHUNK:  # the columns after the last whole chunk always compete
         values = torch.cat([values, scores[:, n_chunks * _CHUNK :]], dim=1)
-        tail = torch.arange(n_chunks * _CHUNK, n_cols).expand(n_rows, -1)
+        tail = torch.arange(n_chunks * _CHUNK, n_cols, device=scores.device).expand(n_rows, -1)
         columns = torch.cat([columns, tail], dim=1)
     best = torch.topk(values, k, dim=1)
     return _ties_by_column(best.values, columns.gather(1, best.indices))
@@ -355,10 +357,6 @@ def _ranker(
     return ranked
 
 
-def _column(batch: Any, name: str) -> Any:
-    return batch.column(batch.schema.get_field_index(name))
-
-
 def _score_partition(
     source: FactorSource,
     k: int,
@@ -380,10 +378,10 @@ def _score_partition(
         for batch in batches:
             # one output batch per input batch: per-block batches cost more in Arrow than the
             # blocks' top-K (measured with benchmarks/score.py)
-            all_users = _column(batch, USER_INDEX).to_numpy(zero_copy_only=False)
-            all_seen = SeenItems.from_arrow(_column(batch, SEEN))
-            has_shortlist = batch.schema.get_field_index(CANDIDATES) >= 0
-            shortlists = SeenItems.from_arrow(_column(batch, CANDIDATES)) if has_shortlist else None
+            all_users = batch.column(USER_INDEX).to_numpy(zero_copy_only=False)
+            all_seen = SeenItems.from_arrow(batch.column(SEEN))
+            has_shortlist = CANDIDATES in batch.schema.names
+            shortlists = SeenItems.from_arrow(batch.column(CANDIDATES)) if has_shortlist else None
             parts: list[dict[str, NDArray[Any]]] = []
             for start in range(0, len(all_users), batch_size):
                 users = all_users[start : start + batch_size]
