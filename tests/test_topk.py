@@ -137,6 +137,18 @@ def test_seen_items_from_arrow_handles_nulls_and_slices() -> None:
     assert lists.offsets.tolist() == [0, 1, 1, 3] and lists.values.tolist() == [4, 2, 3]
 
 
+def test_seen_items_padded_and_multi_hot() -> None:
+    seen = SeenItems.from_lists([[7, 1, 5], None, [2], [3, 4]])[1:]
+    history, valid = seen.padded(max_per_row=1)
+    assert history.tolist() == [[0], [2], [3]] and valid.tolist() == [[False], [True], [True]]
+    history, valid = seen.padded(max_per_row=10)
+    assert history.tolist() == [[0, 0], [2, 0], [3, 4]]
+    assert valid.tolist() == [[False, False], [True, False], [True, True]]
+    assert seen.multi_hot(5).tolist() == [[0, 0, 0, 0, 0], [0, 0, 1, 0, 0], [0, 0, 0, 1, 1]]
+    empty_history, _ = SeenItems.from_lists([None, []]).padded(max_per_row=3)
+    assert empty_history.shape == (2, 0)
+
+
 def test_mask_seen_takes_lists_and_csr_alike() -> None:
     seen = [[0, 2], None, [1]]
     from_lists, from_csr = torch.zeros((3, 3)), torch.zeros((3, 3))

@@ -54,6 +54,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
+from recspark.models.base import SeenItems
 from recspark.scoring.topk import mask_seen, top_k_rows
 
 QMAX = 127
@@ -117,11 +118,7 @@ class MultiHot:
     n_items: int
 
     def user_vectors(self, users: NDArray[Any], seen: Sequence[Any]) -> NDArray[Any]:
-        out = np.zeros((len(users), self.n_items), dtype=np.float32)
-        for row, items in enumerate(seen):
-            if items is not None and len(items):
-                out[row, np.asarray(items, dtype=np.int64)] = 1.0
-        return out
+        return SeenItems.from_lists(seen).multi_hot(self.n_items)
 
 
 @dataclass(frozen=True)

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol, overload
+from typing import Any, Literal, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 from pyspark.sql import DataFrame
 
-from recspark.models.base import FactorSet, HistoryFactors, IdFactors, ScoringModel
+from recspark.models.base import FactorSet, HistoryFactors, IdFactors, ScoringModel, SeenItems
 from recspark.schemas import ITEM_INDEX, RANK, SCORE, USER_INDEX
 
 SEEN = "seen_items"
@@ -77,68 +77,6 @@ def load_factors(source: FactorSource) -> FactorSet:
         _FACTOR_CACHE.clear()
         _FACTOR_CACHE[source.key] = source.load()
     return _FACTOR_CACHE[source.key]
-
-
-class SeenItems(Sequence[NDArray[np.int64]]):
-    """Item lists of a batch of users as one flat array and row offsets (CSR rows).
-
-    Row i is `values[offsets[i]:offsets[i + 1]]`; a user without items (a null list) has an
-    empty row. Slicing rows shares the arrays. Built straight from an Arrow list column
-    (`from_arrow`, no Python object per user) or from per-user lists (`from_lists`).
-    """
-
-    __slots__ = ("offsets", "values")
-
-    def __init__(self, offsets: NDArray[np.int64], values: NDArray[Any]) -> None:
-        self.offsets = offsets
-        self.values = values
-
-    @classmethod
-    def from_lists(cls, lists: Sequence[Any]) -> SeenItems:
-        """From per-user item lists (array-likes or None)."""
-        if isinstance(lists, SeenItems):
-            return lists
-        rows = [np.asarray([] if s is None else s, dtype=np.int64).reshape(-1) for s in lists]
-        offsets = np.zeros(len(rows) + 1, dtype=np.int64)
-        np.cumsum([len(r) for r in rows], out=offsets[1:])
-        values = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
-        return cls(offsets, values)
-
-    @classmethod
-    def from_arrow(cls, column: Any) -> SeenItems:
-        """From an Arrow list<int> array (nulls are empty rows; a sliced array is fine)."""
-        import pyarrow.compute as pc
-
-        lengths = pc.fill_null(pc.list_value_length(column), 0).to_numpy(zero_copy_only=False)
-        offsets = np.zeros(len(column) + 1, dtype=np.int64)
-        np.cumsum(lengths, out=offsets[1:])
-        # flatten() skips the values behind nulls and honours the array's own offset
-        return cls(offsets, column.flatten().to_numpy(zero_copy_only=False))
-
-    def __len__(self) -> int:
-        return len(self.offsets) - 1
-
-    @overload
-    def __getitem__(self, index: int) -> NDArray[np.int64]: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> SeenItems: ...
-
-    def __getitem__(self, index: int | slice) -> NDArray[np.int64] | SeenItems:
-        if isinstance(index, slice):
-            start, stop, step = index.indices(len(self))
-            if step != 1:
-                raise ValueError("SeenItems: only contiguous slices")
-            return SeenItems(self.offsets[start : max(start, stop) + 1], self.values)
-        row = range(len(self))[index]
-        return self.values[self.offsets[row] : self.offsets[row + 1]]
-
-    def lengths(self) -> NDArray[np.int64]:
-        return np.diff(self.offsets)
-
-    def flat(self) -> NDArray[Any]:
-        """All rows' items, in row order."""
-        return self.values[self.offsets[0] : self.offsets[-1]]
 
 
 def mask_seen(scores: Any, seen: Sequence[Any]) -> None:
@@ -307,17 +245,10 @@ def explain(
         (B, K) item indices; -1 where the user has no history or the place is empty.
     """
     n_users, width = rec_items.shape
-    lengths = [0 if s is None else min(len(s), max_history) for s in seen]
-    longest = max(lengths, default=0)
     out = np.full((n_users, width), -1, dtype=np.int64)
-    if longest == 0 or width == 0:
+    history, valid = SeenItems.from_lists(seen).padded(max_history)
+    if history.shape[1] == 0 or width == 0:
         return out
-    history = np.zeros((n_users, longest), dtype=np.int64)
-    valid = np.zeros((n_users, longest), dtype=bool)
-    for row, (items, n) in enumerate(zip(seen, lengths, strict=True)):
-        if n:
-            history[row, :n] = np.asarray(items[:n], dtype=np.int64)
-            valid[row, :n] = True
     recs = np.where(rec_items >= 0, rec_items, 0)
     if isinstance(factors, HistoryFactors):  # items[j, i]: weight of seen item i for candidate j
         support = factors.items[recs[:, :, None], history[:, None, :]].astype(np.float32)
