@@ -184,11 +184,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     for block in args.spark_blocks:
         scored = score_users(users_df, source, args.k, block)
         recspark_s[block] = _best(functools.partial(_force, scored), args.repeats)
+    best_block = min(recspark_s, key=lambda b: recspark_s[b])
     explained_s = float("nan")
     if args.explain_history:  # as the score stage runs it: each row explained by a seen item
-        best = min(recspark_s, key=lambda b: recspark_s[b])
         explained = score_users(
-            users_df, source, args.k, best, explain_history=args.explain_history
+            users_df, source, args.k, best_block, explain_history=args.explain_history
         )
         explained_s = _best(functools.partial(_force, explained), args.repeats)
     torch.set_num_threads(args.cores)
@@ -206,7 +206,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             _force(score_users(subset, source, args.k))
         memory[n] = round(peak.peak / 2**20)
     spark.stop()
-    best_block = min(recspark_s, key=lambda b: recspark_s[b])
     best_single = min(single_s, key=lambda b: single_s[b])
     rate = {
         "als": args.users / als_s,

@@ -98,8 +98,11 @@ class SeenItems(Sequence[NDArray[np.int64]]):
         rows = np.repeat(np.arange(len(lengths)), lengths)
         starts = np.repeat(np.cumsum(lengths) - lengths, lengths)
         positions = np.arange(len(rows)) - starts
-        items = self.values[self.offsets[:-1][rows] + positions].astype(np.int64, copy=False)
-        return rows, positions, items
+        if max_per_row is None:  # every item: the rows' contiguous run of values, a slice
+            kept = self.flat()
+        else:
+            kept = self.values[self.offsets[:-1][rows] + positions]
+        return rows, positions, kept.astype(np.int64, copy=False)
 
     def padded(self, max_per_row: int) -> tuple[NDArray[np.int64], NDArray[np.bool_]]:
         """(B, L) item matrix of each row's first `max_per_row` items, and where it is valid."""

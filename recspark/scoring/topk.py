@@ -83,11 +83,8 @@ def mask_seen(scores: Any, seen: Sequence[Any]) -> None:
     """Set scores[row, item] to -inf, in place, for every item each row's user has seen."""
     import torch
 
-    rows_items = SeenItems.from_lists(seen)
-    lengths = rows_items.lengths()
-    if lengths.any():
-        rows = np.repeat(np.arange(len(rows_items)), lengths)
-        cols = rows_items.flat().astype(np.int64, copy=False)
+    rows, _, cols = SeenItems.from_lists(seen).coordinates()
+    if len(rows):
         scores[torch.from_numpy(rows), torch.from_numpy(cols)] = float("-inf")
 
 
