@@ -42,15 +42,19 @@ demo: setup
 package: setup
 	bash scripts/package.sh $(PY) dist
 
+# --durations=15: every run prints its fifteen slowest tests (the suite's time budget is watched).
 test: setup airflow-setup lint
-	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not slow" --durations=15 $(PYTEST_ARGS)
 
 test-all: setup airflow-setup lint
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest --durations=15 $(PYTEST_ARGS)
 
+# ruff, mypy --strict, the import layers (contracts in pyproject.toml) and function length.
 lint: setup
-	$(VENV)/bin/ruff check recspark jobs tests benchmarks airflow_dags notebooks
+	$(VENV)/bin/ruff check recspark jobs tests benchmarks airflow_dags notebooks scripts
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+	$(PY) scripts/check_function_length.py recspark
 
 clean:
 	rm -rf lakehouse data work mlruns spark-warehouse

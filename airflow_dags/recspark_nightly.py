@@ -37,7 +37,9 @@ Variables (read in templates when the task runs, so parsing the DAG needs no met
 
 Read when the DAG file is parsed (the operator does not template these; defaults when no
 Variable is reachable): `recspark_spark_conn_id` (default `spark_recspark`), `recspark_retries`
-(default 2), `recspark_retry_delay_minutes` (default 5).
+(default 2), `recspark_retry_delay_minutes` (default 5), and `recspark_project_dir`, whose
+`recspark/stages.py` gives the stages and their order (the list the CLI and the pipeline runner
+use; standard library only, loaded by path).
 
 Which spark-submit runs
 -----------------------
@@ -62,6 +64,7 @@ Reruns and backfills are safe: see the DAG's doc (`doc_md`).
 from __future__ import annotations
 
 import datetime as dt
+import importlib.util
 import itertools
 import os
 from pathlib import Path
@@ -72,7 +75,6 @@ from airflow.sdk import DAG, CronDataIntervalTimetable, Variable
 
 DAG_ID = "recspark_nightly"
 SCHEDULE = "0 2 * * *"
-STAGES = ("ingest", "featurize", "train", "evaluate", "score")
 # Wall-clock limit of one attempt of each stage (training is the long one).
 STAGE_TIMEOUTS = {
     "ingest": dt.timedelta(hours=1),
@@ -82,6 +84,24 @@ STAGE_TIMEOUTS = {
     "score": dt.timedelta(hours=1),
 }
 PROJECT_DIR = str(Path(__file__).resolve().parent.parent)
+
+
+def _nightly_stages(project_dir: str) -> tuple[str, ...]:
+    """recspark's own list of nightly stages (`recspark/stages.py`, standard library only).
+
+    Loaded by path: Airflow's environment has none of recspark's dependencies, and the CLI, the
+    pipeline runner and this DAG must run the same stages in the same order.
+    """
+    path = Path(project_dir) / "recspark" / "stages.py"
+    spec = importlib.util.spec_from_file_location("recspark_stages", path)
+    if spec is None or spec.loader is None or not path.is_file():
+        raise ImportError(
+            f"{path} not found: set the Airflow Variable recspark_project_dir to the recspark "
+            "project folder (the one holding recspark/ and jobs/)"
+        )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return tuple(module.NIGHTLY)
 
 
 def _var(key: str, default: str) -> str:
@@ -109,6 +129,7 @@ def _parse_time_setting(key: str, default: str) -> str:
     return default if value in (None, "") else str(value)
 
 
+STAGES = _nightly_stages(_parse_time_setting("recspark_project_dir", PROJECT_DIR))
 CONN_ID = _parse_time_setting("recspark_spark_conn_id", "spark_recspark")
 RETRIES = int(_parse_time_setting("recspark_retries", "2"))
 RETRY_DELAY = dt.timedelta(minutes=float(_parse_time_setting("recspark_retry_delay_minutes", "5")))

@@ -23,13 +23,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from pyspark.sql import functions as F
 
     from recspark.config import load_config
-    from recspark.evaluation.evaluate import users_with_seen
     from recspark.evaluation.metrics import ranking_metrics
     from recspark.io.delta import read_table
     from recspark.scoring.candidates import user_candidates
-    from recspark.scoring.topk import MlflowModelFactors, score_users
+    from recspark.scoring.udf import MlflowModelFactors, score_users, users_with_seen
     from recspark.session import build_spark
-    from recspark.training.tracking import champion_version, setup_mlflow
+    from recspark.tracking import champion_version, setup_mlflow
 
     config = load_config(args.conf, args.env, args.set)
     spark = build_spark(config)

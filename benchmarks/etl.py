@@ -31,6 +31,7 @@ def _one(size: int, root: Path, driver_memory: str) -> dict[str, object]:
 
     from recspark.config import load_config
     from recspark.pipeline import run_generate, run_stages
+    from recspark.results import FeaturizeResult, IngestResult
     from recspark.session import build_spark
 
     shutil.rmtree(root, ignore_errors=True)
@@ -65,19 +66,21 @@ def _one(size: int, root: Path, driver_memory: str) -> dict[str, object]:
     results = run_stages(spark, config, RUN_DATE, ["ingest", "featurize"])
     stop.set()
     sampler.join()
-    ingest_s, featurize_s = results["ingest"]["seconds"], results["featurize"]["seconds"]
-    rows = results["ingest"]["rows_in"]
+    ingest, featurize = results.of(IngestResult), results.of(FeaturizeResult)
+    ingest_s, featurize_s = results.seconds(IngestResult), results.seconds(FeaturizeResult)
+    assert ingest_s is not None and featurize_s is not None
+    rows = ingest.rows_in
     spark.stop()
     return {
         "size": size,
-        "raw_rows": generated["lines"],
+        "raw_rows": generated.lines,
         "generate_s": round(generate_s, 1),
         "ingest_s": ingest_s,
         "ingest_rows_per_s": round(rows / ingest_s),
         "featurize_s": featurize_s,
-        "featurize_rows_per_s": round(results["ingest"]["clean"] / featurize_s),
+        "featurize_rows_per_s": round(ingest.clean / featurize_s),
         "total_s": round(ingest_s + featurize_s, 1),
-        "training_rows": results["featurize"]["training_rows"],
+        "training_rows": featurize.training_rows,
         "python_driver_peak_rss_mb": round(
             resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         ),

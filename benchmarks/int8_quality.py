@@ -22,12 +22,12 @@ def main(argv: list[str] | None = None) -> int:
     from mlflow.tracking import MlflowClient
 
     from recspark.config import load_config
-    from recspark.evaluation.evaluate import users_with_seen
     from recspark.evaluation.metrics import ranking_metrics
     from recspark.io.delta import read_table
-    from recspark.scoring.topk import PRECISIONS, MlflowModelFactors, score_users
+    from recspark.scoring.udf import MlflowModelFactors, score_users, users_with_seen
     from recspark.session import build_spark
-    from recspark.training.tracking import setup_mlflow
+    from recspark.tracking import setup_mlflow
+    from recspark.vocab import Precision, choices
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--root", required=True, help="paths.root of the run to read")
@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---|---|---|")
     for version in sorted(versions, key=lambda v: int(v.version)):
         source = MlflowModelFactors(config.mlflow_tracking_uri, f"models:/{name}/{version.version}")
-        for precision in PRECISIONS:
+        for precision in choices(Precision):
             scored = score_users(users, source, args.k, 256, precision)
             m = ranking_metrics(scored, holdout, args.k)
             print(

@@ -17,6 +17,7 @@ The datasets are read in place and never copied (see ../shared/data/README.md fo
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import json
 import shutil
@@ -51,6 +52,7 @@ DATASETS: dict[str, dict[str, Any]] = {
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from recspark.config import load_config
     from recspark.pipeline import run_stages
+    from recspark.results import EvaluateResult, TrainResult
     from recspark.session import build_spark
 
     dataset = DATASETS[args.dataset]
@@ -67,7 +69,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.dataset == "synthetic":
         stages.insert(0, "generate")
     data = run_stages(spark, config, run_date, stages)
-    out: dict[str, Any] = {"dataset": args.dataset, "featurize": data["featurize"], "models": {}}
+    featurized = dataclasses.asdict(data["featurize"])
+    out: dict[str, Any] = {"dataset": args.dataset, "featurize": featurized, "models": {}}
     baselines = "[" + ",".join(args.baselines) + "]"
     for position, model in enumerate(args.models):
         # Baselines once (with the first model); popularity every time (the gate needs it).
@@ -80,13 +83,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         started = time.perf_counter()
         results = run_stages(spark, cfg, run_date, ["train", "evaluate"])
         seconds = time.perf_counter() - started
-        for label, metrics in results["evaluate"]["metrics"].items():
+        evaluated, trained = results.of(EvaluateResult), results.of(TrainResult)
+        for label, metrics in evaluated.metrics.items():
             if label == "champion":
                 continue
-            entry = {**metrics, "users": results["evaluate"]["users"]}
+            entry = {**metrics, "users": evaluated.users}
             if label == model:
-                entry["train_seconds"] = results["train"]["seconds"]
-                entry["epochs"] = len(results["train"]["history"])
+                entry["train_seconds"] = trained.seconds
+                entry["epochs"] = len(trained.history)
                 entry["stage_seconds"] = seconds
             out["models"][label] = entry
     spark.stop()

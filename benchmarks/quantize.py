@@ -1,10 +1,10 @@
 """Benchmark: int8 item quantization for top-K scoring, speed and quality against float32.
 
-Scores users against the whole catalog the way `recspark.scoring.topk` does (one product per block
+Scores users against the whole catalog the way `recspark.scoring.udf` does (one product per block
 of users, seen items excluded, top-K), with each variant:
 
-* float32   `recspark.scoring.topk.top_k` on float32 factors (the baseline, ground truth)
-* int8      `recspark.models.quantize.top_k_int8`: int8 items, users quantized per block,
+* float32   `recspark.ranking.topk.top_k` on float32 factors (the baseline, ground truth)
+* int8      `recspark.ranking.quantize.top_k_int8`: int8 items, users quantized per block,
             int8 x int8 -> int32 product (`torch._int_mm`), rescaled to float32
 * int8-deq  int8 item storage, dequantized to float32 once, then `top_k` (the memory gain of
             int8 at float32 speed; its quality is that of quantizing the items alone)
@@ -44,9 +44,9 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from recspark.models.base import IdFactors
-from recspark.models.quantize import QuantizedFactors, int_mm_works, top_k_int8
-from recspark.scoring.topk import top_k
+from recspark.ranking.factors import IdFactors
+from recspark.ranking.quantize import QuantizedFactors, int_mm_works, top_k_int8
+from recspark.ranking.topk import ScoreBuffer, top_k
 
 TopK = Callable[[NDArray[Any], list[Any], int], tuple[NDArray[Any], NDArray[Any]]]
 
@@ -87,9 +87,10 @@ def _top_k_half(dtype: torch.dtype, items: NDArray[Any]) -> TopK:
 def _scorer(name: str, users: NDArray[Any], items: NDArray[Any]) -> tuple[TopK, int, int]:
     """The scorer called `name`, the item bytes it ships, and those it holds when scoring."""
     if name == "float32":
+        buffer = ScoreBuffer()  # one block reused, as a worker's Ranker does
 
         def float32(u: NDArray[Any], s: list[Any], k: int) -> tuple[NDArray[Any], NDArray[Any]]:
-            return top_k(u, items, s, k)
+            return top_k(u, items, s, k, buffer)
 
         return float32, items.nbytes, items.nbytes
     if name in ("bf16", "fp16"):
@@ -100,9 +101,10 @@ def _scorer(name: str, users: NDArray[Any], items: NDArray[Any]) -> tuple[TopK, 
     qf = QuantizedFactors.from_factors(IdFactors(users, items))
     if name == "int8-deq":
         deq = qf.items
+        deq_buffer = ScoreBuffer()
 
         def int8_deq(u: NDArray[Any], s: list[Any], k: int) -> tuple[NDArray[Any], NDArray[Any]]:
-            return top_k(u, deq, s, k)
+            return top_k(u, deq, s, k, deq_buffer)
 
         return int8_deq, qf.nbytes, deq.nbytes
     compute: Literal["int8", "bfloat16"] = "int8" if name == "int8" else "bfloat16"

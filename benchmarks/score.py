@@ -3,7 +3,7 @@
 Same data, same embeddings, same rank and K, in one run:
 
 * als        Spark MLlib `ALSModel.recommendForAllUsers(K)` (no exclusion of seen items);
-* recspark   `recspark.scoring.topk.score_users` (mapInArrow, factors loaded once per Python
+* recspark   `recspark.scoring.udf.score_users` (mapInArrow, factors loaded once per Python
              worker from a file, as the stage loads the model from MLflow; blocks of
              `score.users_per_batch` users; seen items excluded; one torch thread per task), on
              the ALS model's own user and item factors;
@@ -79,12 +79,14 @@ def single_process(
 ) -> None:
     """The machine's limit: product, mask, top-K per block, in this process (torch threads).
 
-    `seen` is one flat `SeenItems` (CSR) for all users, the cheapest form to slice per block.
+    `seen` is one flat `SeenItems` (CSR) for all users, the cheapest form to slice per block;
+    one score block is reused, as a worker's `Ranker` does.
     """
-    from recspark.scoring.topk import top_k
+    from recspark.ranking.topk import ScoreBuffer, top_k
 
+    buffer = ScoreBuffer()
     for start in range(0, len(users), block):
-        top_k(users[start : start + block], items, seen[start : start + block], k)
+        top_k(users[start : start + block], items, seen[start : start + block], k, buffer)
 
 
 @dataclass(frozen=True)
@@ -99,7 +101,7 @@ class NpzFactors:
         return self.path
 
     def load(self) -> Any:
-        from recspark.models.base import IdFactors
+        from recspark.ranking.factors import IdFactors
 
         with np.load(self.path) as f:
             return IdFactors(users=f["users"], items=f["items"])
@@ -139,7 +141,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     import torch
     from pyspark.ml.recommendation import ALS
 
-    from recspark.scoring.topk import SEEN, SeenItems, score_users
+    from recspark.ranking.factors import SeenItems
+    from recspark.scoring.udf import SEEN, score_users
 
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")

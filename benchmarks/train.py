@@ -24,6 +24,7 @@ import os
 import shutil
 import statistics
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +32,10 @@ CONF = Path(__file__).resolve().parent.parent / "conf"
 RUN_DATE = dt.date(2026, 1, 1)
 
 
-def _speed(history: list[dict[str, Any]]) -> float:
+def _speed(history: Sequence[Any]) -> float:
+    """Median samples/s of the epochs after the first (EpochStats)."""
     rows = history[1:] or history
-    return float(statistics.median(row["samples_per_s"] for row in rows))
+    return float(statistics.median(row.samples_per_s for row in rows))
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -103,7 +105,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             converter.delete()
         result = next(r for r in results if r is not None)
         suffix = "" if pool == "thread" else "-inline"
-        out["runs"][f"petastorm{suffix}_{ranks}rank_{threads}thread"] = _speed(result["history"])
+        out["runs"][f"petastorm{suffix}_{ranks}rank_{threads}thread"] = _speed(result.history)
         out["rows"] = n_rows
     pdf = rows.toPandas()
     import numpy as np
@@ -116,7 +118,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         params = params_for(len(pdf), 1, threads)
         batches = memory_batches(memory_rows, args.batch_size, params.seed)
         result = fit(LocalComm(), batches, validation, params)
-        out["runs"][f"memory_1rank_{threads}thread"] = _speed(result["history"])
+        out["runs"][f"memory_1rank_{threads}thread"] = _speed(result.history)
     spark.stop()
     runs = out["runs"]
     out["scaling_efficiency"] = runs["petastorm_2rank_1thread"] / (

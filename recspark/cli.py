@@ -6,11 +6,17 @@ import argparse
 import datetime as dt
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-from recspark.config import ConfigError, load_config
+from recspark.config import Config, ConfigError, load_config
+from recspark.stages import DEMO, NIGHTLY, StageName
 
-PIPELINE = ["ingest", "featurize", "train", "evaluate", "score"]
+if TYPE_CHECKING:  # the CLI starts without Spark: `--help` and config errors need no JVM
+    from pyspark.sql import SparkSession
+
+    from recspark.results import PipelineRun
 
 
 def _date(text: str) -> dt.date:
@@ -63,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--stage",
         default="all",
-        choices=[*PIPELINE, "ingest_stream", "all"],
+        choices=[*NIGHTLY, "ingest_stream", "all"],
         help="the stage to run (default: all = the nightly batch stages in order; "
         "ingest_stream: the streaming ingest of stream.landing)",
     )
@@ -90,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     backfill.add_argument(
         "--stage",
         action="append",
-        choices=PIPELINE,
+        choices=NIGHTLY,
         default=None,
         help="a stage to run for each date (repeatable; default: all)",
     )
@@ -137,6 +143,97 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _promote_or_demote(config: Config, args: argparse.Namespace) -> int:
+    from recspark.tracking import NoModelError, demote, promote, setup_mlflow
+
+    setup_mlflow(config)
+    name = config.mlflow.registered_model
+    try:
+        if args.command == "promote":
+            now = promote(config, args.version)
+            print(f"{name} version {now.version} is now the champion")
+        else:
+            old, new = demote(config)
+            after = f"version {new.version} is the champion again" if new else "no champion"
+            print(f"{name} version {old.version} demoted; {after}")
+    except NoModelError as exc:
+        print(f"recspark: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _rollback(config: Config, args: argparse.Namespace) -> int:
+    from recspark.scoring.publish import rollback
+    from recspark.session import build_spark
+
+    try:
+        now, before = rollback(build_spark(config), config, args.to_run)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"recspark: {exc}", file=sys.stderr)
+        return 2
+    assert now is not None  # rollback has just published it
+    print(
+        f"recommendations_latest now holds run {now.run_id} of {now.run_date} "
+        f"(model {now.model_name} version {now.model_version})"
+        + (f"; it held run {before.run_id} of {before.run_date}" if before else "")
+    )
+    return 0
+
+
+def _print_summary(spark: SparkSession, config: Config, run: PipelineRun) -> None:
+    from recspark.results import ScoreResult
+    from recspark.scoring.publish import sample_recommendations
+    from recspark.summary import format_summary
+
+    scored = run.find(ScoreResult) is not None
+    samples = sample_recommendations(spark, config, run.run_date) if scored else []
+    lakehouse = str(Path(config.table_path("interactions")).parent)
+    print(format_summary(run, lakehouse, samples), flush=True)
+
+
+def _backfill(config: Config, args: argparse.Namespace) -> int:
+    from recspark.pipeline import run_backfill
+    from recspark.session import build_spark
+
+    if args.last < args.first:
+        print(
+            f"recspark: backfill: --to {args.last} is before --from {args.first}", file=sys.stderr
+        )
+        return 2
+    stages = [s for s in NIGHTLY if s in (args.stage or NIGHTLY)]
+    spark = build_spark(config)
+    for run in run_backfill(spark, config, args.first, args.last, stages):
+        _print_summary(spark, config, run)
+    return 0
+
+
+def _stages_of(args: argparse.Namespace) -> tuple[StageName, ...]:
+    """The stages `run`, `generate` and `demo` run."""
+    if args.command == "run":
+        return NIGHTLY if args.stage == "all" else (args.stage,)
+    return ("generate",) if args.command == "generate" else DEMO
+
+
+def _run(config: Config, args: argparse.Namespace) -> int:
+    from recspark.pipeline import run_stages
+    from recspark.session import build_spark
+
+    spark = build_spark(config)
+    _print_summary(spark, config, run_stages(spark, config, args.run_date, _stages_of(args)))
+    return 0
+
+
+COMMANDS: dict[str, Callable[[Config, argparse.Namespace], int]] = {
+    "backfill": _backfill,
+    "promote": _promote_or_demote,
+    "demote": _promote_or_demote,
+    "rollback": _rollback,
+    "run": _run,
+    "generate": _run,
+    "demo": _run,
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point. Returns the process exit code."""
     args = build_parser().parse_args(argv)
@@ -146,62 +243,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"recspark: configuration error: {exc}", file=sys.stderr)
         return 2
-
-    from recspark.pipeline import format_summary, run_backfill, run_stages
-    from recspark.session import build_spark
-
-    if args.command == "backfill":
-        if args.last < args.first:
-            print(
-                f"recspark: backfill: --to {args.last} is before --from {args.first}",
-                file=sys.stderr,
-            )
-            return 2
-        stages = [s for s in PIPELINE if s in (args.stage or PIPELINE)]
-        spark = build_spark(config)
-        for day, day_results in run_backfill(spark, config, args.first, args.last, stages).items():
-            print(format_summary(spark, config, day, day_results), flush=True)
-        return 0
-    if args.command in ("promote", "demote"):
-        from recspark.training.tracking import NoModelError, demote, promote, setup_mlflow
-
-        setup_mlflow(config)
-        name = config.mlflow.registered_model
-        try:
-            if args.command == "promote":
-                now = promote(config, args.version)
-                print(f"{name} version {now.version} is now the champion")
-            else:
-                old, new = demote(config)
-                after = f"version {new.version} is the champion again" if new else "no champion"
-                print(f"{name} version {old.version} demoted; {after}")
-        except NoModelError as exc:
-            print(f"recspark: {exc}", file=sys.stderr)
-            return 2
-        return 0
-    if args.command == "rollback":
-        from recspark.scoring.publish import rollback
-
-        spark = build_spark(config)
-        try:
-            done = rollback(spark, config, args.to_run)
-        except (ValueError, FileNotFoundError) as exc:
-            print(f"recspark: {exc}", file=sys.stderr)
-            return 2
-        now, before = done["published"], done["replaced"]
-        print(
-            f"recommendations_latest now holds run {now['run_id']} of {now['run_date']} "
-            f"(model {now['model_name']} version {now['model_version']})"
-            + (f"; it held run {before['run_id']} of {before['run_date']}" if before else "")
-        )
-        return 0
-    if args.command == "run":
-        stages = PIPELINE if args.stage == "all" else [args.stage]
-    elif args.command == "generate":
-        stages = ["generate"]
-    else:
-        stages = ["generate", *PIPELINE]
-    spark = build_spark(config)
-    results = run_stages(spark, config, args.run_date, stages)
-    print(format_summary(spark, config, args.run_date, results), flush=True)
-    return 0
+    return COMMANDS[args.command](config, args)

@@ -1,23 +1,46 @@
 """Typed, strict configuration: `conf/base.yaml` + an environment overlay + command-line overrides.
 
-Unknown keys and values of the wrong type are errors that name the key and the file (or the
-command-line override) they came from.
+Each section is a frozen pydantic model that forbids unknown keys; fields that take one of a few
+words are `Literal` types from `recspark.vocab`, and the rules for a value sit next to its field.
+Unknown keys and bad values are errors that name the key and the file (or the `--set` override)
+they came from.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import types
-import typing
-from dataclasses import dataclass, field
+import datetime as dt
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, Self
 
 import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+
+from recspark.vocab import (
+    Baseline,
+    Launcher,
+    LossName,
+    ModelName,
+    NegativeSampling,
+    Precision,
+    ReaderPool,
+    SourceFormat,
+    SourcePreset,
+    SplitName,
+    SyntheticFormat,
+)
 
 
 class ConfigError(ValueError):
     """A configuration file or override is invalid."""
+
+
+class RuleError(ValueError):
+    """A rule across fields of one section failed; `key` names the field it reports on."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
 
 
 def join_path(base: str, *parts: str) -> str:
@@ -32,217 +55,259 @@ def _is_absolute(location: str) -> bool:
     return "://" in location or Path(location).is_absolute()
 
 
-@dataclass(frozen=True)
-class SparkConfig:
-    app_name: str = "recspark"
-    master: str | None = "local[2]"
-    conf: dict[str, str] = field(default_factory=dict)
+def _as_text(value: Any) -> Any:
+    """YAML numbers and dates where text is expected (`"8"`, `2025-11-01`) are taken as text."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return value
 
 
-@dataclass(frozen=True)
-class PathsConfig:
-    root: str = "."
-    lakehouse: str = "lakehouse"
-    raw: str = "data/raw"
-    work: str = "work"
+Text = Annotated[str, BeforeValidator(_as_text)]
+Count = Annotated[int, Field(ge=1)]
+RawColumn = Literal["user_id", "item_id", "event_type", "value", "event_ts"]
 
 
-@dataclass(frozen=True)
-class TablesConfig:
-    interactions: str = "interactions"
-    interactions_quarantine: str = "interactions_quarantine"
-    user_ids: str = "user_ids"
-    item_ids: str = "item_ids"
-    train_interactions: str = "train_interactions"
-    holdout: str = "holdout"
-    training_set: str = "training_set"
-    model_metrics: str = "model_metrics"
-    recommendations: str = "recommendations"
-    recommendations_staging: str = "recommendations_staging"
-    recommendations_latest: str = "recommendations_latest"
-    pipeline_runs: str = "pipeline_runs"
-    user_features: str = "user_features"
-    item_features: str = "item_features"
-    user_sequences: str = "user_sequences"
+class Section(BaseModel):
+    """A config section: frozen, strict types, unknown keys refused."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
-@dataclass(frozen=True)
-class SourceConfig:
-    preset: str | None = None
-    format: str = "csv"
-    path: str = "events"
+class SparkConfig(Section):
+    app_name: Text = "recspark"
+    master: Text | None = "local[2]"
+    conf: dict[Text, Text] = {}
+
+
+class PathsConfig(Section):
+    root: Text = "."
+    lakehouse: Text = "lakehouse"
+    raw: Text = "data/raw"
+    work: Text = "work"
+
+
+class TablesConfig(Section):
+    interactions: Text = "interactions"
+    interactions_quarantine: Text = "interactions_quarantine"
+    user_ids: Text = "user_ids"
+    item_ids: Text = "item_ids"
+    train_interactions: Text = "train_interactions"
+    holdout: Text = "holdout"
+    training_set: Text = "training_set"
+    model_metrics: Text = "model_metrics"
+    recommendations: Text = "recommendations"
+    recommendations_staging: Text = "recommendations_staging"
+    recommendations_latest: Text = "recommendations_latest"
+    pipeline_runs: Text = "pipeline_runs"
+    user_features: Text = "user_features"
+    item_features: Text = "item_features"
+    user_sequences: Text = "user_sequences"
+
+
+TableKey = Literal[
+    "interactions",
+    "interactions_quarantine",
+    "user_ids",
+    "item_ids",
+    "train_interactions",
+    "holdout",
+    "training_set",
+    "model_metrics",
+    "recommendations",
+    "recommendations_staging",
+    "recommendations_latest",
+    "pipeline_runs",
+    "user_features",
+    "item_features",
+    "user_sequences",
+]
+"""The keys of `tables` (tests/test_config.py checks they are the fields of TablesConfig)."""
+
+
+class SourceConfig(Section):
+    preset: SourcePreset | None = None
+    format: SourceFormat = "csv"
+    path: Text = "events"
     header: bool = False
-    delimiter: str = ","
-    columns: list[str] = field(
-        default_factory=lambda: ["user_id", "item_id", "event_type", "value", "event_ts"]
-    )
-    mapping: dict[str, str] = field(default_factory=dict)
-    constants: dict[str, str] = field(default_factory=dict)
-    timestamp_format: str = "yyyy-MM-dd HH:mm:ss"
-    item_catalog: str | None = "items"
+    delimiter: Text = ","
+    columns: list[Text] = ["user_id", "item_id", "event_type", "value", "event_ts"]
+    mapping: dict[RawColumn, Text] = {}
+    constants: dict[RawColumn, Text] = {}
+    timestamp_format: Text = "yyyy-MM-dd HH:mm:ss"
+    item_catalog: Text | None = "items"
 
 
-@dataclass(frozen=True)
-class IngestConfig:
-    event_weights: dict[str, float] = field(
-        default_factory=lambda: {
-            "view": 1.0,
-            "click": 2.0,
-            "add_to_cart": 3.0,
-            "purchase": 5.0,
-            "rating": 3.0,
-            "play": 1.0,
-        }
-    )
+class IngestConfig(Section):
+    event_weights: Annotated[dict[Text, float], Field(min_length=1)] = {
+        "view": 1.0,
+        "click": 2.0,
+        "add_to_cart": 3.0,
+        "purchase": 5.0,
+        "rating": 3.0,
+        "play": 1.0,
+    }
     rating_min: float = 0.5
     rating_max: float = 5.0
     rating_threshold: float | None = None
-    count_types: list[str] = field(default_factory=lambda: ["play"])
+    count_types: list[Text] = ["play"]
     future_tolerance_s: int | None = 3600
-    min_timestamp: str | None = "1995-01-01 00:00:00"
+    min_timestamp: Text | None = "1995-01-01 00:00:00"
     near_duplicate_window_s: float = 0.0
     max_events_per_user_day: int | None = 5000
 
 
-@dataclass(frozen=True)
-class StreamConfig:
-    landing: str = "data/landing"
-    checkpoint: str = "work/checkpoints/ingest_stream"
+class StreamConfig(Section):
+    landing: Text = "data/landing"
+    checkpoint: Text = "work/checkpoints/ingest_stream"
     max_files_per_trigger: int | None = None
 
 
-@dataclass(frozen=True)
-class FeaturesConfig:
+class FeaturesConfig(Section):
     min_user_interactions: int = 3
     min_item_interactions: int = 2
-    split: str = "leave_last_k"
-    external_test: str | None = None
-    holdout_per_user: int = 1
+    split: SplitName = "leave_last_k"
+    external_test: Text | None = None
+    holdout_per_user: Count = 1
     holdout_days: int = 7
-    test_ratio: float = 0.25
-    negatives: str = "uniform"
+    test_ratio: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.25
+    negatives: NegativeSampling = "uniform"
     negatives_per_positive: int = 4
     popularity_alpha: float = 0.75
-    windows_days: list[int] = field(default_factory=lambda: [7, 30])
+    windows_days: list[int] = [7, 30]
     sequence_length: int = 50
     seed: int = 42
 
+    @model_validator(mode="after")
+    def _external_test_with_external_split(self) -> Self:
+        if (self.split == "external") != (self.external_test is not None):
+            raise RuleError(
+                "external_test",
+                "set it (a file of held-out user_id, item_id pairs) exactly when "
+                "features.split is external",
+            )
+        return self
 
-@dataclass(frozen=True)
-class SasrecConfig:
+
+class SasrecConfig(Section):
     batch_size: int = 64
     layers: int = 2
     heads: int = 2
     dropout: float = 0.2
 
 
-@dataclass(frozen=True)
-class EaseConfig:
+class EaseConfig(Section):
     l2: float = 200.0
     max_items: int = 20000
 
 
-@dataclass(frozen=True)
-class TrainConfig:
-    model: str = "two_tower"
-    launcher: str = "horovod"
-    num_proc: int = 2
-    embedding_dim: int = 64
-    epochs: int = 8
-    batch_size: int = 256
+class TrainConfig(Section):
+    model: ModelName = "two_tower"
+    launcher: Launcher = "horovod"
+    num_proc: Count = 2
+    embedding_dim: Count = 64
+    epochs: Count = 8
+    batch_size: Count = 256
     learning_rate: float = 0.0025
     weight_decay: float = 0.0
-    loss: str = "softmax"
+    loss: LossName = "softmax"
     negatives: int = 0
     use_history: bool = True
     history_dropout: float = 0.5
     patience: int = 3
     validation_users: int = 1000
-    reader_pool: str = "thread"
-    checkpoint_dir: str = "work/checkpoints/train"
+    reader_pool: ReaderPool = "thread"
+    checkpoint_dir: Text = "work/checkpoints/train"
     warm_start: bool = False
     seed: int = 42
-    nics: list[str] = field(default_factory=list)
+    nics: list[Text] = []
     start_timeout_s: int = 120
-    sasrec: SasrecConfig = field(default_factory=SasrecConfig)
-    ease: EaseConfig = field(default_factory=EaseConfig)
+    sasrec: SasrecConfig = SasrecConfig()
+    ease: EaseConfig = EaseConfig()
+
+    @model_validator(mode="after")
+    def _sampled_softmax_has_negatives(self) -> Self:
+        if self.loss == "sampled_softmax" and self.negatives < 1:
+            raise RuleError("negatives", "sampled_softmax needs at least 1 sampled negative")
+        return self
 
 
-@dataclass(frozen=True)
-class MlflowConfig:
-    tracking_uri: str = "mlruns/mlflow.db"
-    artifact_root: str = "mlruns/artifacts"
-    experiment: str = "recspark"
-    registered_model: str = "recspark_two_tower"
-    champion_alias: str = "champion"
+class MlflowConfig(Section):
+    tracking_uri: Text = "mlruns/mlflow.db"
+    artifact_root: Text = "mlruns/artifacts"
+    experiment: Text = "recspark"
+    registered_model: Text = "recspark_two_tower"
+    champion_alias: Text = "champion"
 
 
-@dataclass(frozen=True)
-class AlsConfig:
+class AlsConfig(Section):
     rank: int = 128
     reg_param: float = 0.2
     alpha: float = 1.0
     max_iter: int = 10
 
 
-@dataclass(frozen=True)
-class EvaluateConfig:
-    k: int = 10
-    ks: list[int] = field(default_factory=lambda: [5, 10, 20])
-    baselines: list[str] = field(default_factory=lambda: ["popularity", "als"])
-    gate_tolerance: float = 0.02
-    active_min_interactions: int = 5
+class EvaluateConfig(Section):
+    k: Count = 10
+    ks: Annotated[list[Count], Field(min_length=1)] = [5, 10, 20]
+    baselines: list[Baseline] = ["popularity", "als"]
+    gate_tolerance: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.02
+    active_min_interactions: Count = 5
     report: bool = True
-    als: AlsConfig = field(default_factory=AlsConfig)
+    als: AlsConfig = AlsConfig()
 
 
-@dataclass(frozen=True)
-class ScoreConfig:
-    k: int = 10
+class ScoreConfig(Section):
+    k: Count = 10
     users_per_batch: int = 256
-    precision: str = "float32"
-    explain_history: int = 200
-    min_coverage: float = 0.01
+    precision: Precision = "float32"
+    explain_history: Annotated[int, Field(ge=0)] = 200
+    min_coverage: Annotated[float, Field(ge=0.0, le=1.0)] = 0.01
     exact_max_items: int = 500_000
-    max_candidates: int = 500
-    candidate_history: int = 50
-    neighbours_per_item: int = 100
+    max_candidates: Count = 500
+    candidate_history: Count = 50
+    neighbours_per_item: Count = 100
     popular_candidates: int = 100
 
+    @model_validator(mode="after")
+    def _shortlist_holds_k(self) -> Self:
+        if self.max_candidates < self.k:
+            raise RuleError("max_candidates", "must be at least score.k")
+        return self
 
-@dataclass(frozen=True)
-class SyntheticConfig:
-    n_users: int = 2000
-    n_items: int = 500
+
+class SyntheticConfig(Section):
+    n_users: Count = 2000
+    n_items: Count = 500
     n_interactions: int = 50000
-    n_clusters: int = 8
+    n_clusters: Count = 8
     cluster_affinity: float = 0.8
     popularity_exponent: float = 2.5
     n_days: int = 60
-    start_date: str = "2025-11-01"
-    defect_rate: float = 0.02
+    start_date: Text = "2025-11-01"
+    defect_rate: Annotated[float, Field(ge=0.0, lt=0.5)] = 0.02
     late_rate: float = 0.03
-    format: str = "csv"
+    format: SyntheticFormat = "csv"
     partitions: int = 4
     seed: int = 7
 
 
-@dataclass(frozen=True)
-class Config:
-    spark: SparkConfig = field(default_factory=SparkConfig)
-    paths: PathsConfig = field(default_factory=PathsConfig)
-    tables: TablesConfig = field(default_factory=TablesConfig)
-    source: SourceConfig = field(default_factory=SourceConfig)
-    ingest: IngestConfig = field(default_factory=IngestConfig)
-    stream: StreamConfig = field(default_factory=StreamConfig)
-    features: FeaturesConfig = field(default_factory=FeaturesConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    mlflow: MlflowConfig = field(default_factory=MlflowConfig)
-    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
-    score: ScoreConfig = field(default_factory=ScoreConfig)
-    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
-    # Where the configuration was loaded from; set by load_config, not by files.
-    project_root: str = "."
+class Config(Section):
+    spark: SparkConfig = SparkConfig()
+    paths: PathsConfig = PathsConfig()
+    tables: TablesConfig = TablesConfig()
+    source: SourceConfig = SourceConfig()
+    ingest: IngestConfig = IngestConfig()
+    stream: StreamConfig = StreamConfig()
+    features: FeaturesConfig = FeaturesConfig()
+    train: TrainConfig = TrainConfig()
+    mlflow: MlflowConfig = MlflowConfig()
+    evaluate: EvaluateConfig = EvaluateConfig()
+    score: ScoreConfig = ScoreConfig()
+    synthetic: SyntheticConfig = SyntheticConfig()
+    # Where the configuration was loaded from; set by load_config, never read from files.
+    project_root: str = Field(".", exclude=True)
     env: str = "base"
 
     # -- resolved locations -------------------------------------------------------------------
@@ -255,7 +320,7 @@ class Config:
             root = Path(self.project_root) / root
         return str((root / relative).resolve())
 
-    def table_path(self, table_key: str) -> str:
+    def table_path(self, table_key: TableKey) -> str:
         """The Delta location of one table named in `tables`, e.g. `table_path("interactions")`."""
         return join_path(self.path(self.paths.lakehouse), getattr(self.tables, table_key))
 
@@ -283,9 +348,12 @@ class Config:
         return self.path(self.mlflow.artifact_root)
 
 
-_ORIGIN_SEP = "."
+# -- loading -----------------------------------------------------------------------------------
+_SEP = "."
+# Mapping settings whose own keys may contain dots (spark.conf.spark.driver.memory).
 _MAPPING_SETTINGS = ("spark.conf", "source.mapping", "source.constants", "ingest.event_weights")
-SOURCE_FORMATS = ("csv", "tsv", "text", "json", "parquet", "delta")
+_NOT_FROM_FILES = ("project_root", "env")
+Origins = dict[str, str]  # dotted key -> the file or override it came from
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -301,100 +369,141 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 
 
 def _merge(
-    into: dict[str, Any], data: dict[str, Any], origin: str, origins: dict[str, str], prefix: str
+    into: dict[str, Any], data: Mapping[str, Any], origin: str, origins: Origins, prefix: str = ""
 ) -> None:
+    """Merge `data` into `into` (mappings key by key, anything else replaced); note origins."""
     for key, value in data.items():
         dotted = f"{prefix}{key}"
         if isinstance(value, dict) and isinstance(into.get(key, {}), dict):
             origins.setdefault(dotted, origin)
-            _merge(into.setdefault(key, {}), value, origin, origins, dotted + _ORIGIN_SEP)
+            _merge(into.setdefault(key, {}), value, origin, origins, dotted + _SEP)
         else:
             into[key] = value
             origins[dotted] = origin
 
 
-def _check_type(value: Any, hint: Any, key: str, origin: str) -> Any:
-    """Return value converted to the declared type, or raise ConfigError naming key and origin."""
-    where = f"{key} (from {origin})"
-    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
-        args = typing.get_args(hint)
-        if value is None and type(None) in args:
-            return None
-        non_none = [a for a in args if a is not type(None)]
-        return _check_type(value, non_none[0], key, origin)
-    origin_type = typing.get_origin(hint)
-    if origin_type is list:
-        if not isinstance(value, list):
-            raise ConfigError(f"{where}: expected a list, got {value!r}")
-        (item_hint,) = typing.get_args(hint)
-        return [_check_type(v, item_hint, f"{key}[{i}]", origin) for i, v in enumerate(value)]
-    if origin_type is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
-        _, value_hint = typing.get_args(hint)
-        return {str(k): _check_type(v, value_hint, f"{key}.{k}", origin) for k, v in value.items()}
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where}: expected true or false, got {value!r}")
-        return value
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where}: expected an integer, got {value!r}")
-        return value
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
-        return float(value)
-    if hint is str:
-        if isinstance(value, bool) or not isinstance(value, str | int | float):
-            raise ConfigError(f"{where}: expected a string, got {value!r}")
-        return str(value)
-    raise ConfigError(f"{where}: unsupported type {hint}")  # pragma: no cover
-
-
-def _build(cls: type, data: dict[str, Any], origins: dict[str, str], prefix: str) -> Any:
-    hints = typing.get_type_hints(cls)
-    known = {f.name for f in dataclasses.fields(cls) if f.name not in ("project_root", "env")}
-    kwargs: dict[str, Any] = {}
-    for key, value in data.items():
-        dotted = f"{prefix}{key}"
-        if key not in known:
-            origin = origins.get(dotted) or _first_origin(origins, dotted)
-            raise ConfigError(
-                f"unknown key '{dotted}' in {origin}; known keys here: {', '.join(sorted(known))}"
-            )
-        hint = hints[key]
-        if dataclasses.is_dataclass(hint):
-            if not isinstance(value, dict):
-                raise ConfigError(
-                    f"{dotted} (from {origins.get(dotted, '?')}): expected a mapping of settings"
-                )
-            kwargs[key] = _build(hint, value, origins, dotted + _ORIGIN_SEP)  # type: ignore[arg-type]
-        else:
-            kwargs[key] = _check_type(value, hint, dotted, origins.get(dotted, "?"))
-    return cls(**kwargs)
-
-
-def _first_origin(origins: dict[str, str], dotted: str) -> str:
-    for key, origin in origins.items():
-        if key.startswith(dotted + _ORIGIN_SEP):
-            return origin
-    return "?"
-
-
-def _parse_override(item: str) -> tuple[list[str], Any]:
+def _parse_override(item: str) -> dict[str, Any]:
+    """`a.b.c=value` as the nested mapping {a: {b: {c: value}}}; the value is parsed as YAML."""
     if "=" not in item:
         raise ConfigError(f"override '{item}': expected key.path=value")
     key, raw = item.split("=", 1)
     key = key.strip()
     if not key:
         raise ConfigError(f"override '{item}': empty key")
-    value = yaml.safe_load(raw) if raw != "" else ""
-    # Keys of mapping settings may contain dots themselves (spark.conf.spark.driver.memory).
+    try:
+        value = yaml.safe_load(raw) if raw != "" else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override '{item}': the value is not valid YAML: {exc}") from exc
+    keys = key.split(_SEP)
     for prefix in _MAPPING_SETTINGS:
-        if key.startswith(prefix + _ORIGIN_SEP):
-            return [*prefix.split(_ORIGIN_SEP), key[len(prefix) + 1 :]], value
-    return key.split(_ORIGIN_SEP), value
+        if key.startswith(prefix + _SEP):
+            keys = [*prefix.split(_SEP), key[len(prefix) + 1 :]]
+    nested: Any = value
+    for part in reversed(keys):
+        nested = {part: nested}
+    return dict(nested)
+
+
+def _origin_of(origins: Origins, dotted: str) -> str:
+    """Where `dotted` (or, for a whole section, its first key) came from."""
+    if dotted in origins:
+        return origins[dotted]
+    found = next((o for k, o in origins.items() if k.startswith(dotted + _SEP)), None)
+    if found is not None:
+        return found
+    parent = dotted.rpartition(_SEP)[0]
+    return _origin_of(origins, parent) if parent else "?"
+
+
+_EXPECTED = {
+    "int_type": "expected an integer",
+    "int_parsing": "expected an integer",
+    "int_from_float": "expected an integer",
+    "float_type": "expected a number",
+    "float_parsing": "expected a number",
+    "bool_type": "expected true or false",
+    "bool_parsing": "expected true or false",
+    "string_type": "expected a string",
+    "list_type": "expected a list",
+    "dict_type": "expected a mapping",
+    "model_type": "expected a mapping of settings",
+    "model_attributes_type": "expected a mapping of settings",
+}
+_BOUNDS = {
+    "greater_than_equal": ("ge", "must be at least"),
+    "greater_than": ("gt", "must be above"),
+    "less_than_equal": ("le", "must be at most"),
+    "less_than": ("lt", "must be below"),
+}
+
+
+def _known_keys(loc: tuple[Any, ...]) -> list[str]:
+    """The field names of the section at `loc` (a path of field names from Config)."""
+    model: type[BaseModel] = Config
+    for part in loc:
+        annotation = model.model_fields[str(part)].annotation
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return sorted(k for k in model.model_fields if k not in _NOT_FROM_FILES)
+
+
+def _describe(error: Mapping[str, Any], origins: Origins) -> str:
+    """One pydantic error as `key (from origin): what is wrong`."""
+    loc = tuple(str(p) for p in error["loc"] if p != "[key]")  # a bad key of a mapping
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        dotted = _SEP.join(loc)
+        known = ", ".join(_known_keys(loc[:-1]))
+        return f"unknown key '{dotted}' in {_origin_of(origins, dotted)}; known keys here: {known}"
+    cause = error.get("ctx", {}).get("error")
+    if isinstance(cause, RuleError):
+        loc = (*loc, cause.key)
+        problem = str(cause)
+    elif kind == "literal_error":
+        problem = f"expected one of {error['ctx']['expected']}, got {error['input']!r}"
+    elif kind in _BOUNDS:
+        bound, words = _BOUNDS[kind]
+        problem = f"{words} {error['ctx'][bound]}, got {error['input']!r}"
+    elif kind == "too_short":
+        problem = f"needs at least {error['ctx']['min_length']} entries, got {error['input']!r}"
+    else:
+        problem = f"{_EXPECTED.get(kind, error['msg'])}, got {error['input']!r}"
+    dotted = _SEP.join(loc)
+    return f"{dotted} (from {_origin_of(origins, dotted)}): {problem}"
+
+
+def build_config(
+    merged: Mapping[str, Any], origins: Origins, project_root: str, env: str
+) -> Config:
+    """The typed configuration from merged settings; errors name each key and its origin.
+
+    Raises:
+        ConfigError: the first problem (and how many more there are).
+    """
+    for key in _NOT_FROM_FILES:
+        if key in merged:
+            raise ConfigError(_describe({"loc": (key,), "type": "extra_forbidden"}, origins))
+    try:
+        config = Config.model_validate(dict(merged))
+    except ValidationError as exc:
+        problems = [_describe(e, origins) for e in exc.errors()]
+        more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
+        raise ConfigError(problems[0] + more) from None
+    return config.model_copy(update={"project_root": project_root, "env": env})
+
+
+def _layers(conf_path: Path, env: str) -> Iterable[Path]:
+    base = conf_path / "base.yaml"
+    if not base.is_file():
+        raise ConfigError(f"{base}: no such file (--conf must name the folder with base.yaml)")
+    yield base
+    if env != "base":
+        overlay = conf_path / f"{env}.yaml"
+        if not overlay.is_file():
+            available = sorted(p.stem for p in conf_path.glob("*.yaml") if p.stem != "base")
+            raise ConfigError(f"{overlay}: no such environment overlay (have: {available})")
+        yield overlay
 
 
 def load_config(
@@ -411,113 +520,25 @@ def load_config(
         The typed, frozen configuration.
 
     Raises:
-        ConfigError: a file is missing or invalid, a key is unknown, or a value has the wrong type.
+        ConfigError: a file is missing or invalid, a key is unknown, or a value is wrong.
     """
     conf_path = Path(conf_dir).resolve()
-    base = conf_path / "base.yaml"
-    if not base.is_file():
-        raise ConfigError(f"{base}: no such file (--conf must name the folder with base.yaml)")
     merged: dict[str, Any] = {}
-    origins: dict[str, str] = {}
-    _merge(merged, _read_yaml(base), str(base), origins, "")
-    if env != "base":
-        overlay = conf_path / f"{env}.yaml"
-        if not overlay.is_file():
-            available = sorted(p.stem for p in conf_path.glob("*.yaml") if p.stem != "base")
-            raise ConfigError(f"{overlay}: no such environment overlay (have: {available})")
-        _merge(merged, _read_yaml(overlay), str(overlay), origins, "")
+    origins: Origins = {}
+    for layer in _layers(conf_path, env):
+        _merge(merged, _read_yaml(layer), str(layer), origins)
     for item in overrides or []:
-        keys, value = _parse_override(item)
-        nested: dict[str, Any] = value
-        for key in reversed(keys):
-            nested = {key: nested}
-        _merge(merged, nested, f"override '{item}'", origins, "")
-    config: Config = _build(Config, merged, origins, "")
-    config = dataclasses.replace(config, project_root=str(conf_path.parent), env=env)
-    _validate(config)
-    return config
+        _merge(merged, _parse_override(item), f"override '{item}'", origins)
+    return build_config(merged, origins, str(conf_path.parent), env)
 
 
-def _validate(config: Config) -> None:
-    if config.source.format not in SOURCE_FORMATS:
-        raise ConfigError(
-            f"source.format: expected one of {SOURCE_FORMATS}, got {config.source.format!r}"
-        )
-    raw_columns = {"user_id", "item_id", "event_type", "value", "event_ts"}
-    for key in (*config.source.mapping, *config.source.constants):
-        if key not in raw_columns:
-            raise ConfigError(
-                f"source.mapping/constants: {key!r} is not a recspark column {sorted(raw_columns)}"
-            )
-    splits = ("leave_last_k", "global_time", "random_by_user", "random_by_item", "external")
-    if config.features.split not in splits:
-        raise ConfigError(
-            f"features.split: expected one of {splits}, got {config.features.split!r}"
-        )
-    if (config.features.split == "external") != (config.features.external_test is not None):
-        raise ConfigError(
-            "features.external_test: set it (a file of held-out user_id, item_id pairs) exactly "
-            "when features.split is external"
-        )
-    if config.features.negatives not in ("uniform", "popularity"):
-        raise ConfigError(
-            f"features.negatives: expected uniform or popularity, got {config.features.negatives!r}"
-        )
-    if not 0.0 < config.features.test_ratio < 1.0:
-        raise ConfigError("features.test_ratio: must be between 0 and 1")
-    if config.synthetic.format not in ("csv", "parquet"):
-        raise ConfigError(
-            f"synthetic.format: expected csv or parquet, got {config.synthetic.format!r}"
-        )
-    choices: tuple[tuple[str, str, tuple[str, ...]], ...] = (
-        ("train.model", config.train.model, ("two_tower", "sasrec", "ease")),
-        ("train.launcher", config.train.launcher, ("horovod", "torch_distributor")),
-        ("train.loss", config.train.loss, ("softmax", "sampled_softmax", "bpr")),
-        ("score.precision", config.score.precision, ("float32", "int8", "bfloat16")),
-        ("train.reader_pool", config.train.reader_pool, ("thread", "dummy")),
-    )
-    for key, choice, allowed in choices:
-        if choice not in allowed:
-            raise ConfigError(f"{key}: expected one of {allowed}, got {choice!r}")
-    for name in config.evaluate.baselines:
-        if name not in ("popularity", "als", "ease"):
-            raise ConfigError(
-                f"evaluate.baselines: {name!r} is not one of ('popularity', 'als', 'ease')"
-            )
-    if not 0.0 <= config.score.min_coverage <= 1.0:
-        raise ConfigError(
-            f"score.min_coverage: a fraction of the catalog in [0, 1], "
-            f"got {config.score.min_coverage}"
-        )
-    if config.score.max_candidates < config.score.k:
-        raise ConfigError("score.max_candidates: must be at least score.k")
-    if config.score.explain_history < 0:
-        raise ConfigError("score.explain_history: must be 0 (no explanations) or more")
-    if not config.evaluate.ks or min(config.evaluate.ks) < 1:
-        raise ConfigError(f"evaluate.ks: a list of cut-offs >= 1, got {config.evaluate.ks}")
-    if not 0.0 <= config.evaluate.gate_tolerance < 1.0:
-        raise ConfigError("evaluate.gate_tolerance: must be in [0, 1)")
-    if config.train.loss == "sampled_softmax" and config.train.negatives < 1:
-        raise ConfigError("train.negatives: sampled_softmax needs at least 1 sampled negative")
-    if not config.ingest.event_weights:
-        raise ConfigError("ingest.event_weights: at least one event type is needed")
-    for key, value in (
-        ("train.num_proc", config.train.num_proc),
-        ("train.epochs", config.train.epochs),
-        ("train.batch_size", config.train.batch_size),
-        ("train.embedding_dim", config.train.embedding_dim),
-        ("evaluate.k", config.evaluate.k),
-        ("evaluate.active_min_interactions", config.evaluate.active_min_interactions),
-        ("score.k", config.score.k),
-        ("score.max_candidates", config.score.max_candidates),
-        ("score.candidate_history", config.score.candidate_history),
-        ("score.neighbours_per_item", config.score.neighbours_per_item),
-        ("features.holdout_per_user", config.features.holdout_per_user),
-        ("synthetic.n_users", config.synthetic.n_users),
-        ("synthetic.n_items", config.synthetic.n_items),
-        ("synthetic.n_clusters", config.synthetic.n_clusters),
-    ):
-        if value < 1:
-            raise ConfigError(f"{key}: must be at least 1, got {value}")
-    if not 0.0 <= config.synthetic.defect_rate < 0.5:
-        raise ConfigError("synthetic.defect_rate: must be in [0, 0.5)")
+__all__ = [
+    "Config",
+    "ConfigError",
+    "SourceConfig",
+    "SyntheticConfig",
+    "TableKey",
+    "TrainConfig",
+    "join_path",
+    "load_config",
+]

@@ -27,6 +27,10 @@ SOURCE_FILE = "source_file"
 
 EVENT_ID = "event_id"
 EVENT_DATE = "event_date"
+# user_sequences
+ITEM_SEQ = "item_seq"
+TS_SEQ = "ts_seq"
+SEQ_LEN = "seq_len"
 
 RAW_COLUMNS = [USER_ID, ITEM_ID, EVENT_TYPE, VALUE, EVENT_TS]
 

@@ -1,17 +1,36 @@
-"""One Spark + Delta session for the whole test run, on the `test` config."""
+"""One Spark + Delta session for the whole test run, on the `test` config, and the one default
+pipeline run whose tables the read-only tests share."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import datetime as dt
+import shutil
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from pyspark.sql import SparkSession
 
-from recspark.config import Config, load_config
+from recspark.config import Config, TableKey, load_config
+from recspark.results import PipelineRun
 from recspark.session import build_spark
+from recspark.stages import DEMO
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+RUN_DATE = dt.date(2026, 1, 1)
+# What ingest and featurize write: a copy of these is a lakehouse ready for training.
+FEATURIZED: tuple[TableKey, ...] = (
+    "interactions",
+    "interactions_quarantine",
+    "user_ids",
+    "item_ids",
+    "train_interactions",
+    "holdout",
+    "training_set",
+    "user_features",
+    "item_features",
+    "user_sequences",
+)
 
 
 @pytest.fixture(scope="session")
@@ -25,3 +44,32 @@ def spark(base_config: Config) -> Iterator[SparkSession]:
     session = build_spark(base_config)
     yield session
     session.stop()
+
+
+@pytest.fixture(scope="session")
+def nightly_run(spark: SparkSession, base_config: Config) -> PipelineRun:
+    """The default pipeline on the test data for RUN_DATE: generate, then every nightly stage.
+
+    Shared by the tests that only read its tables and registry (tests/test_pipeline.py), and,
+    as a copy of its featurized tables, by those that train and publish on the same data.
+    """
+    from recspark.pipeline import run_stages
+
+    return run_stages(spark, base_config, RUN_DATE, DEMO)
+
+
+@pytest.fixture(scope="session")
+def featurized_copy(
+    nightly_run: PipelineRun, base_config: Config, tmp_path_factory: pytest.TempPathFactory
+) -> Callable[..., Config]:
+    """A function giving a fresh root with a copy of the shared run's ingested and featurized
+    tables (no registry, no recommendations), configured with `overrides`."""
+
+    def copy(*overrides: str) -> Config:
+        root = tmp_path_factory.mktemp("featurized")
+        config = load_config(CONF_DIR, "test", [f"paths.root={root}", *overrides])
+        for key in FEATURIZED:
+            shutil.copytree(base_config.table_path(key), config.table_path(key))
+        return config
+
+    return copy

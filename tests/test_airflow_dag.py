@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from pyspark.sql import SparkSession
 
 from recspark.io.delta import read_table
+from recspark.stages import NIGHTLY
 
 from .conftest import CONF_DIR
 
@@ -25,7 +28,7 @@ ROOT = CONF_DIR.parent
 AIRFLOW_VENV = ROOT / ".venv-airflow"
 MAIN_BIN = Path(sys.executable).parent
 DAG_ID = "recspark_nightly"
-STAGES = ["ingest", "featurize", "train", "evaluate", "score"]
+STAGES = list(NIGHTLY)  # the DAG's tasks are recspark's own stage list, in its order
 RUN_DATE = "2026-01-02"
 
 # Parses the DAG folder with Airflow's DagBag and prints what the tests check, as one JSON line.
@@ -171,6 +174,24 @@ def test_dag_parses_with_the_expected_tasks_edges_and_settings(tmp_path: Path) -
     assert {t["conn_id"] for t in facts["tasks"].values()} == {"spark_other"}
 
 
+def test_dag_takes_its_stages_from_the_project(tmp_path: Path) -> None:
+    """The stage list has one home, `recspark/stages.py` of `recspark_project_dir`."""
+    project = tmp_path / "project"
+    (project / "recspark").mkdir(parents=True)
+    stages = (ROOT / "recspark" / "stages.py").read_text()
+    nightly = 'NightlyStage = Literal["ingest", "featurize", "train", "evaluate", "score"]'
+    shorter = stages.replace(nightly, 'NightlyStage = Literal["ingest", "featurize"]')
+    assert shorter != stages
+    (project / "recspark" / "stages.py").write_text(shorter)
+    facts = _dag_facts(tmp_path / "airflow", AIRFLOW_VAR_RECSPARK_PROJECT_DIR=str(project))
+    assert facts["import_errors"] == {}
+    assert list(facts["tasks"]) == ["ingest", "featurize"]
+    assert facts["tasks"]["featurize"]["upstream"] == ["ingest"]
+    facts = _dag_facts(tmp_path / "airflow-none", AIRFLOW_VAR_RECSPARK_PROJECT_DIR=str(tmp_path))
+    (error,) = facts["import_errors"].values()
+    assert "recspark_project_dir" in error and "stages.py not found" in error
+
+
 def _task_states(env: dict[str, str], home: Path) -> dict[str, str]:
     done = _run(
         [_airflow_bin("airflow"), "dags", "list-runs", DAG_ID, "-o", "json"], env, home, 120
@@ -199,6 +220,27 @@ def _task_states(env: dict[str, str], home: Path) -> dict[str, str]:
     return {row["task_id"]: row["state"] for row in rows}
 
 
+SMALL_ENV = "dagtest"
+
+
+def _small_conf(folder: Path) -> Path:
+    """The project's conf with an overlay for the smallest data that proves the DAG's point.
+
+    The DAG test is about orchestration: five SparkSubmitOperator tasks in order, each a real
+    spark-submit of a recspark job, and a rerun that replaces its partition. Horovod and the
+    deep models are proven by the pipeline and cluster tests; here the closed-form model and the
+    cheap baseline keep the tasks short. The DAG reaches the overlay through its own Variables
+    (`recspark_conf_dir`, `recspark_env`), as a deployment would.
+    """
+    shutil.copytree(CONF_DIR, folder)
+    overlay = yaml.safe_load((CONF_DIR / "test.yaml").read_text())
+    overlay["synthetic"].update(n_users=200, n_items=80, n_interactions=4000, n_days=14)
+    overlay["train"]["model"] = "ease"
+    overlay["evaluate"] = {"baselines": ["popularity"]}
+    (folder / f"{SMALL_ENV}.yaml").write_text(yaml.safe_dump(overlay))
+    return folder
+
+
 def _recommendations(spark: SparkSession, root: Path) -> tuple[int, int]:
     """(rows, distinct (user, rank) pairs) of the recommendations for RUN_DATE."""
     recs = read_table(spark, f"{root}/lakehouse/recommendations").where(
@@ -214,10 +256,12 @@ def test_airflow_runs_the_nightly_dag_against_local_spark(
     root = tmp_path / "recspark"
     home = tmp_path / "airflow"
     home.mkdir()
+    conf = _small_conf(tmp_path / "conf")
     env = _airflow_env(
         home,
         AIRFLOW_CONN_SPARK_RECSPARK=json.dumps({"conn_type": "spark", "host": "local[2]"}),
-        AIRFLOW_VAR_RECSPARK_ENV="test",
+        AIRFLOW_VAR_RECSPARK_CONF_DIR=str(conf),
+        AIRFLOW_VAR_RECSPARK_ENV=SMALL_ENV,
         AIRFLOW_VAR_RECSPARK_ROOT=str(root),
         AIRFLOW_VAR_RECSPARK_RETRIES="0",  # a failure fails the test now, not after 2 retries
     )
@@ -225,7 +269,7 @@ def test_airflow_runs_the_nightly_dag_against_local_spark(
 
     generate_env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1"}
     generate_env.pop("PYSPARK_PYTHON", None)
-    generate = [MAIN_BIN / "recspark", "generate", "--conf", CONF_DIR, "--env", "test"]
+    generate = [MAIN_BIN / "recspark", "generate", "--conf", conf, "--env", SMALL_ENV]
     done = _run(
         [*generate, "--run-date", RUN_DATE, "--set", f"paths.root={root}"],
         generate_env,
@@ -245,7 +289,7 @@ def test_airflow_runs_the_nightly_dag_against_local_spark(
         # connection, the templated args rendered for the run's date
         assert (
             f"Spark-Submit cmd: spark-submit --master local[2] --name recspark-{stage}-{RUN_DATE} "
-            f"{ROOT}/jobs/{stage}.py --conf {CONF_DIR} --env test --run-date {RUN_DATE} "
+            f"{ROOT}/jobs/{stage}.py --conf {conf} --env {SMALL_ENV} --run-date {RUN_DATE} "
             f"--set=paths.root={root}"
         ) in output, output[-6000:]
         assert f"[recspark] stage {stage} done" in output

@@ -56,8 +56,8 @@ def test_every_broken_line_gets_its_reason(spark: SparkSession, tmp_path: Path) 
     result = run_ingest(spark, config, RUN_DATE)
 
     expected_reasons = [reason for _, reason in LINES if reason]
-    assert result["rows_in"] == len(LINES)
-    assert result["clean"] == len(LINES) - len(expected_reasons)
+    assert result.rows_in == len(LINES)
+    assert result.clean == len(LINES) - len(expected_reasons)
     quarantine = read_table(spark, config.table_path("interactions_quarantine"), RUN_DATE)
     expected = spark.createDataFrame(
         sorted((reason,) for reason in expected_reasons), "reason string"

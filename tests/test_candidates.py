@@ -7,9 +7,10 @@ import datetime as dt
 import numpy as np
 from pyspark.sql import DataFrame, SparkSession
 
-from recspark.models.base import IdFactors
+from recspark.ranking.factors import IdFactors
+from recspark.ranking.topk import top_k_candidates
 from recspark.scoring.candidates import covisitation_neighbours, user_candidates
-from recspark.scoring.topk import InMemoryFactors, score_users, top_k_candidates
+from recspark.scoring.udf import InMemoryFactors, score_users
 
 SCHEMA = "user_index int, item_index int, strength double, last_ts timestamp"
 
@@ -73,7 +74,7 @@ def test_score_users_with_candidates(spark: SparkSession) -> None:
         "user_index int, seen_items array<int>, candidates array<int>",
     )
     items = np.array([[9.0], [1.0], [3.0], [2.0]], dtype=np.float32)
-    source = InMemoryFactors("test-candidates", IdFactors(np.ones((2, 1), np.float32), items))
+    source = InMemoryFactors(IdFactors(np.ones((2, 1), np.float32), items))
     got = sorted(
         (r["user_index"], r["rank"], r["item_index"])
         for r in score_users(users, source, k=2, batch_size=8).collect()

@@ -3,8 +3,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
-from recspark.config import ConfigError, TrainConfig, load_config
+from recspark.config import ConfigError, TableKey, TablesConfig, TrainConfig, load_config
+from recspark.vocab import choices
 
 from .conftest import CONF_DIR
 
@@ -55,20 +57,8 @@ def test_unknown_section_named(tmp_path: Path) -> None:
 
 def test_wrong_type_names_key_and_origin(tmp_path: Path) -> None:
     conf = _conf_dir(tmp_path, "train:\n  epochs: three\n")
-    with pytest.raises(
-        ConfigError, match=r"train\.epochs \(from .*base\.yaml\): expected an integer"
-    ):
-        load_config(conf, "base")
-    conf = _conf_dir(tmp_path, "train:\n  epochs: 3\n")
-    with pytest.raises(ConfigError, match=r"override 'train\.epochs=x'"):
-        load_config(conf, "base", ["train.epochs=x"])
-
-
-def test_missing_overlay_and_bad_values(tmp_path: Path) -> None:
-    conf = _conf_dir(tmp_path, "train:\n  epochs: 3\n")
-    with pytest.raises(ConfigError, match="no such environment overlay"):
-        load_config(conf, "prod")
-    with pytest.raises(ConfigError, match=r"train\.num_proc: must be at least 1"):
+    num_proc = r"train\.num_proc \(from override 'train\.num_proc=0'\): must be at least 1"
+    with pytest.raises(ConfigError, match=num_proc):
         load_config(conf, "base", ["train.num_proc=0"])
     with pytest.raises(ConfigError, match=r"source\.format"):
         load_config(conf, "base", ["source.format=xml"])
@@ -93,3 +83,50 @@ def test_uri_locations_keep_their_scheme(tmp_path: Path) -> None:
     assert config.raw_file("hdfs://nn/x.csv") == "hdfs://nn/x.csv"
     local = load_config(_conf_dir(tmp_path, f"paths:\n  root: {tmp_path}/r\n"), "base")
     assert local.raw_file("events") == f"{tmp_path}/r/data/raw/events"
+
+
+def test_numbers_and_dates_where_text_is_expected(tmp_path: Path) -> None:
+    conf = _conf_dir(
+        tmp_path, "spark:\n  conf:\n    spark.x: 8\nsynthetic:\n  start_date: 2025-12-01\n"
+    )
+    config = load_config(conf, "base")
+    assert config.spark.conf["spark.x"] == "8"
+    assert config.synthetic.start_date == "2025-12-01"
+    with pytest.raises(
+        ConfigError, match=r"train\.use_history \(from .*\): expected true or false"
+    ):
+        load_config(conf, "base", ["train.use_history=1"])
+    with pytest.raises(ConfigError, match=r"train\.epochs .*: expected an integer, got True"):
+        load_config(conf, "base", ["train.epochs=true"])
+
+
+def test_words_are_checked_against_their_vocabulary(tmp_path: Path) -> None:
+    conf = _conf_dir(tmp_path, "train:\n  model: two_towers\n")
+    with pytest.raises(ConfigError, match=r"train\.model \(from .*base\.yaml\): expected one of"):
+        load_config(conf, "base")
+    for override in ("score.precision=fp8", "train.loss=hinge", "evaluate.baselines=[svd]"):
+        with pytest.raises(ConfigError, match=override.split("=")[0].replace(".", r"\.")):
+            load_config(CONF_DIR, "test", [override])
+
+
+def test_rules_across_fields_name_the_field_and_its_origin() -> None:
+    with pytest.raises(
+        ConfigError, match=r"score\.max_candidates \(from override .*\): must be at least score\.k"
+    ):
+        load_config(CONF_DIR, "test", ["score.max_candidates=3"])
+    with pytest.raises(ConfigError, match=r"train\.negatives \(from .*base\.yaml\): sampled"):
+        load_config(CONF_DIR, "test", ["train.loss=sampled_softmax"])
+    with pytest.raises(ConfigError, match=r"features\.external_test .*exactly when"):
+        load_config(CONF_DIR, "test", ["features.split=external"])
+
+
+def test_config_is_frozen_and_project_fields_are_not_keys() -> None:
+    config = load_config(CONF_DIR, "test")
+    with pytest.raises(ValidationError):
+        config.train.epochs = 1  # type: ignore[misc]
+    with pytest.raises(ConfigError, match=r"unknown key 'project_root'"):
+        load_config(CONF_DIR, "test", ["project_root=/x"])
+
+
+def test_table_keys_are_the_tables_section() -> None:
+    assert set(choices(TableKey)) == set(TablesConfig.model_fields)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 from pathlib import Path
 
@@ -22,19 +21,17 @@ FIRST = dt.date(2025, 11, 1)
 LAST = dt.date(2025, 11, 6)  # 3 days of events, arriving up to 3 days late
 
 
+NIGHTLY_SETTINGS = [
+    "source.path=events/date={run_date}",
+    "synthetic.n_days=3",
+    "synthetic.n_interactions=3000",
+    "synthetic.late_rate=0.2",
+    "synthetic.defect_rate=0.05",
+]
+
+
 def _config(root: Path) -> Config:
-    return load_config(
-        CONF_DIR,
-        "test",
-        [
-            f"paths.root={root}",
-            "source.path=events/date={run_date}",
-            "synthetic.n_days=3",
-            "synthetic.n_interactions=3000",
-            "synthetic.late_rate=0.2",
-            "synthetic.defect_rate=0.05",
-        ],
-    )
+    return load_config(CONF_DIR, "test", [f"paths.root={root}", *NIGHTLY_SETTINGS])
 
 
 def _dates(first: dt.date, last: dt.date) -> list[dt.date]:
@@ -76,7 +73,7 @@ def test_rerun_of_a_date_changes_nothing(spark: SparkSession, nightly: Config) -
     before = _interactions(spark, nightly).persist()
     quarantine_before = read_table(spark, nightly.table_path("interactions_quarantine")).count()
     result = run_stages(spark, nightly, dt.date(2025, 11, 3), ["ingest"])["ingest"]
-    assert result["inserted"] == 0 and result["already_present"] == result["clean"] > 0
+    assert result.inserted == 0 and result.already_present == result.clean > 0
     assert_df_equality(_interactions(spark, nightly), before, ignore_row_order=True)
     assert read_table(spark, nightly.table_path("interactions_quarantine")).count() == (
         quarantine_before
@@ -128,16 +125,20 @@ def test_failed_stage_is_logged_and_raised(spark: SparkSession, tmp_path: Path) 
 def test_featurize_with_random_split_and_popularity_negatives(
     spark: SparkSession, nightly: Config
 ) -> None:
-    config = dataclasses.replace(
-        nightly,
-        features=dataclasses.replace(
-            nightly.features, split="random_by_user", negatives="popularity"
-        ),
+    config = load_config(
+        CONF_DIR,
+        "test",
+        [
+            f"paths.root={nightly.paths.root}",
+            *NIGHTLY_SETTINGS,
+            "features.split=random_by_user",
+            "features.negatives=popularity",
+        ],
     )
     result = run_stages(spark, config, LAST, ["featurize"])["featurize"]
     train = read_table(spark, config.table_path("train_interactions"), LAST)
     holdout = read_table(spark, config.table_path("holdout"), LAST)
-    assert result["holdout_pairs"] == holdout.count() > 0
+    assert result.holdout_pairs == holdout.count() > 0
     assert holdout.join(train, ["user_index", "item_index"]).count() == 0
     assert holdout.select("user_index").join(train, "user_index", "left_anti").count() == 0
     negatives = read_table(spark, config.table_path("training_set"), LAST).filter("label = 0")

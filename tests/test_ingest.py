@@ -35,10 +35,10 @@ def test_parquet_source_every_row_accounted(spark: SparkSession, tmp_path: Path)
     raw_rows = spark.read.parquet(f"{config.raw_path}/{config.source.path}").count()
     clean = read_table(spark, config.table_path("interactions"), RUN_DATE).count()
     quarantined = read_table(spark, config.table_path("interactions_quarantine"), RUN_DATE)
-    assert result["rows_in"] == raw_rows == clean + quarantined.count()
+    assert result.rows_in == raw_rows == clean + quarantined.count()
     # Parquet has no malformed lines, but every other planted defect is caught
-    assert "malformed_record" not in result["by_reason"]
-    assert {"duplicate", "null_key", "unknown_item"} <= set(result["by_reason"])
+    assert "malformed_record" not in result.by_reason
+    assert {"duplicate", "null_key", "unknown_item"} <= set(result.by_reason)
 
 
 def test_missing_source_names_the_path(spark: SparkSession, tmp_path: Path) -> None:

@@ -1,25 +1,26 @@
-"""Every stage as a spark-submit job, the way a user runs it (local master)."""
+"""Jobs under spark-submit on a local master, the way a user runs them."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from pyspark.sql import SparkSession
 
 from recspark.config import Config
-from recspark.io.delta import read_table
 
-from .conftest import CONF_DIR
+from .conftest import CONF_DIR, RUN_DATE
 
 ROOT = CONF_DIR.parent
 pytestmark = pytest.mark.integration
 
 
-def _submit(job: str, root: Path, extra: list[str]) -> subprocess.CompletedProcess[str]:
+def _submit(
+    job: str, root: Path, extra: list[str], run_date: str = "2026-01-02"
+) -> subprocess.CompletedProcess[str]:
     venv_bin = Path(sys.executable).parent
     env = {
         **os.environ,
@@ -37,7 +38,7 @@ def _submit(job: str, root: Path, extra: list[str]) -> subprocess.CompletedProce
         "--env",
         "test",
         "--run-date",
-        "2026-01-02",
+        run_date,
         "--set",
         f"paths.root={root}",
         *extra,
@@ -45,20 +46,19 @@ def _submit(job: str, root: Path, extra: list[str]) -> subprocess.CompletedProce
     return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
 
 
-def test_each_stage_runs_under_spark_submit(
-    tmp_path: Path, spark: SparkSession, base_config: Config
+def test_training_job_runs_horovod_under_spark_submit(
+    featurized_copy: Callable[..., Config],
 ) -> None:
-    for job in ["generate", "ingest", "featurize", "train", "evaluate", "score"]:
-        done = _submit(job, tmp_path, [])
-        # spark-submit merges the Python driver's stderr into its stdout
-        output = done.stderr + done.stdout
-        assert done.returncode == 0, f"{job} failed:\n{output[-4000:]}"
-        assert f"[recspark] stage {job} done" in output
-    recs = read_table(spark, f"{tmp_path}/lakehouse/recommendations")
-    assert recs.count() > 0
-    assert {r[0] for r in recs.select("run_date").distinct().collect()} == {
-        __import__("datetime").date(2026, 1, 2)
-    }
+    """The train job under a local spark-submit: Horovod's ranks start from a driver that
+    spark-submit launched. (Every job runs under spark-submit in the Airflow DAG test, on local
+    Spark, and in the cluster test, on a standalone cluster.)"""
+    config = featurized_copy()
+    done = _submit("train", Path(config.paths.root), [], RUN_DATE.isoformat())
+    output = done.stderr + done.stdout  # spark-submit merges the driver's stderr into stdout
+    assert done.returncode == 0, f"train failed:\n{output[-4000:]}"
+    assert "[recspark] stage train done" in output
+    assert "2 ranks (horovod)" in output
+    assert "[0]<stderr>:[train] epoch 1/" in output
 
 
 def test_bad_config_key_fails_the_job_with_a_clear_message(tmp_path: Path) -> None:

@@ -24,10 +24,10 @@ from nbclient import NotebookClient
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from recspark.cli import PIPELINE
 from recspark.config import Config, load_config
 from recspark.io.delta import read_table
 from recspark.pipeline import run_stages
+from recspark.stages import DEMO, NIGHTLY
 
 from .conftest import CONF_DIR
 
@@ -55,10 +55,10 @@ def _config(root: Path, *overrides: str) -> Config:
 def config(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> Config:
     root = tmp_path_factory.mktemp("notebook")
     config = _config(root)
-    run_stages(spark, config, FIRST, ["generate", *PIPELINE])
+    run_stages(spark, config, FIRST, DEMO)
     # The next night brings new events (another seed of the generator): the models and the
     # recommendations change, so the run-over-run section has something to measure.
-    run_stages(spark, _config(root, "synthetic.seed=8"), SECOND, ["generate", *PIPELINE])
+    run_stages(spark, _config(root, "synthetic.seed=8"), SECOND, DEMO)
     return config
 
 
@@ -257,7 +257,7 @@ def test_metrics_history_matches_pipeline_runs_and_the_registry(
     text = _stdout(executed[0].cells)
     stage_runs = read_table(spark, config.table_path("pipeline_runs"))
     total, dates = _number(r"pipeline_runs: (\d+) stage runs over (\d+) run dates", text)
-    assert int(total) == stage_runs.count() == 2 * (1 + len(PIPELINE))
+    assert int(total) == stage_runs.count() == 2 * (1 + len(NIGHTLY))
     assert int(dates) == stage_runs.select(F.col("run_date")).distinct().count() == 2
 
     uri = config.mlflow_tracking_uri

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 import pytest
@@ -12,19 +11,21 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from recspark import schemas
-from recspark.cli import PIPELINE
 from recspark.config import Config
 from recspark.io.delta import read_table
 from recspark.pipeline import run_stages
-from recspark.training.tracking import setup_mlflow
+from recspark.results import PipelineRun
+from recspark.tracking import setup_mlflow
 
-RUN_DATE = dt.date(2026, 1, 1)
+from .conftest import RUN_DATE
+
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def results(spark: SparkSession, base_config: Config) -> dict[str, dict[str, Any]]:
-    return run_stages(spark, base_config, RUN_DATE, ["generate", *PIPELINE])
+def results(nightly_run: PipelineRun) -> PipelineRun:
+    """The shared default run (tests/conftest.py): these tests only read what it wrote."""
+    return nightly_run
 
 
 def _table(spark: SparkSession, config: Config, key: str) -> DataFrame:
@@ -78,7 +79,7 @@ def test_every_raw_line_is_clean_or_quarantined(
     clean = _table(spark, base_config, "interactions").count()
     quarantined = _table(spark, base_config, "interactions_quarantine")
     assert clean + quarantined.count() == raw_lines
-    assert results["ingest"]["rows_in"] == raw_lines
+    assert results["ingest"].rows_in == raw_lines
     reasons = {r[0] for r in quarantined.select("reason").distinct().collect()}
     # the generator plants every kind of defect; each must land under its own reason (random
     # events may also make a rare near-duplicate)
@@ -99,8 +100,8 @@ def test_rerun_of_a_date_changes_nothing(
 ) -> None:
     before = _table(spark, base_config, "interactions").count()
     again = run_stages(spark, base_config, RUN_DATE, ["ingest"])["ingest"]
-    assert again["clean"] == results["ingest"]["clean"]
-    assert (again["inserted"], again["already_present"]) == (0, again["clean"])
+    assert again.clean == results["ingest"].clean
+    assert (again.inserted, again.already_present) == (0, again.clean)
     assert _table(spark, base_config, "interactions").count() == before
 
 
@@ -149,7 +150,7 @@ def test_recommendations_k_per_user_unseen_unique(
         ).count()
         == 0
     )
-    assert holdout_users.count() == results["evaluate"]["users"] > 0
+    assert holdout_users.count() == results["evaluate"].users > 0
     assert recs.join(seen, ["user_id", "item_id"]).count() == 0
     assert recs.groupBy("user_id", "item_id").count().filter("count > 1").count() == 0
     assert recs.filter(F.isnan("score") | F.col("score").isNull()).count() == 0
@@ -165,7 +166,7 @@ def test_model_clearly_beats_popularity(
     model, popularity = metrics[("two_tower", "ndcg")], metrics[("popularity", "ndcg")]
     assert model > 1.3 * popularity, (model, popularity)
     assert ("als", "ndcg") in metrics  # the default baselines are measured beside it
-    assert results["evaluate"]["gate_passed"]
+    assert results["evaluate"].gate_passed
 
 
 def test_mlflow_run_registry_and_champion(
@@ -175,19 +176,19 @@ def test_mlflow_run_registry_and_champion(
     client = MlflowClient()
     name = base_config.mlflow.registered_model
     champion = client.get_model_version_by_alias(name, base_config.mlflow.champion_alias)
-    assert str(champion.version) == results["train"]["model_version"]
+    assert str(champion.version) == results["train"].model_version
     recs = _table(spark, base_config, "recommendations")
     assert {r[0] for r in recs.select("model_version").distinct().collect()} == {
         str(champion.version)
     }
-    run = client.get_run(results["train"]["mlflow_run_id"])
+    run = client.get_run(results["train"].mlflow_run_id)
     assert run.data.params["embedding_dim"] == str(base_config.train.embedding_dim)
     losses = client.get_metric_history(run.info.run_id, "train_loss")
     assert 1 < len(losses) <= base_config.train.epochs  # early stopping may end sooner
     assert losses[-1].value < losses[0].value
     assert len(client.get_metric_history(run.info.run_id, "val_ndcg")) == len(losses)
     assert f"ndcg_at_{base_config.evaluate.k}" in run.data.metrics
-    assert results["train"]["ranks"] == base_config.train.num_proc == 2
+    assert results["train"].ranks == base_config.train.num_proc == 2
 
 
 def test_evaluation_metrics_segments_and_report(
@@ -208,14 +209,14 @@ def test_evaluation_metrics_segments_and_report(
     assert 0 < got[("all", "coverage", ev.k)] <= 1 and 0 <= got[("all", "gini", ev.k)] < 1
     # the segments partition the evaluated users; their NDCG averages back to the overall one
     users = {s: got[(s, "users", ev.k)] for s in ("new", "active") if (s, "users", ev.k) in got}
-    assert sum(users.values()) == results["evaluate"]["users"]
+    assert sum(users.values()) == results["evaluate"].users
     weighted = sum(got[(s, "ndcg", ev.k)] * n for s, n in users.items()) / sum(users.values())
     assert weighted == pytest.approx(got[("all", "ndcg", ev.k)])
     # the report is in the model's MLflow run
     setup_mlflow(base_config)
     artifacts = {
         f.path
-        for f in MlflowClient().list_artifacts(results["train"]["mlflow_run_id"], "evaluation")
+        for f in MlflowClient().list_artifacts(results["train"].mlflow_run_id, "evaluation")
     }
     assert artifacts == {
         "evaluation/evaluation_report.md",
@@ -223,3 +224,28 @@ def test_evaluation_metrics_segments_and_report(
         "evaluation/exposure_lorenz.png",
         "evaluation/segments.png",
     }
+
+
+def test_registered_model_has_signature_id_maps_and_data_versions(
+    results: PipelineRun, spark: SparkSession, base_config: Config
+) -> None:
+    import mlflow
+    import torch
+
+    from recspark.training.train import table_versions
+
+    setup_mlflow(base_config)
+    client = MlflowClient()
+    run = client.get_run(results["train"].mlflow_run_id)
+    for key, version in table_versions(spark, base_config).items():
+        assert run.data.tags[f"data_version.{key}"] == str(version)
+    assert run.data.tags["config_hash"]
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "id_maps")}
+    assert artifacts == {"id_maps/user_ids", "id_maps/item_ids"}
+    uri = f"models:/{base_config.mlflow.registered_model}/{results['train'].model_version}"
+    assert mlflow.models.get_model_info(uri).signature is not None
+    model = mlflow.pytorch.load_model(uri, map_location="cpu")
+    scores = model(torch.tensor([0, 1]))
+    n_items = read_table(spark, base_config.table_path("item_ids")).count()
+    assert scores.shape == (2, n_items)
+    assert torch.isfinite(scores).all()

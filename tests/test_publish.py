@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -15,8 +15,9 @@ from pyspark.sql import functions as F
 
 from recspark.config import Config, load_config
 from recspark.io.delta import read_table
-from recspark.models.base import IdFactors, ScoringModel
+from recspark.models.base import ScoringModel
 from recspark.pipeline import run_stages
+from recspark.ranking.factors import IdFactors
 from recspark.scoring.candidates import user_candidates
 from recspark.scoring.publish import (
     Expectation,
@@ -26,7 +27,7 @@ from recspark.scoring.publish import (
     validate_recommendations,
 )
 from recspark.scoring.score import run_score
-from recspark.training.tracking import (
+from recspark.tracking import (
     NoModelError,
     champion_version,
     demote,
@@ -35,18 +36,17 @@ from recspark.training.tracking import (
     setup_mlflow,
 )
 
-from .conftest import CONF_DIR
+from .conftest import CONF_DIR, RUN_DATE
 
-RUN_DATE = dt.date(2026, 1, 1)
 PROJECT = CONF_DIR.parent
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def config(tmp_path_factory: pytest.TempPathFactory, spark: SparkSession) -> Config:
-    root = tmp_path_factory.mktemp("publish")
-    config = load_config(CONF_DIR, "test", [f"paths.root={root}", *SETTINGS])
-    run_stages(spark, config, RUN_DATE, ["generate", "ingest", "featurize", "train", "evaluate"])
+def config(spark: SparkSession, featurized_copy: Callable[..., Config]) -> Config:
+    """The shared run's featurized tables, an EASE champion of this module's own registry."""
+    config = featurized_copy(*SETTINGS)
+    run_stages(spark, config, RUN_DATE, ["train", "evaluate"])
     return config
 
 
@@ -117,7 +117,7 @@ def test_score_publishes_explained_recommendations(spark: SparkSession, config: 
     assert {r[0] for r in recs.select("run_id").distinct().collect()} == {
         score_run.orderBy(F.col("started_at").desc()).first()["run_id"]  # type: ignore[index]
     }
-    assert result["coverage"] >= config.score.min_coverage
+    assert result.coverage >= config.score.min_coverage
     personalized = recs.filter(F.col("reason") == "personalized")
     assert personalized.count() > 0
     # every explanation is an item the user has seen
@@ -173,7 +173,7 @@ def test_users_the_model_cannot_score_get_the_popularity_fallback(
     newest = users.filter(F.col("user_index") >= n_users - 7).select("user_id")
     fallback_users = {r[0] for r in fallback.select("user_id").distinct().collect()}
     assert {r[0] for r in newest.collect()} <= fallback_users
-    assert result["fallback_users"] == len(fallback_users)
+    assert result.fallback_users == len(fallback_users)
     assert fallback.filter(F.col("explanation").isNotNull()).count() == 0
     # the fallback is the most popular items the user has not seen, best first
     popularity = (
@@ -204,18 +204,21 @@ def test_a_failed_validation_leaves_the_published_run(spark: SparkSession, confi
 
 
 def test_rollback_to_an_earlier_run(spark: SparkSession, config: Config) -> None:
-    first = run_stages(spark, config, RUN_DATE, ["score"])["score"]["run_id"]
-    second = run_stages(spark, config, RUN_DATE, ["score"])["score"]["run_id"]
+    first = run_stages(spark, config, RUN_DATE, ["score"])["score"].run_id
+    second = run_stages(spark, config, RUN_DATE, ["score"])["score"].run_id
     latest = config.table_path("recommendations_latest")
-    assert published_run(spark, config)["run_id"] == second  # type: ignore[index]
+    published = published_run(spark, config)
+    assert published is not None and published.run_id == second
     # the first run's partition was replaced by the rerun: found by time travel
-    done = rollback(spark, config, first)
-    assert (done["published"]["run_id"], done["replaced"]["run_id"]) == (first, second)
+    now, before = rollback(spark, config, first)
+    assert now is not None and before is not None
+    assert (now.run_id, before.run_id) == (first, second)
     assert {r[0] for r in read_table(spark, latest).select("run_id").distinct().collect()} == {
         first
     }
     rollback(spark, config, RUN_DATE.isoformat())  # by date: what the table holds for that day
-    assert published_run(spark, config)["run_id"] == second  # type: ignore[index]
+    published = published_run(spark, config)
+    assert published is not None and published.run_id == second
     with pytest.raises(ValueError, match="no published recommendations for run '2020-01-01'"):
         rollback(spark, config, "2020-01-01")
 
@@ -284,7 +287,7 @@ def test_big_catalogs_rank_a_shortlist(spark: SparkSession, config: Config) -> N
         result = run_score(spark, shortlisted, RUN_DATE)  # validated like any run
     finally:
         set_champion(config, champion)
-    assert result["ranked"] == "candidates"
+    assert result.ranked == "candidates"
     recs = read_table(spark, config.table_path("recommendations"), RUN_DATE)
     seen = _seen(spark, config)
     positives = (
@@ -323,7 +326,7 @@ def test_users_with_a_short_shortlist_get_fewer_rows_and_the_run_publishes(
         result = run_score(spark, _with(config, *tight), RUN_DATE)
     finally:
         set_champion(config, champion)
-    assert result["ranked"] == "candidates"
+    assert result.ranked == "candidates"
     k = config.score.k
     recs = read_table(spark, config.table_path("recommendations"), RUN_DATE)
     got = recs.filter(F.col("reason") == "personalized").groupBy("user_id").count()

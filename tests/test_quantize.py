@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
-from recspark.models.base import HistoryFactors, IdFactors
-from recspark.models.quantize import (
+from recspark.ranking.factors import HistoryFactors, IdFactors
+from recspark.ranking.quantize import (
     MultiHot,
     QuantizedFactors,
     UserTable,
@@ -18,7 +18,7 @@ from recspark.models.quantize import (
     quantize_rows,
     top_k_int8,
 )
-from recspark.scoring.topk import top_k
+from recspark.ranking.topk import top_k
 
 RNG_SEED = 7
 Compute = Literal["int8", "bfloat16"]

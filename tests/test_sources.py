@@ -9,9 +9,12 @@ import pytest
 from chispa import assert_df_equality
 from pyspark.sql import SparkSession
 
-from recspark.config import SourceConfig
+from recspark.config import ConfigError, SourceConfig, load_config
 from recspark.etl.clean import with_duplicates, with_reason
-from recspark.io.sources import SourceError, read_raw_events, resolve_source
+from recspark.io.sources import PRESETS, SourceError, read_raw_events, resolve_source
+from recspark.vocab import SourceFormat, SourcePreset, choices
+
+from .conftest import CONF_DIR
 
 
 def test_csv_malformed_lines_are_kept_with_their_text(spark: SparkSession, tmp_path: Path) -> None:
@@ -154,9 +157,15 @@ def test_delta_source_and_missing_column(spark: SparkSession, tmp_path: Path) ->
         read_raw_events(spark, SourceConfig(format="delta"), str(tmp_path / "d"))
 
 
-def test_unknown_preset(spark: SparkSession, tmp_path: Path) -> None:
-    with pytest.raises(SourceError, match=r"source\.preset: unknown 'movielens_xyz'"):
-        read_raw_events(spark, SourceConfig(preset="movielens_xyz"), str(tmp_path))
+def test_unknown_preset_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match=r"source\.preset \(from override .*\): expected one of"):
+        load_config(CONF_DIR, "test", ["source.preset=movielens_xyz"])
+
+
+def test_every_preset_has_a_layout() -> None:
+    assert set(PRESETS) == set(choices(SourcePreset))
+    for preset in PRESETS:
+        assert resolve_source(SourceConfig(preset=preset)).format in choices(SourceFormat)
 
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,7 @@ from recspark.config import load_config
 from recspark.etl.stream import batch_writer, run_ingest_stream
 from recspark.io.delta import read_table
 from recspark.io.sources import map_to_raw_columns, read_source_frame, resolve_source
+from recspark.results import IngestResult
 
 from .conftest import CONF_DIR
 
@@ -55,13 +55,13 @@ def test_stream_restart_and_replay_ingest_each_row_once(
     _land(landing, "b.csv", 1_000_100)
 
     first = run_ingest_stream(spark, config, RUN_DATE)
-    assert (first["batches"], first["rows_in"], first["clean"], first["quarantined"]) == (
+    assert (first.batches, first.rows_in, first.clean, first.quarantined) == (
         2,
         5,
         3,
         2,
     )
-    assert first["by_reason"] == {"malformed_record": 1, "unknown_event_type": 1}
+    assert first.by_reason == {"malformed_record": 1, "unknown_event_type": 1}
 
     # A crash after a batch's writes but before its checkpoint makes Spark run it again with
     # the same batch id: replay b.csv as batch 1 and nothing may change.
@@ -69,18 +69,20 @@ def test_stream_restart_and_replay_ingest_each_row_once(
     b_rows = map_to_raw_columns(
         read_source_frame(spark, source, str(landing / "b.csv")), source, str(landing), RUN_DATE
     )
-    batch_writer(spark, config, RUN_DATE, Counter())(b_rows, 1)
+    replayed: list[IngestResult] = []
+    batch_writer(spark, config, RUN_DATE, replayed)(b_rows, 1)
+    assert (replayed[0].inserted, replayed[0].already_present) == (0, 1)
 
     # Restart after more files landed: only the new file is read.
     _land(landing, "c.csv", 1_000_200)
     second = run_ingest_stream(spark, config, RUN_DATE)
     assert (
-        second["batches"],
-        second["rows_in"],
-        second["inserted"],
-        second["already_present"],
+        second.batches,
+        second.rows_in,
+        second.inserted,
+        second.already_present,
     ) == (1, 2, 1, 1)
-    assert run_ingest_stream(spark, config, RUN_DATE)["batches"] == 0
+    assert run_ingest_stream(spark, config, RUN_DATE).batches == 0
 
     interactions = read_table(spark, config.table_path("interactions"))
     got = sorted((r["user_id"], r["item_id"], r["event_type"]) for r in interactions.collect())

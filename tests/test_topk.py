@@ -8,16 +8,10 @@ import pytest
 import torch
 from pyspark.sql import SparkSession
 
-from recspark.models.base import HistoryFactors, IdFactors
-from recspark.scoring.topk import (
-    InMemoryFactors,
-    SeenItems,
-    explain,
-    mask_seen,
-    score_users,
-    top_k,
-    top_k_rows,
-)
+from recspark.ranking.explain import explain
+from recspark.ranking.factors import HistoryFactors, IdFactors, SeenItems
+from recspark.ranking.topk import mask_seen, top_k, top_k_rows
+from recspark.scoring.udf import InMemoryFactors, score_users
 
 ITEMS = np.array([[1.0], [3.0], [2.0], [5.0]], dtype=np.float32)
 USERS = np.array([[1.0], [-1.0]], dtype=np.float32)
@@ -36,7 +30,7 @@ def test_top_k_marks_missing_when_user_has_seen_almost_everything() -> None:
 
 def test_score_users_udf(spark: SparkSession) -> None:
     users = spark.createDataFrame([(0, [3]), (1, None)], "user_index int, seen_items array<int>")
-    source = InMemoryFactors("test-topk", IdFactors(USERS, ITEMS))
+    source = InMemoryFactors(IdFactors(USERS, ITEMS))
     got = sorted(tuple(r) for r in score_users(users, source, k=2, batch_size=1).collect())
     assert got == [(0, 1, 1, 3.0), (0, 2, 2, 2.0), (1, 0, 1, -1.0), (1, 2, 2, -2.0)]
 
@@ -50,7 +44,7 @@ def test_score_users_int8_matches_float_and_excludes_seen(spark: SparkSession) -
     users = spark.createDataFrame(list(enumerate(seen)), "user_index int, seen_items array<int>")
 
     def ranked(precision: str) -> dict[int, list[int]]:
-        source = InMemoryFactors(f"test-topk-{precision}", factors)
+        source = InMemoryFactors(factors)
         rows = score_users(users, source, k=10, precision=precision).collect()
         out: dict[int, list[int]] = {}
         for r in sorted(rows, key=lambda r: (r["user_index"], r["rank"])):
@@ -75,15 +69,15 @@ def test_explain_embedding_model_picks_the_most_similar_seen_item() -> None:
     vectors = np.array([[1, 0], [0, 1], [0.9, 0.1], [0.1, 5.0]], dtype=np.float32)
     factors = IdFactors(np.zeros((2, 2), np.float32), vectors)
     recs = np.array([[2, 3], [2, 3]])
-    got = explain(factors, recs, [[0, 1], None], max_history=10, source_key="test-explain")
+    got = explain(factors, recs, [[0, 1], None], max_history=10)
     assert got.tolist() == [[0, 1], [-1, -1]]  # cosine: 2 ~ 0, 3 ~ 1; no history -> -1
-    only_first = explain(factors, recs, [[0, 1], None], max_history=1, source_key="test-explain")
+    only_first = explain(factors, recs, [[0, 1], None], max_history=1)
     assert only_first.tolist() == [[0, 0], [-1, -1]]
 
 
 def test_score_users_adds_explanations(spark: SparkSession) -> None:
     users = spark.createDataFrame([(0, [3]), (1, None)], "user_index int, seen_items array<int>")
-    source = InMemoryFactors("test-topk-explain", IdFactors(USERS, ITEMS))
+    source = InMemoryFactors(IdFactors(USERS, ITEMS))
     got = score_users(users, source, k=2, batch_size=1, explain_history=5)
     rows = sorted((r["user_index"], r["explanation_index"]) for r in got.collect())
     assert rows == [(0, 3), (0, 3), (1, -1), (1, -1)]

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -30,7 +29,9 @@ from recspark.etl.clean import (
     with_unknown_items,
 )
 from recspark.io.delta import merge_new_rows, write_run_partition
-from recspark.io.sources import SourceError, read_item_catalog, read_raw_events, resolve_source
+from recspark.io.sources import SourceError, item_catalog, read_raw_events, resolve_source
+from recspark.results import IngestResult
+from recspark.rules import run_date_end
 from recspark.schemas import EVENT_DATE, EVENT_ID, REASON, RUN_DATE
 
 log = logging.getLogger(__name__)
@@ -44,19 +45,12 @@ def latest_event_ts(run_date: dt.date, tolerance_s: int | None) -> dt.datetime |
     """The latest plausible event time for a run date: its end plus a clock-skew tolerance."""
     if tolerance_s is None:
         return None
-    end = dt.datetime.combine(run_date + dt.timedelta(days=1), dt.time())
-    return end + dt.timedelta(seconds=tolerance_s)
+    return run_date_end(run_date) + dt.timedelta(seconds=tolerance_s)
 
 
 def source_path(config: Config, run_date: dt.date) -> str:
     """The raw location for `run_date` (`{run_date}` in source.path is replaced)."""
     return config.raw_file(config.source.path.replace("{run_date}", run_date.isoformat()))
-
-
-def item_catalog(spark: SparkSession, config: Config) -> DataFrame | None:
-    if not config.source.item_catalog:
-        return None
-    return read_item_catalog(spark, config.raw_file(config.source.item_catalog))
 
 
 def check_rows(
@@ -85,6 +79,24 @@ def check_rows(
 QuarantineWriter = Callable[[DataFrame], None]
 
 
+def tally(
+    counts: Mapping[str | None, int], rows_in: int, run_date: dt.date
+) -> tuple[int, int, dict[str, int]]:
+    """(clean, quarantined, quarantined by reason) from rows per reason (None = clean).
+
+    Raises:
+        AccountingError: rows in != clean + quarantined (nothing may be written).
+    """
+    by_reason = {reason: n for reason, n in counts.items() if reason is not None}
+    clean = counts.get(None, 0)
+    quarantined = sum(by_reason.values())
+    if rows_in != clean + quarantined:
+        raise AccountingError(
+            f"ingest {run_date}: rows in {rows_in} != clean {clean} + quarantined {quarantined}"
+        )
+    return clean, quarantined, dict(sorted(by_reason.items()))
+
+
 def commit_checked(
     spark: SparkSession,
     config: Config,
@@ -92,19 +104,14 @@ def commit_checked(
     checked_df: DataFrame,
     rows_in: int,
     write_quarantine: QuarantineWriter,
-) -> dict[str, Any]:
+) -> IngestResult:
     """Count, check the accounting, then MERGE the clean rows and write the quarantined ones.
 
     Raises:
         AccountingError: rows in != clean + quarantined (nothing is written).
     """
-    by_reason = {r[REASON]: r["count"] for r in checked_df.groupBy(REASON).count().collect()}
-    clean = by_reason.pop(None, 0)
-    quarantined = sum(by_reason.values())
-    if rows_in != clean + quarantined:
-        raise AccountingError(
-            f"ingest {run_date}: rows in {rows_in} != clean {clean} + quarantined {quarantined}"
-        )
+    counts = {r[REASON]: r["count"] for r in checked_df.groupBy(REASON).count().collect()}
+    clean, quarantined, by_reason = tally(counts, rows_in, run_date)
     ingest = config.ingest
     stamp = F.lit(run_date).alias(RUN_DATE)
     clean_df = select_clean(
@@ -120,17 +127,44 @@ def commit_checked(
         "interactions",
     )
     write_quarantine(select_quarantine(checked_df).select("*", stamp))
-    return {
-        "rows_in": rows_in,
-        "clean": clean,
-        "quarantined": quarantined,
-        "inserted": inserted,
-        "already_present": clean - inserted,
-        "by_reason": dict(sorted(by_reason.items())),
-    }
+    return IngestResult(
+        rows_in=rows_in,
+        clean=clean,
+        quarantined=quarantined,
+        inserted=inserted,
+        already_present=clean - inserted,
+        by_reason=by_reason,
+    )
 
 
-def run_ingest(spark: SparkSession, config: Config, run_date: dt.date) -> dict[str, Any]:
+def read_source(spark: SparkSession, config: Config, run_date: dt.date) -> DataFrame:
+    """The raw events of `run_date` as text columns (see `recspark.io.sources`).
+
+    Raises:
+        SourceError: the source path does not exist.
+    """
+    path = source_path(config, run_date)
+    if "://" not in path and not Path(path).exists():
+        raise SourceError(f"source.path: {path} does not exist")
+    return read_raw_events(spark, config.source, path, run_date)
+
+
+def quarantine_partition_writer(config: Config, run_date: dt.date) -> QuarantineWriter:
+    """Replace the run date's partition of `interactions_quarantine` (a rerun replaces it)."""
+
+    def write(quarantine_df: DataFrame) -> None:
+        write_run_partition(
+            quarantine_df,
+            config.table_path("interactions_quarantine"),
+            run_date,
+            schemas.INTERACTIONS_QUARANTINE,
+            "interactions_quarantine",
+        )
+
+    return write
+
+
+def run_ingest(spark: SparkSession, config: Config, run_date: dt.date) -> IngestResult:
     """Read the raw source for `run_date`, clean it, merge and quarantine.
 
     Returns:
@@ -141,24 +175,16 @@ def run_ingest(spark: SparkSession, config: Config, run_date: dt.date) -> dict[s
         SourceError: the source path does not exist.
         AccountingError: the counts do not add up (nothing is written).
     """
-    path = source_path(config, run_date)
-    if "://" not in path and not Path(path).exists():
-        raise SourceError(f"source.path: {path} does not exist")
-    raw_df = read_raw_events(spark, config.source, path, run_date)
+    raw_df = read_source(spark, config, run_date)
     checked_df = check_rows(raw_df, config, run_date, item_catalog(spark, config)).persist()
-
-    def write_quarantine(quarantine_df: DataFrame) -> None:
-        write_run_partition(
-            quarantine_df,
-            config.table_path("interactions_quarantine"),
-            run_date,
-            schemas.INTERACTIONS_QUARANTINE,
-            "interactions_quarantine",
-        )
-
     try:
         result = commit_checked(
-            spark, config, run_date, checked_df, raw_df.count(), write_quarantine
+            spark,
+            config,
+            run_date,
+            checked_df,
+            raw_df.count(),
+            quarantine_partition_writer(config, run_date),
         )
     finally:
         checked_df.unpersist()

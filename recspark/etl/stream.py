@@ -14,17 +14,23 @@ import datetime as dt
 import hashlib
 import logging
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 
 from recspark import schemas
 from recspark.config import Config
-from recspark.etl.ingest import check_rows, commit_checked, item_catalog
+from recspark.etl.ingest import QuarantineWriter, check_rows, commit_checked
 from recspark.io.delta import conform
-from recspark.io.sources import SourceError, map_to_raw_columns, reader_spec, resolve_source
+from recspark.io.sources import (
+    SourceError,
+    item_catalog,
+    map_to_raw_columns,
+    reader_spec,
+    resolve_source,
+)
+from recspark.results import IngestResult
 
 log = logging.getLogger(__name__)
 
@@ -33,49 +39,72 @@ def checkpoint_path(config: Config) -> str:
     return config.path(config.stream.checkpoint)
 
 
+def sum_results(results: Sequence[IngestResult]) -> IngestResult:
+    """The totals of a streaming run's micro-batch results (`batches` counts them)."""
+    by_reason: Counter[str] = Counter()
+    for result in results:
+        by_reason.update(result.by_reason)
+    return IngestResult(
+        rows_in=sum(r.rows_in for r in results),
+        clean=sum(r.clean for r in results),
+        quarantined=sum(r.quarantined for r in results),
+        inserted=sum(r.inserted for r in results),
+        already_present=sum(r.already_present for r in results),
+        by_reason=dict(sorted(by_reason.items())),
+        batches=len(results),
+    )
+
+
+def idempotent_quarantine_writer(config: Config, batch_id: int) -> QuarantineWriter:
+    """Append a micro-batch's quarantine rows once: Delta skips a batch id it has committed."""
+    app_id = "recspark-ingest-" + hashlib.sha256(checkpoint_path(config).encode()).hexdigest()[:16]
+
+    def write(quarantine_df: DataFrame) -> None:
+        (
+            conform(quarantine_df, schemas.INTERACTIONS_QUARANTINE, "interactions_quarantine")
+            .write.format("delta")
+            .mode("append")
+            .partitionBy(schemas.RUN_DATE)
+            .option("txnAppId", app_id)
+            .option("txnVersion", batch_id)
+            .save(config.table_path("interactions_quarantine"))
+        )
+
+    return write
+
+
 def batch_writer(
-    spark: SparkSession, config: Config, run_date: dt.date, totals: Counter[str]
+    spark: SparkSession, config: Config, run_date: dt.date, results: list[IngestResult]
 ) -> Callable[[DataFrame, int], None]:
     """The foreachBatch function: clean, account, MERGE, append the quarantine idempotently."""
     catalog_df = item_catalog(spark, config)
-    app_id = "recspark-ingest-" + hashlib.sha256(checkpoint_path(config).encode()).hexdigest()[:16]
 
     def write_batch(raw_df: DataFrame, batch_id: int) -> None:
         raw_df = raw_df.persist()
         checked_df = check_rows(raw_df, config, run_date, catalog_df).persist()
-
-        def write_quarantine(quarantine_df: DataFrame) -> None:
-            (
-                conform(quarantine_df, schemas.INTERACTIONS_QUARANTINE, "interactions_quarantine")
-                .write.format("delta")
-                .mode("append")
-                .partitionBy(schemas.RUN_DATE)
-                .option("txnAppId", app_id)
-                .option("txnVersion", batch_id)
-                .save(config.table_path("interactions_quarantine"))
-            )
-
         try:
             result = commit_checked(
-                spark, config, run_date, checked_df, raw_df.count(), write_quarantine
+                spark,
+                config,
+                run_date,
+                checked_df,
+                raw_df.count(),
+                idempotent_quarantine_writer(config, batch_id),
             )
         finally:
             checked_df.unpersist()
             raw_df.unpersist()
-        totals.update({k: v for k, v in result.items() if isinstance(v, int)})
-        totals.update({f"reason:{k}": v for k, v in result["by_reason"].items()})
-        totals["batches"] += 1
+        results.append(result)
         log.info("ingest_stream batch %d: %s", batch_id, result)
 
     return write_batch
 
 
-def run_ingest_stream(spark: SparkSession, config: Config, run_date: dt.date) -> dict[str, Any]:
-    """Ingest every file that has landed in `stream.landing` since the last run, then stop.
+def landing_stream(spark: SparkSession, config: Config, run_date: dt.date) -> DataFrame:
+    """The files of `stream.landing` as a stream of raw events (text columns).
 
-    Returns:
-        Totals over the micro-batches of this run: rows_in, clean, quarantined, inserted,
-        already_present, by_reason, batches.
+    Raises:
+        SourceError: the landing folder does not exist.
     """
     source = resolve_source(config.source)
     landing = config.path(config.stream.landing)
@@ -88,20 +117,25 @@ def run_ingest_stream(spark: SparkSession, config: Config, run_date: dt.date) ->
     reader = spark.readStream.format(fmt).options(**options).schema(schema)
     if config.stream.max_files_per_trigger:
         reader = reader.option("maxFilesPerTrigger", config.stream.max_files_per_trigger)
-    raw_df = map_to_raw_columns(reader.load(landing), source, landing, run_date)
-    totals: Counter[str] = Counter()
+    return map_to_raw_columns(reader.load(landing), source, landing, run_date)
+
+
+def run_ingest_stream(spark: SparkSession, config: Config, run_date: dt.date) -> IngestResult:
+    """Ingest every file that has landed in `stream.landing` since the last run, then stop.
+
+    Returns:
+        Totals over the micro-batches of this run: rows_in, clean, quarantined, inserted,
+        already_present, by_reason, batches.
+    """
+    results: list[IngestResult] = []
     query = (
-        raw_df.writeStream.foreachBatch(batch_writer(spark, config, run_date, totals))
+        landing_stream(spark, config, run_date)
+        .writeStream.foreachBatch(batch_writer(spark, config, run_date, results))
         .option("checkpointLocation", checkpoint_path(config))
         .trigger(availableNow=True)
         .start()
     )
     query.awaitTermination()
-    by_reason = {k.split(":", 1)[1]: v for k, v in totals.items() if k.startswith("reason:")}
-    result: dict[str, Any] = {
-        key: totals.get(key, 0)
-        for key in ("rows_in", "clean", "quarantined", "inserted", "already_present", "batches")
-    }
-    result["by_reason"] = dict(sorted(by_reason.items()))
-    log.info("ingest_stream %s: %s", run_date, result)
-    return result
+    total = sum_results(results)
+    log.info("ingest_stream %s: %s", run_date, total)
+    return total

@@ -14,6 +14,8 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +25,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from recspark import schemas
-from recspark.config import Config
+from recspark.config import Config, EvaluateConfig
 from recspark.evaluation.metrics import (
     METRICS,
     beyond_accuracy,
@@ -33,31 +35,28 @@ from recspark.evaluation.metrics import (
 )
 from recspark.evaluation.report import ModelResult, write_report
 from recspark.io.delta import read_table, write_run_partition
-from recspark.models.base import FactorSet
 from recspark.models.popularity import item_user_counts, popularity_factors
-from recspark.schemas import ITEM_INDEX, STRENGTH, USER_INDEX
-from recspark.scoring.topk import (
-    SEEN,
+from recspark.ranking.factors import FactorSet, factors_are_finite
+from recspark.results import EvaluateResult
+from recspark.rules import filter_positive
+from recspark.schemas import ITEM_INDEX, USER_INDEX
+from recspark.scoring.udf import (
     FactorSource,
     InMemoryFactors,
     MlflowModelFactors,
     score_users,
+    users_with_seen,
 )
-from recspark.training.tracking import (
+from recspark.tracking import (
     NoModelError,
     champion_version,
     model_version_for_run_date,
     set_champion,
     setup_mlflow,
 )
+from recspark.vocab import Baseline, Precision
 
 log = logging.getLogger(__name__)
-
-
-def users_with_seen(users_df: DataFrame, seen_pairs_df: DataFrame) -> DataFrame:
-    """(user_index, seen_items): each user with the items to exclude from their ranking."""
-    seen = seen_pairs_df.groupBy(USER_INDEX).agg(F.collect_list(ITEM_INDEX).alias(SEEN))
-    return users_df.select(USER_INDEX).distinct().join(seen, USER_INDEX, "left")
 
 
 REPORT_DIR = "evaluation"
@@ -66,9 +65,7 @@ REPORT_DIR = "evaluation"
 def user_segments(train: DataFrame, users: DataFrame, active_min: int) -> DataFrame:
     """(user_index, segment): `new` below `active_min` positive train items, else `active`."""
     counts = (
-        train.filter(F.col(STRENGTH) > 0)
-        .groupBy(USER_INDEX)
-        .agg(F.countDistinct(ITEM_INDEX).alias("n_train"))
+        filter_positive(train).groupBy(USER_INDEX).agg(F.countDistinct(ITEM_INDEX).alias("n_train"))
     )
     n_train = F.coalesce(F.col("n_train"), F.lit(0))
     return (
@@ -82,7 +79,7 @@ def user_segments(train: DataFrame, users: DataFrame, active_min: int) -> DataFr
 
 def item_popularity(train: DataFrame, n_items: int) -> tuple[NDArray[np.float64], int]:
     """(train users per item index, number of train users), for novelty."""
-    positives = train.filter(F.col(STRENGTH) > 0)
+    positives = filter_positive(train)
     return item_user_counts(positives, n_items), positives.select(USER_INDEX).distinct().count()
 
 
@@ -122,63 +119,52 @@ def metric_rows(result: ModelResult, k: int) -> list[tuple[int, str, float, str]
     return rows
 
 
-def factors_are_finite(factors: FactorSet) -> bool:
-    """False when any vector holds NaN or inf (a diverged model)."""
-    users = getattr(factors, "users", None)
-    return bool(np.isfinite(factors.items).all()) and (
-        users is None or bool(np.isfinite(users).all())
-    )
+def fit_baseline(
+    name: Baseline, train: DataFrame, config: Config, n_users: int, n_items: int
+) -> FactorSet:
+    """One baseline (popularity, Spark ALS or EASE) fitted on the train split."""
+    if name == "popularity":
+        return popularity_factors(train, n_users, n_items)
+    positives = filter_positive(train)
+    if name == "als":
+        from recspark.models.als import fit_als
+
+        als = config.evaluate.als
+        return fit_als(
+            positives,
+            n_users,
+            n_items,
+            rank=als.rank,
+            reg_param=als.reg_param,
+            alpha=als.alpha,
+            max_iter=als.max_iter,
+            seed=config.train.seed,
+        )
+    from recspark.models.ease import fit_ease
+
+    ease = config.train.ease
+    pairs = positives.select(USER_INDEX, ITEM_INDEX)
+    return fit_ease(pairs, n_items, ease.l2, max_items=ease.max_items).factor_set()
 
 
 def baseline_sources(
-    train: DataFrame,
-    config: Config,
-    run_date: dt.date,
-    n_users: int,
-    n_items: int,
-    skip: str | None = None,
+    train: DataFrame, config: Config, n_users: int, n_items: int, skip: str | None = None
 ) -> dict[str, FactorSource]:
-    """The configured baselines (popularity, ALS, EASE) fitted on the train split.
+    """The configured baselines fitted on the train split, by name.
 
     `skip` leaves one out: the baseline that is the very model under evaluation (EASE).
     """
-    sources: dict[str, FactorSource] = {}
-    for name in config.evaluate.baselines:
-        if name == skip:
-            continue
-        key = f"{name}|{config.table_path('train_interactions')}|{run_date}"
-        if name == "popularity":
-            factors: FactorSet = popularity_factors(train, n_users, n_items)
-        elif name == "als":
-            from recspark.models.als import fit_als
-
-            als = config.evaluate.als
-            factors = fit_als(
-                train.filter(F.col(STRENGTH) > 0),
-                n_users,
-                n_items,
-                rank=als.rank,
-                reg_param=als.reg_param,
-                alpha=als.alpha,
-                max_iter=als.max_iter,
-                seed=config.train.seed,
-            )
-        elif name == "ease":
-            from recspark.models.ease import fit_ease
-
-            pairs = train.filter(F.col(STRENGTH) > 0).select(USER_INDEX, ITEM_INDEX)
-            ease = config.train.ease
-            factors = fit_ease(pairs, n_items, ease.l2, max_items=ease.max_items).factor_set()
-        else:  # validated by the config loader
-            raise ValueError(f"evaluate.baselines: unknown baseline {name!r}")
-        sources[name] = InMemoryFactors(key, factors)
-    return sources
+    return {
+        name: InMemoryFactors(fit_baseline(name, train, config, n_users, n_items))
+        for name in config.evaluate.baselines
+        if name != skip
+    }
 
 
 def gate(
-    model: dict[str, float],
-    popularity: dict[str, float] | None,
-    champion: dict[str, float] | None,
+    model: Mapping[str, float],
+    popularity: Mapping[str, float] | None,
+    champion: Mapping[str, float] | None,
     finite: bool,
     tolerance: float,
 ) -> tuple[bool, str]:
@@ -198,7 +184,155 @@ def gate(
     return True, "passed"
 
 
-def run_evaluate(spark: SparkSession, config: Config, run_date: dt.date) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Candidate:
+    """The model version under evaluation (the newest trained for the run date) and the
+    current champion (None before the first model passed the gate)."""
+
+    version: str
+    run_id: str
+    model_name: str
+    champion: str | None
+
+    def versions(self) -> dict[str, str]:
+        """Registered versions by the labels they are measured under."""
+        found = {self.model_name: self.version}
+        return found if self.champion is None else {**found, "champion": self.champion}
+
+
+def candidate(config: Config, run_date: dt.date) -> Candidate:
+    """The version trained for `run_date` and the champion, from the registry.
+
+    Raises:
+        NoModelError: no version was trained for `run_date`.
+    """
+    version = model_version_for_run_date(config, run_date.isoformat())
+    try:
+        champion: str | None = str(champion_version(config).version)
+    except NoModelError:
+        champion = None
+    return Candidate(
+        str(version.version), version.run_id, version.tags.get("model_name", "two_tower"), champion
+    )
+
+
+def model_sources(config: Config, chosen: Candidate) -> dict[str, MlflowModelFactors]:
+    """The registered models to measure: the candidate, and the champion when it is another."""
+    uri, name = config.mlflow_tracking_uri, config.mlflow.registered_model
+    sources = {chosen.model_name: MlflowModelFactors(uri, f"models:/{name}/{chosen.version}")}
+    if chosen.champion is not None and chosen.champion != chosen.version:
+        sources["champion"] = MlflowModelFactors(uri, f"models:/{name}/{chosen.champion}")
+    return sources
+
+
+def metric_table_rows(
+    measured: Mapping[str, ModelResult],
+    k: int,
+    run_date: dt.date,
+    chosen: Candidate,
+) -> list[tuple[Any, ...]]:
+    """The `model_metrics` rows of every measured model (columns in schema order)."""
+    versions = chosen.versions()
+    return [
+        (run_date, label, versions.get(label), metric, k_, float(value), chosen.run_id, segment)
+        for label, r in measured.items()
+        for k_, metric, value, segment in metric_rows(r, k)
+    ]
+
+
+def mlflow_metrics(
+    measured: Mapping[str, ModelResult], k: int, model_label: str
+) -> dict[str, float]:
+    """Every measured metric under its MLflow name (other models' prefixed by their label)."""
+    logged = {}
+    for label, r in measured.items():
+        prefix = "" if label == model_label else f"{label}_"
+        for k_, metric, value, segment in metric_rows(r, k):
+            logged[f"{prefix}{'' if segment == 'all' else segment + '_'}{metric}_at_{k_}"] = value
+    return logged
+
+
+@dataclass(frozen=True)
+class EvaluationData:
+    """The split every model is measured on: held-out users with their seen (train) items."""
+
+    train: DataFrame
+    holdout: DataFrame
+    users: DataFrame  # (user_index, seen_items) of every held-out user
+    n_users: int
+    n_items: int
+
+
+def _read(spark: SparkSession, config: Config, run_date: dt.date) -> EvaluationData:
+    train = read_table(spark, config.table_path("train_interactions"), run_date)
+    holdout = read_table(spark, config.table_path("holdout"), run_date)
+    return EvaluationData(
+        train,
+        holdout,
+        users_with_seen(holdout, train),
+        read_table(spark, config.table_path("user_ids")).count(),
+        read_table(spark, config.table_path("item_ids")).count(),
+    )
+
+
+def measure_all(
+    data: EvaluationData,
+    sources: Mapping[str, FactorSource],
+    served_precision: Precision,
+    baselines: Sequence[str],
+    evaluate: EvaluateConfig,
+    users_per_batch: int,
+) -> tuple[dict[str, ModelResult], int]:
+    """(every model's metrics, users evaluated): each scored by `score_users` on the same users.
+
+    The model and the champion are measured as they are served (`score.precision`), the
+    baselines in float32.
+    """
+    ks = sorted({*evaluate.ks, evaluate.k})
+    users = data.users.persist()
+    try:
+        segments = user_segments(data.train, users, evaluate.active_min_interactions)
+        item_users, n_train_users = item_popularity(data.train, data.n_items)
+        measured = {}
+        for label, source in sources.items():
+            precision: Precision = "float32" if label in baselines else served_precision
+            scored = score_users(users, source, max(ks), users_per_batch, precision)
+            measured[label] = measure(
+                scored, data.holdout, segments, ks, evaluate.k, item_users, n_train_users
+            )
+        return measured, users.count()
+    finally:
+        users.unpersist()
+
+
+def _log_to_mlflow(
+    config: Config,
+    run_date: dt.date,
+    chosen: Candidate,
+    measured: Mapping[str, ModelResult],
+    verdict: tuple[bool, str],
+) -> None:
+    """The metrics, the gate's decision and the report, in the candidate's MLflow run."""
+    mlflow = setup_mlflow(config)
+    k = config.evaluate.k
+    with mlflow.start_run(run_id=chosen.run_id):
+        mlflow.log_metrics(mlflow_metrics(measured, k, chosen.model_name))
+        mlflow.set_tags({"gate_passed": str(verdict[0]), "gate_reason": verdict[1]})
+        if config.evaluate.report:
+            with tempfile.TemporaryDirectory() as tmp:
+                write_report(
+                    Path(tmp),
+                    measured,
+                    chosen.model_name,
+                    k,
+                    run_date,
+                    verdict[1],
+                    config.evaluate.active_min_interactions,
+                )
+                mlflow.log_artifacts(tmp, REPORT_DIR)
+
+
+def run_evaluate(spark: SparkSession, config: Config, run_date: dt.date) -> EvaluateResult:
     """Score held-out users with the model trained for `run_date`, the champion and baselines.
 
     Logs the metrics to the model's MLflow run, writes them to `model_metrics`, and moves the
@@ -207,113 +341,46 @@ def run_evaluate(spark: SparkSession, config: Config, run_date: dt.date) -> dict
     Returns:
         model version, metrics of every model, and the gate's decision with its reason.
     """
-    mlflow = setup_mlflow(config)
-    version = model_version_for_run_date(config, run_date.isoformat())
-    model_name = version.tags.get("model_name", "two_tower")
-    k = config.evaluate.k
-    ks = sorted({*config.evaluate.ks, k})
-    train = read_table(spark, config.table_path("train_interactions"), run_date)
-    holdout = read_table(spark, config.table_path("holdout"), run_date)
-    users = users_with_seen(holdout, train).persist()
-    n_users = read_table(spark, config.table_path("user_ids")).count()
-    n_items = read_table(spark, config.table_path("item_ids")).count()
-    name = config.mlflow.registered_model
-    uri = config.mlflow_tracking_uri
-    model_source = MlflowModelFactors(uri, f"models:/{name}/{version.version}")
-    finite = factors_are_finite(model_source.load())
-    try:
-        champion = champion_version(config)
-    except NoModelError:
-        champion = None
-    sources: dict[str, FactorSource] = {model_name: model_source}
-    if champion is not None and champion.version != version.version:
-        sources["champion"] = MlflowModelFactors(uri, f"models:/{name}/{champion.version}")
-    baselines = baseline_sources(train, config, run_date, n_users, n_items, skip=model_name)
-    sources.update(baselines)
-    measured: dict[str, ModelResult] = {}
-    try:
-        segments = user_segments(train, users, config.evaluate.active_min_interactions)
-        item_users, n_train_users = item_popularity(train, n_items)
-        for label, source in sources.items():
-            # The model and the champion are measured as they are served (score.precision).
-            precision = "float32" if label in baselines else config.score.precision
-            measured[label] = measure(
-                score_users(users, source, max(ks), config.score.users_per_batch, precision),
-                holdout,
-                segments,
-                ks,
-                k,
-                item_users,
-                n_train_users,
-            )
-        n_eval_users = users.count()
-    finally:
-        users.unpersist()
-    metrics = {label: {**r.at_k[k], **r.beyond} for label, r in measured.items()}
+    setup_mlflow(config)
+    chosen, ev = candidate(config, run_date), config.evaluate
+    data = _read(spark, config, run_date)
+    models = model_sources(config, chosen)
+    finite = factors_are_finite(models[chosen.model_name].load())
+    baselines = baseline_sources(data.train, config, data.n_users, data.n_items, chosen.model_name)
+    sources: dict[str, FactorSource] = {**models, **baselines}
+    precision, batch = config.score.precision, config.score.users_per_batch
+    measured, n_users = measure_all(data, sources, precision, list(baselines), ev, batch)
+    metrics = {label: {**r.at_k[ev.k], **r.beyond} for label, r in measured.items()}
     passed, why = gate(
-        metrics[model_name],
+        metrics[chosen.model_name],
         metrics.get("popularity"),
         metrics.get("champion"),
         finite,
-        config.evaluate.gate_tolerance,
+        ev.gate_tolerance,
     )
-    versions = {model_name: str(version.version)}
-    if champion is not None:
-        versions["champion"] = str(champion.version)
-    rows = [
-        (run_date, label, versions.get(label), metric, k_, float(value), version.run_id, segment)
-        for label, r in measured.items()
-        for k_, metric, value, segment in metric_rows(r, k)
-    ]
-    with mlflow.start_run(run_id=version.run_id):
-        for label, r in measured.items():
-            prefix = "" if label == model_name else f"{label}_"
-            mlflow.log_metrics(
-                {
-                    f"{prefix}{'' if seg == 'all' else seg + '_'}{metric}_at_{k_}": value
-                    for k_, metric, value, seg in metric_rows(r, k)
-                }
-            )
-        mlflow.set_tags({"gate_passed": str(passed), "gate_reason": why})
-        if config.evaluate.report:
-            with tempfile.TemporaryDirectory() as tmp:
-                write_report(
-                    Path(tmp),
-                    measured,
-                    model_name,
-                    k,
-                    run_date,
-                    why,
-                    config.evaluate.active_min_interactions,
-                )
-                mlflow.log_artifacts(tmp, REPORT_DIR)
-    write_run_partition(
-        spark.createDataFrame(rows, schemas.MODEL_METRICS),
-        config.table_path("model_metrics"),
-        run_date,
-        schemas.MODEL_METRICS,
-        "model_metrics",
-    )
+    _log_to_mlflow(config, run_date, chosen, measured, (passed, why))
+    rows = metric_table_rows(measured, ev.k, run_date, chosen)
+    path = config.table_path("model_metrics")
+    metrics_df = spark.createDataFrame(rows, schemas.MODEL_METRICS)
+    write_run_partition(metrics_df, path, run_date, schemas.MODEL_METRICS, "model_metrics")
     if passed:
-        set_champion(config, str(version.version))
+        set_champion(config, chosen.version)
     else:
-        log.warning("model version %s refused by the gate: %s", version.version, why)
-    result = {
-        "model_version": str(version.version),
-        "model_name": model_name,
-        "k": k,
-        "users": n_eval_users,
-        "model": metrics[model_name],
-        "popularity": metrics.get("popularity"),
-        "metrics": metrics,
-        "champion_version": None if champion is None else str(champion.version),
-        "segments": {label: r.segments for label, r in measured.items()},
-        "report": f"{REPORT_DIR}/evaluation_report.md" if config.evaluate.report else None,
-        "gate_passed": passed,
-        "gate_reason": why,
-    }
+        log.warning("model version %s refused by the gate: %s", chosen.version, why)
+    result = EvaluateResult(
+        model_version=chosen.version,
+        model_name=chosen.model_name,
+        k=ev.k,
+        users=n_users,
+        metrics=metrics,
+        segments={label: r.segments for label, r in measured.items()},
+        champion_version=chosen.champion,
+        report=f"{REPORT_DIR}/evaluation_report.md" if ev.report else None,
+        gate_passed=passed,
+        gate_reason=why,
+    )
     log.info("evaluate %s: %s", run_date, result)
     return result
 
 
-__all__ = ["gate", "run_evaluate", "users_with_seen"]
+__all__ = ["gate", "run_evaluate"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,31 +38,8 @@ def _save(fig: Any, path: Path) -> Path:
     return path
 
 
-def write_report(
-    out_dir: Path,
-    results: dict[str, ModelResult],
-    model_label: str,
-    k: int,
-    run_date: dt.date,
-    gate: str,
-    active_min: int,
-) -> list[Path]:
-    """Write evaluation_report.md and its plots into `out_dir`; returns the files written."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    ks = sorted(next(iter(results.values())).at_k)
-    lines = [
-        f"# Evaluation report, run date {run_date}",
-        "",
-        f"Model under evaluation: **{model_label}**. Gate: {gate}.",
-        "",
-        f"## Accuracy at K = {k}",
-        "",
-    ]
+def _accuracy_tables(results: Mapping[str, ModelResult], k: int, ks: list[int]) -> list[str]:
+    lines = [f"## Accuracy at K = {k}", ""]
     lines += _table(
         ["model", *METRICS, *BEYOND],
         [
@@ -85,13 +63,14 @@ def write_report(
             for label, r in results.items()
         ],
     )
-    segments = sorted({s for r in results.values() for s in r.segments})
-    lines += [
-        "",
-        f"## Segments at K = {k} (new: fewer than {active_min} train interactions)",
-        "",
-    ]
-    lines += _table(
+    return lines
+
+
+def _segment_table(
+    results: Mapping[str, ModelResult], k: int, segments: list[str], active_min: int
+) -> list[str]:
+    lines = [f"## Segments at K = {k} (new: fewer than {active_min} train interactions)", ""]
+    return lines + _table(
         ["model", "segment", "users", "ndcg", "recall", "hit_rate", "mrr"],
         [
             [label, seg, f"{int(r.segments[seg]['users'])}"]
@@ -101,7 +80,11 @@ def write_report(
             if seg in r.segments
         ],
     )
-    files = []
+
+
+def _plot_accuracy(results: Mapping[str, ModelResult], ks: list[int], path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for label, r in results.items():
         axes[0].plot(ks, [r.at_k[c]["ndcg"] for c in ks], marker="o", label=label)
@@ -111,7 +94,12 @@ def write_report(
         ax.set_title(f"{name}@K")
         ax.grid(alpha=0.3)
     axes[0].legend()
-    files.append(_save(fig, out_dir / "accuracy_at_k.png"))
+    return _save(fig, path)
+
+
+def _plot_exposure(results: Mapping[str, ModelResult], k: int, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
     fig, ax = plt.subplots(figsize=(5, 5))
     for label, r in results.items():
         counts = np.sort(r.exposure)
@@ -124,7 +112,14 @@ def write_report(
     ax.set_ylabel(f"share of top-{k} recommendations")
     ax.set_title("Exposure (Lorenz curve)")
     ax.legend(fontsize=8)
-    files.append(_save(fig, out_dir / "exposure_lorenz.png"))
+    return _save(fig, path)
+
+
+def _plot_segments(
+    results: Mapping[str, ModelResult], k: int, segments: list[str], path: Path
+) -> Path:
+    import matplotlib.pyplot as plt
+
     fig, ax = plt.subplots(figsize=(6, 4))
     width = 0.8 / max(len(results), 1)
     for i, (label, r) in enumerate(results.items()):
@@ -134,7 +129,39 @@ def write_report(
     ax.set_ylabel(f"NDCG@{k}")
     ax.set_title("NDCG by user segment")
     ax.legend(fontsize=8)
-    files.append(_save(fig, out_dir / "segments.png"))
+    return _save(fig, path)
+
+
+def write_report(
+    out_dir: Path,
+    results: Mapping[str, ModelResult],
+    model_label: str,
+    k: int,
+    run_date: dt.date,
+    gate: str,
+    active_min: int,
+) -> list[Path]:
+    """Write evaluation_report.md and its plots into `out_dir`; returns the files written."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ks = sorted(next(iter(results.values())).at_k)
+    segments = sorted({s for r in results.values() for s in r.segments})
+    lines = [
+        f"# Evaluation report, run date {run_date}",
+        "",
+        f"Model under evaluation: **{model_label}**. Gate: {gate}.",
+        "",
+        *_accuracy_tables(results, k, ks),
+        "",
+        *_segment_table(results, k, segments, active_min),
+    ]
+    files = [
+        _plot_accuracy(results, ks, out_dir / "accuracy_at_k.png"),
+        _plot_exposure(results, k, out_dir / "exposure_lorenz.png"),
+        _plot_segments(results, k, segments, out_dir / "segments.png"),
+    ]
     lines += ["", *[f"![{f.stem}]({f.name})" for f in files], ""]
     report = out_dir / "evaluation_report.md"
     report.write_text("\n".join(lines))

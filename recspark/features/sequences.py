@@ -5,11 +5,7 @@ from __future__ import annotations
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
-from recspark.schemas import EVENT_TS, ITEM_INDEX, USER_INDEX
-
-ITEM_SEQ = "item_seq"
-TS_SEQ = "ts_seq"
-SEQ_LEN = "seq_len"
+from recspark.schemas import EVENT_TS, ITEM_INDEX, ITEM_SEQ, SEQ_LEN, TS_SEQ, USER_INDEX
 
 
 def user_sequences(

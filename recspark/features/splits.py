@@ -11,8 +11,8 @@ import datetime as dt
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
+from recspark.draws import uniform
 from recspark.features.transforms import split_leave_last_k
-from recspark.io.synthetic import uniform
 from recspark.schemas import ITEM_INDEX, LAST_TS, USER_INDEX
 
 __all__ = ["split_global_time", "split_leave_last_k", "split_random_stratified"]

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from recspark.io.synthetic import uniform
+from recspark.draws import uniform
 from recspark.schemas import (
     EVENT_TS,
     ITEM_ID,

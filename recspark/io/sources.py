@@ -9,14 +9,13 @@ layouts are presets (`source.preset`).
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from recspark.config import SourceConfig
+from recspark.config import Config, SourceConfig
 from recspark.schemas import (
     EVENT_TS,
     EVENT_TYPE,
@@ -27,6 +26,7 @@ from recspark.schemas import (
     USER_ID,
     VALUE,
 )
+from recspark.vocab import SourcePreset
 
 CORRUPT = "_corrupt_record"
 TEXT_FORMATS = ("csv", "tsv", "text")
@@ -34,7 +34,7 @@ RUN_DATE_CONSTANT = "@run_date"
 EPOCH_FORMATS = ("epoch_seconds", "epoch_millis")
 
 # Public dataset layouts. Each overrides the listed SourceConfig fields.
-PRESETS: dict[str, dict[str, object]] = {
+PRESETS: dict[SourcePreset, dict[str, object]] = {
     # MovieLens 100k `u.data`: user id | item id | rating | timestamp, tab-separated, no header.
     "movielens_udata": {
         "format": "tsv",
@@ -94,16 +94,14 @@ class SourceError(ValueError):
 
 
 def resolve_source(source: SourceConfig) -> SourceConfig:
-    """Apply `source.preset` (if any) on top of the configured fields."""
+    """Apply `source.preset` (if any) on top of the configured fields (validated again)."""
     if not source.preset:
         return source
-    if source.preset not in PRESETS:
-        raise SourceError(f"source.preset: unknown {source.preset!r}; have {sorted(PRESETS)}")
-    return dataclasses.replace(source, **PRESETS[source.preset])  # type: ignore[arg-type]
+    return SourceConfig.model_validate({**source.model_dump(), **PRESETS[source.preset]})
 
 
 def _source_name(source: SourceConfig, column: str) -> str:
-    return source.mapping.get(column, column)
+    return {str(k): v for k, v in source.mapping.items()}.get(column, column)
 
 
 def _delimiter(source: SourceConfig) -> str:
@@ -241,3 +239,10 @@ def read_item_catalog(spark: SparkSession, path: str) -> DataFrame:
     if ITEM_ID not in df.columns:
         raise SourceError(f"{path}: item catalog needs an item_id column; has {df.columns}")
     return df
+
+
+def item_catalog(spark: SparkSession, config: Config) -> DataFrame | None:
+    """The configured item catalog (`source.item_catalog` under paths.raw), or None when unset."""
+    if not config.source.item_catalog:
+        return None
+    return read_item_catalog(spark, config.raw_file(config.source.item_catalog))

@@ -19,6 +19,8 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from recspark.config import SyntheticConfig
+from recspark.draws import uniform
+from recspark.results import GenerateResult
 from recspark.schemas import EVENT_TS, EVENT_TYPE, ITEM_ID, RAW_COLUMNS, USER_ID, VALUE
 
 EVENT_MIX = [("view", 0.62), ("click", 0.2), ("add_to_cart", 0.09), ("purchase", 0.05)]
@@ -32,14 +34,7 @@ DEFECT_KINDS = [
     "unknown_event_type",
     "malformed_line",
 ]
-_MASK53 = (1 << 53) - 1
 ARRIVAL_DATE = "date"
-
-
-def uniform(seed: int, salt: str, *cols: Column) -> Column:
-    """A uniform [0, 1) draw from a hash of (seed, salt, cols): partitioning-independent."""
-    h = F.xxhash64(F.lit(seed), F.lit(salt), *cols)
-    return h.bitwiseAND(F.lit(_MASK53)).cast("double") / float(1 << 53)
 
 
 def user_id_col(index: Column) -> Column:
@@ -158,7 +153,7 @@ def write_synthetic(
     raw_dir: str,
     events_subdir: str = "events",
     catalog_subdir: str = "items",
-) -> dict[str, int]:
+) -> GenerateResult:
     """Generate events (with defects) and the item catalog under `raw_dir`.
 
     Events go into one folder per arrival day, `<events_subdir>/date=YYYY-MM-DD/`, as a nightly
@@ -183,4 +178,4 @@ def write_synthetic(
         defects = events.filter(F.col("defect").isNotNull()).count()
     finally:
         events.unpersist()
-    return {"lines": lines, "defects": defects}
+    return GenerateResult(lines=lines, defects=defects)

@@ -18,7 +18,7 @@ from pyspark.ml.recommendation import ALS
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from recspark.models.base import IdFactors
+from recspark.ranking.factors import IdFactors
 from recspark.schemas import ITEM_INDEX, STRENGTH, USER_INDEX
 
 __all__ = [

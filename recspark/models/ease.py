@@ -40,7 +40,7 @@ from numpy.typing import NDArray
 from pyspark.sql import DataFrame
 from torch import nn
 
-from recspark.models.base import HistoryFactors
+from recspark.ranking.factors import HistoryFactors
 from recspark.schemas import ITEM_INDEX, USER_INDEX
 
 __all__ = [

@@ -7,7 +7,7 @@ from numpy.typing import NDArray
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from recspark.models.base import IdFactors
+from recspark.ranking.factors import IdFactors
 from recspark.schemas import ITEM_INDEX, USER_INDEX
 
 

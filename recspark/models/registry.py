@@ -8,34 +8,67 @@ Every trainable model offers `batch_loss(batch, loss, negatives)`, `validation_l
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import torch
 
-from recspark.models.base import IdFactors
 from recspark.models.two_tower import TwoTower
+from recspark.ranking.factors import IdFactors
+from recspark.vocab import GradientModel, LossName, ModelName, RowKind, choices
 
-GRADIENT_MODELS = ("two_tower", "sasrec")
-MODELS = (*GRADIENT_MODELS, "ease")
-ROW_KIND = {"two_tower": "pairs", "sasrec": "sequences"}
+ROW_KIND: dict[GradientModel, RowKind] = {"two_tower": "pairs", "sasrec": "sequences"}
 
 
-def build_model(params: Any) -> torch.nn.Module:
-    """The untrained module named by `params.model` (a TrainParams)."""
-    if params.model == "two_tower":
+@dataclass(frozen=True)
+class SasrecParams:
+    """SASRec's shape: `train.sasrec` and `features.sequence_length`."""
+
+    max_len: int = 50
+    n_layers: int = 2
+    n_heads: int = 2
+    dropout: float = 0.2
+
+
+class ModelSpec(Protocol):
+    """What `build_model` reads (the training parameters, `recspark.training.loop`)."""
+
+    @property
+    def model(self) -> ModelName: ...
+    @property
+    def n_users(self) -> int: ...
+    @property
+    def n_items(self) -> int: ...
+    @property
+    def embedding_dim(self) -> int: ...
+    @property
+    def use_history(self) -> bool: ...
+    @property
+    def history_dropout(self) -> float: ...
+    @property
+    def sasrec(self) -> SasrecParams: ...
+
+
+def build_model(spec: ModelSpec) -> torch.nn.Module:
+    """The untrained module named by `spec.model`."""
+    if spec.model == "two_tower":
         return TwoTower(
-            params.n_users,
-            params.n_items,
-            params.embedding_dim,
-            use_history=params.use_history,
-            history_dropout=params.history_dropout,
+            spec.n_users,
+            spec.n_items,
+            spec.embedding_dim,
+            use_history=spec.use_history,
+            history_dropout=spec.history_dropout,
         )
-    if params.model == "sasrec":
+    if spec.model == "sasrec":
         return SequentialRecommender(
-            params.n_users, params.n_items, params.embedding_dim, **params.sasrec
+            spec.n_users, spec.n_items, spec.embedding_dim, **dataclasses.asdict(spec.sasrec)
         )
-    raise ValueError(f"train.model: unknown model {params.model!r}, expected one of {MODELS}")
+    raise ValueError(
+        f"train.model: {spec.model!r} is not trained by gradient descent; "
+        f"those are {choices(GradientModel)}"
+    )
 
 
 class SequentialRecommender(torch.nn.Module):
@@ -49,7 +82,7 @@ class SequentialRecommender(torch.nn.Module):
         self.sasrec = SASRec(n_items, dim, **sasrec)
 
     def batch_loss(
-        self, batch: dict[str, torch.Tensor], loss: str = "softmax", negatives: int = 0
+        self, batch: dict[str, torch.Tensor], loss: LossName = "softmax", negatives: int = 0
     ) -> torch.Tensor:
         inputs, targets = self.sasrec.sequences_to_training(batch["history"])
         n_negatives = negatives if loss == "sampled_softmax" and negatives > 0 else None

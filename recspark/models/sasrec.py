@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from recspark.models.base import IdFactors
+from recspark.ranking.factors import IdFactors
 
 
 class _Block(nn.Module):

@@ -26,9 +26,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from recspark.models.base import IdFactors
-
-LOSSES = ("softmax", "sampled_softmax", "bpr")
+from recspark.ranking.factors import IdFactors
+from recspark.vocab import LossName, choices
 
 
 class TwoTower(nn.Module):
@@ -92,7 +91,7 @@ class TwoTower(nn.Module):
         return history
 
     def batch_loss(
-        self, batch: dict[str, torch.Tensor], loss: str = "softmax", negatives: int = 0
+        self, batch: dict[str, torch.Tensor], loss: LossName = "softmax", negatives: int = 0
     ) -> torch.Tensor:
         """Mean loss of a batch of positives (see the module docstring for `loss`)."""
         users, items = batch["user_index"], batch["item_index"]
@@ -115,7 +114,7 @@ class TwoTower(nn.Module):
                 user_vectors, negative
             )
             return -F.logsigmoid(margin).mean()
-        raise ValueError(f"unknown loss {loss!r}: expected one of {LOSSES}")
+        raise ValueError(f"unknown loss {loss!r}: expected one of {choices(LossName)}")
 
     def validation_logits(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """(B, n_items) scores of validation rows (history without the target)."""

@@ -27,14 +27,14 @@ thread, torch 2.13, users per CPU-second vs float32 `top_k`; README "Int8 scorin
 * Speed depends on the CPU. `torch._int_mm` runs int8 x int8 -> int32 on CPU (oneDNN, VNNI/AMX)
   with no shape or alignment constraint but one (torch 2.13: m = 1, k = 63, n = 19999 all exact;
   an inner dimension of 1 returns garbage, so d = 1 takes the float path). Since the top-K pass
-  is chunk-pruned (`scoring.topk.top_k_rows`) the product dominates a block, and on an AVX-512
+  is chunk-pruned (`ranking.topk.top_k_rows`) the product dominates a block, and on an AVX-512
   AMD EPYC compute="int8" scores 2.1-2.2x the users of float32 at 64 users a block (1.8-2.1x at
   256). With the old full `torch.topk` pass it was 1.56x there and 0.91-1.17x on an AMX Xeon.
   Overlap@10 with float32 0.994, NDCG@10 -0.4 %.
 * Keep blocks small with int8 (`score.users_per_batch` <= 256): above ~1,000 users a block int8
   drops to 0.75x float32. `torch._int_mm` allocates a fresh int32 block on every call (it takes
   no `out=`), so a large block is mapped and page-faulted anew each time, where float32 reuses
-  one buffer (`scoring.topk._score_buffer`).
+  one buffer (`ranking.topk.ScoreBuffer`).
 * compute="bfloat16" (items dequantized once to bf16 in the worker, product and top-K in bf16):
   1.5-1.7x float32 on the EPYC, 1.4-1.8x on the AMX Xeon, same loss (overlap@10 0.992, NDCG@10
   -0.5 %), int8 still what is shipped. On a CPU without bf16 units torch emulates bf16 and it
@@ -49,13 +49,15 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import numpy as np
+import torch
 from numpy.typing import NDArray
 
-from recspark.models.base import SeenItems
-from recspark.scoring.topk import mask_seen, top_k_rows
+from recspark.ranking.factors import HistoryFactors, SeenItems
+from recspark.ranking.topk import mask_seen, top_k_rows
+from recspark.vocab import QuantizedCompute
 
 QMAX = 127
 # Largest d for which a sum of d products of two int8 in [-127, 127] cannot overflow int32.
@@ -151,8 +153,6 @@ class QuantizedFactors:
         the user half is kept, so the float item matrix can be freed; any other FactorSet is kept
         whole as the user-vector source.
         """
-        from recspark.models.base import HistoryFactors
-
         items = np.asarray(factors.items)
         source: UserVectorSource
         if isinstance(factors, HistoryFactors):
@@ -169,14 +169,12 @@ class QuantizedFactors:
         return dequantize_rows(self.q_items, self.item_scales)
 
     @functools.cached_property
-    def bf16_items(self) -> Any:
+    def bf16_items(self) -> torch.Tensor:
         """(n_items, d) dequantized items as a bfloat16 torch tensor, made on first use.
 
         Kept for the life of the object (2 bytes a value, half of float32) and left out of its
         pickle, so what is shipped stays int8.
         """
-        import torch
-
         return torch.from_numpy(self.items).to(torch.bfloat16)
 
     def __getstate__(self) -> dict[str, Any]:
@@ -201,8 +199,6 @@ class QuantizedFactors:
 @functools.cache
 def int_mm_works() -> bool:
     """Whether `torch._int_mm` multiplies int8 CPU matrices exactly on this build."""
-    import torch
-
     if not hasattr(torch, "_int_mm"):
         return False
     gen = torch.Generator().manual_seed(0)
@@ -218,7 +214,7 @@ def int_mm_works() -> bool:
     return True
 
 
-def _int_product(q_users: NDArray[np.int8], q_items: NDArray[np.int8]) -> Any:
+def _int_product(q_users: NDArray[np.int8], q_items: NDArray[np.int8]) -> torch.Tensor:
     """(B, N) float32 torch tensor q_users @ q_items.T, exact below MAX_EXACT_DIM.
 
     int8 x int8 -> int32 with `torch._int_mm` where it works, converted to float32 in place
@@ -227,8 +223,6 @@ def _int_product(q_users: NDArray[np.int8], q_items: NDArray[np.int8]) -> Any:
     d = 1 always takes the float path: torch 2.13's CPU `_int_mm` returns garbage for an inner
     dimension of 1 (and of 0) when the second matrix has more than one column.
     """
-    import torch
-
     qu = torch.from_numpy(q_users)
     qi = torch.from_numpy(q_items)
     if _MIN_INT_MM_DIM <= q_items.shape[1] <= MAX_EXACT_DIM and int_mm_works():
@@ -270,9 +264,9 @@ def top_k_int8(
     qfactors: QuantizedFactors,
     seen: Sequence[Any],
     k: int,
-    compute: Literal["int8", "bfloat16"] = "int8",
+    compute: QuantizedCompute = "int8",
 ) -> tuple[NDArray[Any], NDArray[Any]]:
-    """Best k unseen items per user, scored with int8 items: drop-in for `scoring.topk.top_k`.
+    """Best k unseen items per user, scored with int8 items: drop-in for `ranking.topk.top_k`.
 
     Same contract as `top_k` (seen items excluded; where a user has fewer than k unseen items,
     item -1 and score -inf fill the row), with `qfactors` in place of the float item matrix.
@@ -298,8 +292,6 @@ def top_k_int8(
     Returns:
         (items, scores), each (B, min(k, n_items)), scores float32.
     """
-    import torch
-
     _check_users(user_vectors, qfactors)
     user_scales: NDArray[np.float32] | None = None
     if compute == "int8":

@@ -19,8 +19,9 @@ from __future__ import annotations
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
-from recspark.schemas import ITEM_INDEX, LAST_TS, STRENGTH, USER_INDEX
-from recspark.scoring.topk import CANDIDATES
+from recspark.rules import filter_positive
+from recspark.schemas import ITEM_INDEX, LAST_TS, USER_INDEX
+from recspark.scoring.udf import CANDIDATES
 
 
 def _recent(positives: DataFrame, history: int) -> DataFrame:
@@ -80,7 +81,7 @@ def user_candidates(
         positives: (user_index, item_index, strength, last_ts) positive pairs (history).
         seen: (user_index, item_index) pairs never to recommend.
     """
-    positives = positives.filter(F.col(STRENGTH) > 0)
+    positives = filter_positive(positives)
     neighbours = covisitation_neighbours(positives, history, neighbours_per_item)
     from_neighbours = (
         _recent(positives, history)

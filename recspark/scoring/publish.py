@@ -14,7 +14,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from dataclasses import dataclass
-from typing import Any
 
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
@@ -116,8 +115,11 @@ def validate_recommendations(recs: DataFrame, expect: Expectation) -> tuple[list
 
 def stage_validate_publish(
     spark: SparkSession, config: Config, run_date: dt.date, recs: DataFrame, expect: Expectation
-) -> dict[str, Any]:
+) -> float:
     """Write `recs` to staging, validate it there, and publish it only if it is valid.
+
+    Returns:
+        The run's catalog coverage (rounded to 4 digits).
 
     Raises:
         ValidationError: naming every failed check; nothing published is changed.
@@ -136,7 +138,7 @@ def stage_validate_publish(
         "recommendations",
     )
     _replace_latest(spark, config, run_date)
-    return {"coverage": round(coverage, 4)}
+    return round(coverage, 4)
 
 
 def _replace_latest(spark: SparkSession, config: Config, run_date: dt.date) -> None:
@@ -149,8 +151,18 @@ def _replace_latest(spark: SparkSession, config: Config, run_date: dt.date) -> N
     )
 
 
-def published_run(spark: SparkSession, config: Config) -> dict[str, Any] | None:
-    """(run_date, run_id, model) of the run in `recommendations_latest`, or None."""
+@dataclass(frozen=True)
+class PublishedRun:
+    """Which run `recommendations_latest` holds."""
+
+    run_date: dt.date
+    run_id: str
+    model_name: str
+    model_version: str
+
+
+def published_run(spark: SparkSession, config: Config) -> PublishedRun | None:
+    """The run in `recommendations_latest`, or None (nothing published yet)."""
     path = config.table_path("recommendations_latest")
     if not table_exists(spark, path):
         return None
@@ -160,7 +172,34 @@ def published_run(spark: SparkSession, config: Config) -> dict[str, Any] | None:
         .distinct()
         .first()
     )
-    return None if row is None else row.asDict()
+    return None if row is None else PublishedRun(**row.asDict())
+
+
+@dataclass(frozen=True)
+class UserSample:
+    """A user's best recommendations: (item_id, score, explanation or None) best first."""
+
+    user_id: str
+    items: tuple[tuple[str, float, str | None], ...]
+
+
+def sample_recommendations(
+    spark: SparkSession, config: Config, run_date: dt.date, n_users: int = 3, n_recs: int = 5
+) -> list[UserSample]:
+    """The first `n_users` users (by id) of a run with their `n_recs` best recommendations."""
+    recs = read_table(spark, config.table_path("recommendations"), run_date)
+    first = recs.select(USER_ID).distinct().orderBy(USER_ID).limit(n_users)
+    rows = (
+        recs.join(first, USER_ID, "left_semi")
+        .filter(F.col(RANK) <= n_recs)
+        .orderBy(USER_ID, RANK)
+        .select(USER_ID, ITEM_ID, SCORE, "explanation")
+        .collect()
+    )
+    samples: dict[str, list[tuple[str, float, str | None]]] = {}
+    for r in rows:
+        samples.setdefault(r[USER_ID], []).append((r[ITEM_ID], r[SCORE], r["explanation"]))
+    return [UserSample(user, tuple(items)) for user, items in samples.items()]
 
 
 def _run_partition(spark: SparkSession, config: Config, run: str) -> DataFrame:
@@ -194,14 +233,16 @@ def _run_partition(spark: SparkSession, config: Config, run: str) -> DataFrame:
     )
 
 
-def rollback(spark: SparkSession, config: Config, to_run: str) -> dict[str, Any]:
+def rollback(
+    spark: SparkSession, config: Config, to_run: str
+) -> tuple[PublishedRun | None, PublishedRun | None]:
     """Make an earlier published run the one in `recommendations_latest`.
 
     Args:
         to_run: a run date (YYYY-MM-DD) or a pipeline run id (see `pipeline_runs`).
 
     Returns:
-        the run now published (run_date, run_id, model) and the one it replaced.
+        (the run now published, the one it replaced or None).
     """
     before = published_run(spark, config)
     rows = _run_partition(spark, config, to_run)
@@ -213,14 +254,17 @@ def rollback(spark: SparkSession, config: Config, to_run: str) -> dict[str, Any]
     )
     after = published_run(spark, config)
     log.warning("rolled recommendations_latest back from %s to %s", before, after)
-    return {"published": after, "replaced": before}
+    return after, before
 
 
 __all__ = [
     "Expectation",
+    "PublishedRun",
+    "UserSample",
     "ValidationError",
     "published_run",
     "rollback",
+    "sample_recommendations",
     "stage_validate_publish",
     "validate_recommendations",
 ]

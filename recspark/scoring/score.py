@@ -13,16 +13,17 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from typing import Any
+from dataclasses import dataclass
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from recspark.config import Config
-from recspark.evaluation.evaluate import users_with_seen
+from recspark.config import Config, ScoreConfig
 from recspark.io.delta import read_table
-from recspark.models.base import FactorSet, IdFactors
 from recspark.models.popularity import popularity_factors
+from recspark.ranking.factors import known_users
+from recspark.results import ScoreResult
+from recspark.rules import filter_positive
 from recspark.runs import current_run_id
 from recspark.schemas import (
     EXPLANATION,
@@ -32,32 +33,27 @@ from recspark.schemas import (
     REASON,
     RUN_DATE,
     SCORE,
-    STRENGTH,
     USER_ID,
     USER_INDEX,
 )
 from recspark.scoring.candidates import user_candidates
 from recspark.scoring.publish import Expectation, stage_validate_publish
-from recspark.scoring.topk import (
+from recspark.scoring.udf import (
     CANDIDATES,
     EXPLANATION_INDEX,
     SEEN,
+    FactorSource,
     InMemoryFactors,
     MlflowModelFactors,
-    load_factors,
     score_users,
+    users_with_seen,
 )
-from recspark.training.tracking import champion_version, setup_mlflow
+from recspark.tracking import champion_version, setup_mlflow
 
 log = logging.getLogger(__name__)
 
 PERSONALIZED = "personalized"
 POPULAR_FALLBACK = "popular_fallback"
-
-
-def model_user_count(factors: FactorSet) -> int | None:
-    """How many user indices an id-based model knows (None: it needs only the history)."""
-    return len(factors.users) if isinstance(factors, IdFactors) else None
 
 
 def split_cold_users(
@@ -72,7 +68,123 @@ def split_cold_users(
     return flagged.filter(~cold).drop("has_history"), flagged.filter(cold).drop("has_history")
 
 
-def run_score(spark: SparkSession, config: Config, run_date: dt.date) -> dict[str, Any]:
+@dataclass(frozen=True)
+class ScoringData:
+    """What the score stage reads: the id maps and every known user with their seen items."""
+
+    user_map: DataFrame
+    item_map: DataFrame
+    n_items: int
+    seen_pairs: DataFrame  # train and held-out pairs: none may be recommended
+    users: DataFrame  # (user_index, seen_items) of every known user
+
+
+def _read(spark: SparkSession, config: Config, run_date: dt.date) -> ScoringData:
+    item_map = read_table(spark, config.table_path("item_ids"))
+    user_map = read_table(spark, config.table_path("user_ids"))
+    train = read_table(spark, config.table_path("train_interactions"), run_date)
+    seen_pairs = train.unionByName(read_table(spark, config.table_path("holdout"), run_date))
+    users = users_with_seen(user_map, seen_pairs)
+    return ScoringData(user_map, item_map, item_map.count(), seen_pairs, users)
+
+
+def with_shortlists(warm: DataFrame, data: ScoringData, score: ScoreConfig) -> DataFrame:
+    """The warm users with their shortlist (`candidates`) of unseen items to rank."""
+    shortlist = user_candidates(
+        warm,
+        filter_positive(data.seen_pairs),
+        data.seen_pairs,
+        score.candidate_history,
+        score.neighbours_per_item,
+        score.popular_candidates,
+        score.max_candidates,
+    )
+    return warm.join(shortlist, USER_INDEX, "left")
+
+
+def ranked(
+    warm: DataFrame,
+    cold: DataFrame,
+    model: FactorSource,
+    popular: FactorSource,
+    score: ScoreConfig,
+) -> DataFrame:
+    """(user_index, item_index, rank, score, explanation_index, reason) of every user: the
+    model's top-K for the warm users, the most popular unseen items for the cold ones."""
+    personalized = score_users(
+        warm, model, score.k, score.users_per_batch, score.precision, score.explain_history
+    ).withColumn(REASON, F.lit(PERSONALIZED))
+    if EXPLANATION_INDEX not in personalized.columns:
+        personalized = personalized.withColumn(EXPLANATION_INDEX, F.lit(-1))
+    fallback = (
+        score_users(cold, popular, score.k, score.users_per_batch)
+        .withColumn(EXPLANATION_INDEX, F.lit(-1))
+        .withColumn(REASON, F.lit(POPULAR_FALLBACK))
+    )
+    return personalized.unionByName(fallback)
+
+
+@dataclass(frozen=True)
+class RunStamp:
+    """What every row of a scoring run carries: the model and the run."""
+
+    model_name: str
+    model_version: str
+    run_id: str
+    run_date: dt.date
+
+
+def with_ids(
+    recs: DataFrame, user_map: DataFrame, item_map: DataFrame, stamp: RunStamp
+) -> DataFrame:
+    """Recommendations by index as `recommendations` rows: ids, reason, explanation, run."""
+    explained_by = item_map.select(
+        F.col(ITEM_INDEX).alias(EXPLANATION_INDEX), F.col(ITEM_ID).alias(EXPLANATION)
+    )
+    return (
+        recs.join(user_map, USER_INDEX)
+        .join(item_map, ITEM_INDEX)
+        .join(explained_by, EXPLANATION_INDEX, "left")
+        .select(
+            USER_ID,
+            RANK,
+            ITEM_ID,
+            SCORE,
+            REASON,
+            EXPLANATION,
+            F.lit(stamp.model_name).alias("model_name"),
+            F.lit(stamp.model_version).alias("model_version"),
+            F.lit(stamp.run_id).alias("run_id"),
+            F.lit(stamp.run_date).alias(RUN_DATE),
+        )
+    )
+
+
+def expected_rows(users: DataFrame, n_items: int, k: int, warm: DataFrame | None) -> DataFrame:
+    """(user_index, n_expected): K rows per user, fewer when the user has seen almost the whole
+    catalog or (with shortlists, `warm` given) has fewer than K unseen candidates."""
+    unseen = F.lit(n_items) - F.size(F.coalesce(F.array_distinct(SEEN), F.array()))
+    expected = users.select(USER_INDEX, F.least(F.lit(k), unseen).alias("n_expected"))
+    if warm is None:
+        return expected
+    shortlist = F.size(F.coalesce(F.col(CANDIDATES), F.array()))
+    from_shortlist = warm.select(USER_INDEX, F.least(F.lit(k), shortlist).alias("n_expected"))
+    return expected.join(from_shortlist, USER_INDEX, "left_anti").unionByName(from_shortlist)
+
+
+def expectation(data: ScoringData, expected: DataFrame, min_coverage: float) -> Expectation:
+    """What the validation checks the run against, by original ids."""
+    return Expectation(
+        users=expected.join(data.user_map, USER_INDEX).select(USER_ID, "n_expected"),
+        seen=data.seen_pairs.join(data.user_map, USER_INDEX)
+        .join(data.item_map, ITEM_INDEX)
+        .select(USER_ID, ITEM_ID),
+        n_items=data.n_items,
+        min_coverage=min_coverage,
+    )
+
+
+def run_score(spark: SparkSession, config: Config, run_date: dt.date) -> ScoreResult:
     """Score every known user with the champion, validate the run, then publish it.
 
     Returns:
@@ -83,106 +195,39 @@ def run_score(spark: SparkSession, config: Config, run_date: dt.date) -> dict[st
             changed.
     """
     setup_mlflow(config)
-    champion = champion_version(config)
-    name = config.mlflow.registered_model
-    score = config.score
-    user_map = read_table(spark, config.table_path("user_ids"))
-    item_map = read_table(spark, config.table_path("item_ids"))
-    n_items = item_map.count()
-    train = read_table(spark, config.table_path("train_interactions"), run_date)
-    seen_pairs = train.unionByName(read_table(spark, config.table_path("holdout"), run_date))
-    users = users_with_seen(user_map, seen_pairs).persist()
-    source = MlflowModelFactors(config.mlflow_tracking_uri, f"models:/{name}/{champion.version}")
-    known = model_user_count(load_factors(source))
-    positives = seen_pairs.filter(F.col(STRENGTH) > 0)
-    warm, cold = split_cold_users(users, positives, known)
-    shortlisted = n_items > score.exact_max_items
-    if shortlisted:
-        shortlist = user_candidates(
-            warm,
-            positives,
-            seen_pairs,
-            score.candidate_history,
-            score.neighbours_per_item,
-            score.popular_candidates,
-            score.max_candidates,
-        )
-        warm = warm.join(shortlist, USER_INDEX, "left")
-    personalized = score_users(
-        warm, source, score.k, score.users_per_batch, score.precision, score.explain_history
-    ).withColumn(REASON, F.lit(PERSONALIZED))
-    if EXPLANATION_INDEX not in personalized.columns:
-        personalized = personalized.withColumn(EXPLANATION_INDEX, F.lit(-1))
-    popular = InMemoryFactors(
-        f"popularity|{config.table_path('holdout')}|{run_date}",
-        popularity_factors(positives, user_map.count(), n_items),  # train and held out
-    )
-    fallback = (
-        score_users(cold, popular, score.k, score.users_per_batch)
-        .withColumn(EXPLANATION_INDEX, F.lit(-1))
-        .withColumn(REASON, F.lit(POPULAR_FALLBACK))
-    )
-    explained_by = item_map.select(
-        F.col(ITEM_INDEX).alias(EXPLANATION_INDEX), F.col(ITEM_ID).alias(EXPLANATION)
-    )
-    run_id = current_run_id()
-    out = (
-        personalized.unionByName(fallback)
-        .join(user_map, USER_INDEX)
-        .join(item_map, ITEM_INDEX)
-        .join(explained_by, EXPLANATION_INDEX, "left")
-        .select(
-            USER_ID,
-            RANK,
-            ITEM_ID,
-            SCORE,
-            REASON,
-            EXPLANATION,
-            F.lit(name).alias("model_name"),
-            F.lit(str(champion.version)).alias("model_version"),
-            F.lit(run_id).alias("run_id"),
-            F.lit(run_date).alias(RUN_DATE),
-        )
-    )
-    expected_rows = F.least(
-        F.lit(score.k), F.lit(n_items) - F.size(F.coalesce(F.array_distinct(SEEN), F.array()))
-    )
-    expected = users.select(USER_INDEX, expected_rows.alias("n_expected"))
-    if shortlisted:
-        # a shortlisted user can only get as many rows as it has (unseen) candidates
-        from_shortlist = warm.select(
-            USER_INDEX,
-            F.least(F.lit(score.k), F.size(F.coalesce(F.col(CANDIDATES), F.array()))).alias(
-                "n_expected"
-            ),
-        )
-        expected = expected.join(from_shortlist, USER_INDEX, "left_anti").unionByName(
-            from_shortlist
-        )
-    expect = Expectation(
-        users=expected.join(user_map, USER_INDEX).select(USER_ID, "n_expected"),
-        seen=seen_pairs.join(user_map, USER_INDEX)
-        .join(item_map, ITEM_INDEX)
-        .select(USER_ID, ITEM_ID),
-        n_items=n_items,
-        min_coverage=score.min_coverage,
-    )
+    name, score = config.mlflow.registered_model, config.score
+    stamp = RunStamp(name, str(champion_version(config).version), current_run_id(), run_date)
+    model = MlflowModelFactors(config.mlflow_tracking_uri, f"models:/{name}/{stamp.model_version}")
+    data = _read(spark, config, run_date)
+    users = data.users.persist()
     try:
-        published = stage_validate_publish(spark, config, run_date, out, expect)
-        n_cold = cold.count()
-        n_users = users.count()
+        positives = filter_positive(data.seen_pairs)
+        warm, cold = split_cold_users(users, positives, known_users(model.load()))
+        shortlisted = data.n_items > score.exact_max_items
+        if shortlisted:
+            warm = with_shortlists(warm, data, score)
+        n_users = data.user_map.count()
+        popular = InMemoryFactors(popularity_factors(positives, n_users, data.n_items))
+        recs = with_ids(
+            ranked(warm, cold, model, popular, score), data.user_map, data.item_map, stamp
+        )
+        expected = expected_rows(users, data.n_items, score.k, warm if shortlisted else None)
+        coverage = stage_validate_publish(
+            spark, config, run_date, recs, expectation(data, expected, score.min_coverage)
+        )
+        n_cold, n_scored = cold.count(), users.count()
     finally:
         users.unpersist()
     written = read_table(spark, config.table_path("recommendations"), run_date)
-    result = {
-        "model_version": str(champion.version),
-        "run_id": run_id,
-        "users": n_users,
-        "personalized_users": n_users - n_cold,
-        "fallback_users": n_cold,
-        "rows": written.count(),
-        "ranked": "candidates" if shortlisted else "whole catalog",
-        **published,
-    }
+    result = ScoreResult(
+        model_version=stamp.model_version,
+        run_id=stamp.run_id,
+        users=n_scored,
+        personalized_users=n_scored - n_cold,
+        fallback_users=n_cold,
+        rows=written.count(),
+        ranked="candidates" if shortlisted else "whole catalog",
+        coverage=coverage,
+    )
     log.info("score %s: %s", run_date, result)
     return result

@@ -10,25 +10,30 @@ Validation: a seeded sample of users (at most `train.validation_users`) gives up
 item) pairs leave the training rows and the histories, and the model is scored on ranking each one
 against the whole catalog (the user's other items excluded). Early stopping watches that NDCG@k.
 Only the validation rows (validation_users x history length integers) reach the driver.
+
+The shaping (`validation_targets`, `shape_rows`, `padded_histories`) is DataFrame in, DataFrame
+out; `training_rows` and `history_batches` read the tables and call it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
 
 from recspark.config import Config
-from recspark.features.sequences import ITEM_SEQ
+from recspark.draws import uniform
 from recspark.io.delta import read_table
-from recspark.io.synthetic import uniform
-from recspark.schemas import ITEM_INDEX, STRENGTH, USER_INDEX
+from recspark.rules import filter_positive
+from recspark.schemas import ITEM_INDEX, ITEM_SEQ, USER_INDEX
+from recspark.vocab import RowKind
 
 HISTORY = "history"
 _TARGET = "_validation_item"
@@ -41,7 +46,7 @@ def left_padded(items: Column, length: int, pad: int) -> Column:
     return F.concat(padding, kept).cast("array<int>")
 
 
-def _validation_targets(sequences: DataFrame, n_users: int, seed: int, latest: bool) -> DataFrame:
+def validation_targets(sequences: DataFrame, n_users: int, seed: int, latest: bool) -> DataFrame:
     """(user_index, _validation_item) for up to n_users sampled users with >= 2 train items.
 
     The held-out item is the user's latest (`latest`, matching temporal splits) or a seeded
@@ -61,17 +66,39 @@ def _validation_targets(sequences: DataFrame, n_users: int, seed: int, latest: b
     return candidates.orderBy("_draw", USER_INDEX).limit(n_users).drop("_draw")
 
 
-def training_rows(
-    spark: SparkSession, config: Config, run_date: dt.date, kind: str, n_items: int
-) -> tuple[DataFrame, dict[str, NDArray[Any]]]:
-    """(training rows DataFrame, validation arrays) for `kind` pairs | sequences."""
-    cfg = config.train
-    length = config.features.sequence_length
-    sequences = read_table(spark, config.table_path("user_sequences"), run_date).select(
-        USER_INDEX, ITEM_SEQ
+def padded_histories(sequences: DataFrame, length: int, n_items: int) -> DataFrame:
+    """(user_index, history): each user's sequence as a left-padded array of `length`."""
+    return sequences.select(
+        USER_INDEX, left_padded(F.col(ITEM_SEQ), length, n_items).alias(HISTORY)
     )
-    latest = config.features.split in ("leave_last_k", "global_time")
-    targets = _validation_targets(sequences, cfg.validation_users, cfg.seed, latest).cache()
+
+
+@dataclass(frozen=True)
+class ShapedRows:
+    """Training rows (user_index, item_index, history) and the validation rows, as DataFrames."""
+
+    rows: DataFrame
+    validation: DataFrame
+
+
+def shape_rows(
+    sequences: DataFrame,
+    positives: DataFrame,
+    targets: DataFrame,
+    kind: RowKind,
+    n_items: int,
+    length: int,
+) -> ShapedRows:
+    """The rows of `kind` with the validation targets left out of rows and histories.
+
+    Args:
+        sequences: (user_index, item_seq) train sequences.
+        positives: (user_index, item_index) positive train pairs (used by `pairs` only).
+        targets: (user_index, _validation_item) from `validation_targets`.
+        kind: `pairs` (two-tower) or `sequences` (SASRec); sequences' item_index is padding.
+        n_items: the padding index.
+        length: the history length.
+    """
     # Validation users lose their target from the sequence they train on (a pair is one element).
     trimmed = sequences.join(targets, USER_INDEX, "left").select(
         USER_INDEX,
@@ -79,68 +106,83 @@ def training_rows(
         .otherwise(F.array_remove(ITEM_SEQ, F.col(_TARGET)))
         .alias(ITEM_SEQ),
     )
-    histories = trimmed.select(
-        USER_INDEX, left_padded(F.col(ITEM_SEQ), length, n_items).alias(HISTORY)
-    )
+    histories = padded_histories(trimmed, length, n_items)
     if kind == "pairs":
-        positives = (
-            read_table(spark, config.table_path("train_interactions"), run_date)
-            .filter(F.col(STRENGTH) > 0)
-            .select(USER_INDEX, ITEM_INDEX)
-            .join(
-                targets.withColumnRenamed(_TARGET, ITEM_INDEX),
-                [USER_INDEX, ITEM_INDEX],
-                "left_anti",
+        held_out = targets.withColumnRenamed(_TARGET, ITEM_INDEX)
+        rows = (
+            positives.select(USER_INDEX, ITEM_INDEX)
+            .join(held_out, [USER_INDEX, ITEM_INDEX], "left_anti")
+            .join(histories, USER_INDEX, "left")
+            .select(
+                USER_INDEX,
+                ITEM_INDEX,
+                F.coalesce(HISTORY, F.array_repeat(F.lit(n_items), length)).alias(HISTORY),
             )
         )
-        rows = positives.join(histories, USER_INDEX, "left").select(
-            USER_INDEX,
-            ITEM_INDEX,
-            F.coalesce(HISTORY, F.array_repeat(F.lit(n_items), length)).alias(HISTORY),
-        )
-    elif kind == "sequences":
-        rows = histories.select(USER_INDEX, F.lit(n_items).alias(ITEM_INDEX), HISTORY)
     else:
-        raise ValueError(f"unknown training row kind {kind!r}")
-    validation: Any = (
-        targets.join(histories, USER_INDEX)
-        .select(USER_INDEX, F.col(_TARGET).alias(ITEM_INDEX), HISTORY)
-        .orderBy(USER_INDEX)
-        .toPandas()
+        rows = histories.select(USER_INDEX, F.lit(n_items).alias(ITEM_INDEX), HISTORY)
+    validation = targets.join(histories, USER_INDEX).select(
+        USER_INDEX, F.col(_TARGET).alias(ITEM_INDEX), HISTORY
     )
-    targets.unpersist()
-    val = {
-        USER_INDEX: validation[USER_INDEX].to_numpy(np.int64),
-        ITEM_INDEX: validation[ITEM_INDEX].to_numpy(np.int64),
-        HISTORY: np.stack(validation[HISTORY].to_numpy()).astype(np.int64)
-        if len(validation)
-        else np.zeros((0, length), np.int64),
+    return ShapedRows(rows, validation)
+
+
+def validation_arrays(rows: Iterable[Row], length: int) -> dict[str, NDArray[np.int64]]:
+    """The validation rows as int64 arrays, by user index (what every rank receives)."""
+    ordered = sorted(rows, key=lambda r: r[USER_INDEX])
+    history = np.asarray([r[HISTORY] for r in ordered], dtype=np.int64)
+    return {
+        USER_INDEX: np.asarray([r[USER_INDEX] for r in ordered], dtype=np.int64),
+        ITEM_INDEX: np.asarray([r[ITEM_INDEX] for r in ordered], dtype=np.int64),
+        HISTORY: history.reshape(len(ordered), length),
     }
-    return rows, val
+
+
+def training_rows(
+    spark: SparkSession, config: Config, run_date: dt.date, kind: RowKind, n_items: int
+) -> tuple[DataFrame, dict[str, NDArray[np.int64]]]:
+    """(training rows DataFrame, validation arrays) for `kind` pairs | sequences."""
+    cfg, length = config.train, config.features.sequence_length
+    sequences = read_table(spark, config.table_path("user_sequences"), run_date)
+    sequences = sequences.select(USER_INDEX, ITEM_SEQ)
+    latest = config.features.split in ("leave_last_k", "global_time")
+    targets = validation_targets(sequences, cfg.validation_users, cfg.seed, latest).cache()
+    positives = filter_positive(
+        read_table(spark, config.table_path("train_interactions"), run_date)
+    )
+    shaped = shape_rows(sequences, positives, targets, kind, n_items, length)
+    validation = validation_arrays(shaped.validation.collect(), length)
+    targets.unpersist()
+    return shaped.rows, validation
+
+
+def batched(
+    rows: Iterable[Row], batch: int
+) -> Iterator[tuple[NDArray[np.int64], NDArray[np.int64]]]:
+    """(user indices, (B, L) histories) of (user_index, history) rows, `batch` users at a time."""
+    users: list[int] = []
+    histories: list[list[int]] = []
+    for row in rows:
+        users.append(row[USER_INDEX])
+        histories.append(row[HISTORY])
+        if len(users) == batch:
+            yield np.asarray(users, np.int64), np.asarray(histories, np.int64)
+            users, histories = [], []
+    if users:
+        yield np.asarray(users, np.int64), np.asarray(histories, np.int64)
 
 
 def history_batches(
     spark: SparkSession, config: Config, run_date: dt.date, n_items: int, batch: int = 4096
-) -> Iterator[tuple[NDArray[Any], NDArray[Any]]]:
+) -> Iterator[tuple[NDArray[np.int64], NDArray[np.int64]]]:
     """(user indices, (B, L) histories) of every user with train items, streamed in batches.
 
     The full train history (no validation hold-out), for exporting user vectors after training:
     rows come through `toLocalIterator`, so the driver holds one batch at a time.
     """
-    length = config.features.sequence_length
-    table = read_table(spark, config.table_path("user_sequences"), run_date).select(
-        USER_INDEX, left_padded(F.col(ITEM_SEQ), length, n_items).alias(HISTORY)
-    )
-    users: list[int] = []
-    rows: list[list[int]] = []
-    for row in table.toLocalIterator():
-        users.append(row[USER_INDEX])
-        rows.append(row[HISTORY])
-        if len(users) == batch:
-            yield np.asarray(users, np.int64), np.asarray(rows, np.int64)
-            users, rows = [], []
-    if users:
-        yield np.asarray(users, np.int64), np.asarray(rows, np.int64)
+    sequences = read_table(spark, config.table_path("user_sequences"), run_date)
+    table = padded_histories(sequences, config.features.sequence_length, n_items)
+    return batched(table.toLocalIterator(), batch)
 
 
 def make_converter(spark: SparkSession, config: Config, rows: DataFrame, num_proc: int) -> Any:

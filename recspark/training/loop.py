@@ -15,23 +15,35 @@ validation has not improved for `patience` epochs. The best epoch's parameters a
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+from numpy.typing import NDArray
+
+from recspark.models.registry import SasrecParams
+from recspark.results import EpochStats
 from recspark.schemas import ITEM_INDEX, USER_INDEX
+from recspark.vocab import GradientModel, Launcher, LossName, ReaderPool
 
 HISTORY = "history"
+StateDict = dict[str, torch.Tensor]
+Batch = dict[str, torch.Tensor]
+Validation = Mapping[str, NDArray[Any]]  # user_index, item_index (the target), history
 
 
 @dataclass(frozen=True)
 class TrainParams:
-    model: str
+    """Everything a rank needs to train: built by the train stage, shipped to every rank."""
+
+    model: GradientModel
     n_users: int
     n_items: int
     embedding_dim: int
@@ -41,17 +53,31 @@ class TrainParams:
     weight_decay: float
     seed: int
     steps_per_epoch: int
-    loss: str = "softmax"
+    loss: LossName = "softmax"
     negatives: int = 0
     use_history: bool = True
     history_dropout: float = 0.0
-    sasrec: dict[str, Any] = field(default_factory=dict)
+    sasrec: SasrecParams = field(default_factory=SasrecParams)
     patience: int = 3
     eval_k: int = 10
     checkpoint_path: str | None = None
     fingerprint: str = ""
     threads: int = 0  # torch intra-op threads per rank on CPU; 0: the cores / ranks per machine
-    reader_pool: str = "thread"  # Petastorm: thread (decode beside training) | dummy (inline)
+    reader_pool: ReaderPool = "thread"  # Petastorm: thread (decode beside training) | dummy
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """What `fit` returns from a rank: the best epoch's parameters and the epochs' stats."""
+
+    state_dict: StateDict
+    best_val_ndcg: float
+    history: tuple[EpochStats, ...]
+    device: str
+    ranks: int
+    launcher: str
+    resumed_from_epoch: int | None
+    rank: int = 0
 
 
 # -- communication -----------------------------------------------------------------------------
@@ -146,10 +172,8 @@ class TorchDistComm(LocalComm):
 
 
 # -- the loop ------------------------------------------------------------------------------------
-def validation_ndcg(model: Any, validation: dict[str, Any], k: int, device: Any) -> float:
+def validation_ndcg(model: Any, validation: Validation, k: int, device: torch.device) -> float:
     """Mean NDCG@k of each validation row's single target, the user's history excluded."""
-    import torch
-
     n = len(validation[ITEM_INDEX])
     if n == 0:
         return float("nan")
@@ -176,9 +200,50 @@ def validation_ndcg(model: Any, validation: dict[str, Any], k: int, device: Any)
     return total / n
 
 
-def _save_checkpoint(path: str, state: dict[str, Any]) -> None:
-    import torch
+@dataclass
+class Progress:
+    """Where training stands after an epoch: what a checkpoint saves and a resumed run restores.
 
+    Early stopping: an epoch whose validation NDCG does not beat the best by 1e-5 is a bad
+    epoch; `patience` bad epochs in a row stop training. The best epoch's parameters are kept.
+    """
+
+    epoch: int = 0
+    best_metric: float = -math.inf
+    best_state: StateDict | None = None
+    bad_epochs: int = 0
+    history: list[EpochStats] = field(default_factory=list)
+
+    def record(self, stats: EpochStats, model: Any) -> None:
+        metric = stats.val_ndcg
+        if math.isnan(metric) or metric > self.best_metric + 1e-5:
+            self.best_metric = metric if not math.isnan(metric) else self.best_metric
+            self.best_state = _cpu_copy(model)
+            self.bad_epochs = 0
+        else:
+            self.bad_epochs += 1
+        self.epoch = stats.epoch
+        self.history.append(stats)
+
+    def stopped(self, patience: int) -> bool:
+        return patience > 0 and self.bad_epochs >= patience
+
+
+def _cpu_copy(model: Any) -> StateDict:
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+
+def _save_checkpoint(
+    path: str, params: TrainParams, model: Any, optimizer: Any, progress: Progress
+) -> None:
+    """Write the checkpoint atomically (a killed rank never leaves half a file)."""
+    state = {
+        "fingerprint": params.fingerprint,
+        "epoch": progress.epoch,
+        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "optimizer": copy.deepcopy(optimizer.state_dict()),
+        "progress": progress,
+    }
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_suffix(".tmp")
@@ -187,25 +252,21 @@ def _save_checkpoint(path: str, state: dict[str, Any]) -> None:
 
 
 def _load_checkpoint(path: str | None, fingerprint: str) -> dict[str, Any] | None:
-    import torch
-
     if not path or not Path(path).exists():
         return None
     state: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=False)
-    if state.get("fingerprint") != fingerprint:
-        print(
-            f"[train] checkpoint {path} is from other settings: starting over",
-            file=sys.stderr,
-            flush=True,
-        )
+    if state.get("fingerprint") != fingerprint or "progress" not in state:
+        _say(f"[train] checkpoint {path} is from other settings: starting over")
         return None
     return state
 
 
-def _warm_start(model: Any, init_state: dict[str, Any]) -> list[str]:
-    """Copy the champion's parameters into the new model; larger id tables keep new rows fresh."""
-    import torch
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
 
+
+def _warm_start(model: Any, init_state: StateDict) -> list[str]:
+    """Copy the champion's parameters into the new model; larger id tables keep new rows fresh."""
     copied = []
     own = model.state_dict()
     with torch.no_grad():
@@ -223,151 +284,130 @@ def _warm_start(model: Any, init_state: dict[str, Any]) -> list[str]:
     return copied
 
 
-def fit(
-    comm: Any,
-    batches: Iterator[dict[str, Any]],
-    validation: dict[str, Any],
-    params: TrainParams,
-    init_state: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Train on `batches` (an endless iterator of dicts of tensors) for the configured epochs."""
-    import torch
+def _device(comm: Any, params: TrainParams) -> torch.device:
+    """This rank's GPU, or the CPU with this rank's share of the machine's cores."""
+    if torch.cuda.is_available():
+        torch.cuda.set_device(comm.local_rank)
+        return torch.device("cuda", comm.local_rank)
+    # Ranks share the machine's cores: a share of the threads each avoids oversubscription.
+    torch.set_num_threads(params.threads or max(1, (os.cpu_count() or 1) // comm.local_size))
+    return torch.device("cpu")
 
+
+def _prepared_model(
+    comm: Any, params: TrainParams, init_state: StateDict | None, device: torch.device
+) -> tuple[Any, Any]:
+    """(model, optimizer): seeded, warm-started on rank 0, then made equal on every rank."""
     from recspark.models.registry import build_model
 
-    use_cuda = torch.cuda.is_available()
-    if use_cuda:
-        torch.cuda.set_device(comm.local_rank)
-        device = torch.device("cuda", comm.local_rank)
-    else:
-        # Ranks share the machine's cores: a share of the threads each avoids oversubscription.
-        threads = params.threads or max(1, (os.cpu_count() or 1) // comm.local_size)
-        torch.set_num_threads(threads)
-        device = torch.device("cpu")
     torch.manual_seed(params.seed)
     model: Any = build_model(params)
     if init_state and comm.rank == 0:
-        copied = _warm_start(model, init_state)
-        print(f"[train] warm start from the champion: {len(copied)} tensors", file=sys.stderr)
+        _say(f"[train] warm start from the champion: {len(_warm_start(model, init_state))} tensors")
     model = model.to(device)
     optimizer = torch.optim.Adam(
         model.parameters(), lr=params.learning_rate * comm.size, weight_decay=params.weight_decay
     )
-    optimizer = comm.prepare(model, optimizer)
+    return model, comm.prepare(model, optimizer)
 
+
+def _restore(comm: Any, params: TrainParams, model: Any, optimizer: Any) -> Progress | None:
+    """Rank 0's checkpoint of this run (same settings and data), loaded on every rank."""
     checkpoint = None
     if comm.rank == 0:
         checkpoint = _load_checkpoint(params.checkpoint_path, params.fingerprint)
     checkpoint = comm.broadcast_object(checkpoint)
-    history: list[dict[str, float]] = []
-    first_epoch, best_metric, best_state, bad_epochs = 1, -math.inf, None, 0
-    if checkpoint is not None:
-        model.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        first_epoch = checkpoint["epoch"] + 1
-        best_metric, best_state = checkpoint["best_metric"], checkpoint["best_state"]
-        bad_epochs, history = checkpoint["bad_epochs"], checkpoint["history"]
-        if comm.rank == 0:
-            print(
-                f"[train] resumed from the checkpoint of epoch {checkpoint['epoch']}",
-                file=sys.stderr,
-                flush=True,
-            )
+    if checkpoint is None:
+        return None
+    model.load_state_dict(checkpoint["model"])
+    optimizer.load_state_dict(checkpoint["optimizer"])
+    if comm.rank == 0:
+        _say(f"[train] resumed from the checkpoint of epoch {checkpoint['epoch']}")
+    progress: Progress = checkpoint["progress"]
+    return progress
+
+
+def _train_epoch(
+    comm: Any, model: Any, optimizer: Any, batches: Iterator[Batch], params: TrainParams
+) -> tuple[float, float, float]:
+    """(mean loss over all ranks' rows, rows of all ranks, seconds) of one epoch."""
+    device = next(model.parameters()).device
+    model.train()
     started = time.perf_counter()
-    stopped_early = bad_epochs >= params.patience > 0
-    for epoch in range(first_epoch, params.epochs + 1):
-        if stopped_early:
+    loss_sum, samples = 0.0, 0
+    for _ in range(params.steps_per_epoch):
+        batch = {key: value.to(device, dtype=torch.long) for key, value in next(batches).items()}
+        optimizer.zero_grad()
+        loss = model.batch_loss(batch, params.loss, params.negatives)
+        loss.backward()
+        comm.after_backward(model)
+        optimizer.step()
+        rows = len(batch[USER_INDEX])
+        loss_sum += float(loss.item()) * rows
+        samples += rows
+    seconds = time.perf_counter() - started
+    totals = comm.allreduce_sum(torch.tensor([loss_sum, float(samples)], dtype=torch.float64))
+    return float(totals[0] / max(float(totals[1]), 1.0)), float(totals[1]), seconds
+
+
+def _report(
+    comm: Any, params: TrainParams, stats: EpochStats, eta: float, device: torch.device
+) -> None:
+    _say(
+        f"[train] epoch {stats.epoch}/{params.epochs}  loss {stats.loss:.4f}  "
+        f"val ndcg@{params.eval_k} {stats.val_ndcg:.4f}  {stats.samples_per_s:,.0f} samples/s  "
+        f"({comm.size} ranks, {comm.name}, {device.type})  eta {eta:.0f}s"
+    )
+
+
+def fit(
+    comm: Any,
+    batches: Iterator[Batch],
+    validation: Validation,
+    params: TrainParams,
+    init_state: StateDict | None = None,
+) -> FitResult:
+    """Train on `batches` (an endless iterator of dicts of tensors) for the configured epochs."""
+    device = _device(comm, params)
+    model, optimizer = _prepared_model(comm, params, init_state, device)
+    progress = _restore(comm, params, model, optimizer)
+    resumed_from = None if progress is None else progress.epoch
+    progress = progress or Progress()
+    first, started = progress.epoch + 1, time.perf_counter()
+    for epoch in range(first, params.epochs + 1):
+        if progress.stopped(params.patience):
             break
-        model.train()
-        t0 = time.perf_counter()
-        loss_sum, samples = 0.0, 0
-        for _ in range(params.steps_per_epoch):
-            batch = {
-                key: value.to(device, dtype=torch.long) for key, value in next(batches).items()
-            }
-            optimizer.zero_grad()
-            loss = model.batch_loss(batch, params.loss, params.negatives)
-            loss.backward()
-            comm.after_backward(model)
-            optimizer.step()
-            rows = len(batch[USER_INDEX])
-            loss_sum += float(loss.item()) * rows
-            samples += rows
-        seconds = time.perf_counter() - t0
-        totals = comm.allreduce_sum(torch.tensor([loss_sum, float(samples)], dtype=torch.float64))
-        epoch_loss = float(totals[0] / max(float(totals[1]), 1.0))
-        throughput = float(totals[1]) / seconds
+        loss, samples, seconds = _train_epoch(comm, model, optimizer, batches, params)
         metric = validation_ndcg(model, validation, params.eval_k, device)
-        if not math.isfinite(epoch_loss):
-            raise FloatingPointError(f"training diverged at epoch {epoch}: loss {epoch_loss}")
-        if math.isnan(metric) or metric > best_metric + 1e-5:
-            best_metric = metric if not math.isnan(metric) else best_metric
-            best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-            bad_epochs = 0
-        else:
-            bad_epochs += 1
-        history.append(
-            {
-                "epoch": epoch,
-                "loss": epoch_loss,
-                "val_ndcg": metric,
-                "samples_per_s": throughput,
-                "seconds": seconds,
-            }
-        )
+        if not math.isfinite(loss):
+            raise FloatingPointError(f"training diverged at epoch {epoch}: loss {loss}")
+        progress.record(EpochStats(epoch, loss, metric, samples / seconds, seconds), model)
         if comm.rank == 0:
-            done = epoch - first_epoch + 1
-            eta = (time.perf_counter() - started) / done * (params.epochs - epoch)
-            print(
-                f"[train] epoch {epoch}/{params.epochs}  loss {epoch_loss:.4f}  "
-                f"val ndcg@{params.eval_k} {metric:.4f}  {throughput:,.0f} samples/s  "
-                f"({comm.size} ranks, {comm.name}, {device.type})  eta {eta:.0f}s",
-                file=sys.stderr,
-                flush=True,
-            )
+            eta = (time.perf_counter() - started) / (epoch - first + 1) * (params.epochs - epoch)
+            _report(comm, params, progress.history[-1], eta, device)
             if params.checkpoint_path:
-                _save_checkpoint(
-                    params.checkpoint_path,
-                    {
-                        "fingerprint": params.fingerprint,
-                        "epoch": epoch,
-                        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-                        "optimizer": copy.deepcopy(optimizer.state_dict()),
-                        "best_metric": best_metric,
-                        "best_state": best_state,
-                        "bad_epochs": bad_epochs,
-                        "history": history,
-                    },
-                )
-        if params.patience > 0 and bad_epochs >= params.patience:
-            if comm.rank == 0:
-                print(
-                    f"[train] early stop: no validation gain for {bad_epochs} epochs; "
-                    f"best ndcg@{params.eval_k} {best_metric:.4f}",
-                    file=sys.stderr,
-                    flush=True,
-                )
-            break
-    if best_state is None:
-        best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-    return {
-        "state_dict": best_state,
-        "best_val_ndcg": best_metric,
-        "history": history,
-        "device": device.type,
-        "ranks": comm.size,
-        "launcher": comm.name,
-        "resumed_from_epoch": None if checkpoint is None else checkpoint["epoch"],
-    }
+                _save_checkpoint(params.checkpoint_path, params, model, optimizer, progress)
+        if progress.stopped(params.patience) and comm.rank == 0:
+            _say(
+                f"[train] early stop: no validation gain for {progress.bad_epochs} epochs; "
+                f"best ndcg@{params.eval_k} {progress.best_metric:.4f}"
+            )
+    return FitResult(
+        state_dict=progress.best_state or _cpu_copy(model),
+        best_val_ndcg=progress.best_metric,
+        history=tuple(progress.history),
+        device=device.type,
+        ranks=comm.size,
+        launcher=comm.name,
+        resumed_from_epoch=resumed_from,
+    )
 
 
-def memory_batches(rows: dict[str, Any], batch_size: int, seed: int) -> Iterator[dict[str, Any]]:
+def memory_batches(rows: Mapping[str, Any], batch_size: int, seed: int) -> Iterator[Batch]:
     """An endless iterator over in-memory rows (dict of equal-length arrays), reshuffled per pass.
 
     The same loop as Petastorm feeds, for the input-pipeline benchmark and for debugging.
     """
-    import torch
-
     tensors = {key: torch.as_tensor(value) for key, value in rows.items()}
     n = len(next(iter(tensors.values())))
     generator = torch.Generator().manual_seed(seed)
@@ -395,25 +435,23 @@ def petastorm_batches(converter: Any, comm: Any, params: TrainParams) -> Any:
 
 
 def train_worker(
-    launcher: str,
+    launcher: Launcher,
     converter: Any,
-    validation: dict[str, Any],
+    validation: Validation,
     params: TrainParams,
-    init_state: dict[str, Any] | None = None,
+    init_state: StateDict | None = None,
     all_ranks: bool = False,
-) -> dict[str, Any] | None:
+) -> FitResult | None:
     """What each rank runs: set up communication, read its Petastorm shard, `fit`.
 
     Returns the result on rank 0 and None on the others (on every rank with `all_ranks`, which
     the tests use to compare the ranks' parameters).
     """
-    import torch
-
     if launcher == "horovod":
         comm: Any = HorovodComm()
     else:
         comm = TorchDistComm("nccl" if torch.cuda.is_available() else "gloo")
     with petastorm_batches(converter, comm, params) as loader:
         result = fit(comm, iter(loader), validation, params, init_state)
-    result["rank"] = comm.rank
+    result = dataclasses.replace(result, rank=comm.rank)
     return result if comm.rank == 0 or all_ranks else None

@@ -18,37 +18,65 @@ import shutil
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
-from pyspark.sql import functions as F
 
-from recspark.config import Config
+from recspark.config import Config, TableKey
 from recspark.io.delta import read_table
 from recspark.models.base import ScoringModel
-from recspark.models.registry import ROW_KIND
+from recspark.models.registry import ROW_KIND, SasrecParams, build_model
+from recspark.results import EpochStats, TrainResult
+from recspark.rules import filter_positive
 from recspark.runs import code_version, config_hash
-from recspark.schemas import ITEM_INDEX, STRENGTH, USER_INDEX
+from recspark.schemas import ITEM_INDEX, USER_INDEX
+from recspark.tracking import NoModelError, champion_version, setup_mlflow
 from recspark.training.data import history_batches, make_converter, training_rows
-from recspark.training.loop import TrainParams, train_worker
+from recspark.training.loop import FitResult, StateDict, TrainParams, Validation, train_worker
 from recspark.training.shipped import shipped_archives, wrap
-from recspark.training.tracking import NoModelError, champion_version, setup_mlflow
+from recspark.vocab import GradientModel, ModelName, choices
 
 log = logging.getLogger(__name__)
 
 # Tables a model is trained from; their Delta versions are logged with the model.
-INPUT_TABLES = ("train_interactions", "user_sequences", "user_ids", "item_ids")
+INPUT_TABLES: tuple[TableKey, ...] = (
+    "train_interactions",
+    "user_sequences",
+    "user_ids",
+    "item_ids",
+)
+DataVersions = dict[TableKey, int | None]
 
 
 class TrainingError(RuntimeError):
     """Training could not produce a model."""
 
 
-def table_versions(spark: SparkSession, config: Config) -> dict[str, int | None]:
+@dataclass(frozen=True)
+class Trained:
+    """A trained model and how it was trained, before it is logged."""
+
+    model: ScoringModel
+    params: dict[str, Any]  # logged as MLflow params
+    history: tuple[EpochStats, ...]
+    best_val_ndcg: float | None
+    seconds: float
+    ranks: int
+    launcher: str
+    device: str
+    resumed_from_epoch: int | None = None
+
+
+def is_gradient_model(model: ModelName) -> TypeGuard[GradientModel]:
+    return model in choices(GradientModel)
+
+
+def table_versions(spark: SparkSession, config: Config) -> DataVersions:
     """The current Delta version of each input table (None where it does not exist)."""
-    versions: dict[str, int | None] = {}
+    versions: DataVersions = {}
     for key in INPUT_TABLES:
         path = config.table_path(key)
         if not DeltaTable.isDeltaTable(spark, path):
@@ -64,10 +92,20 @@ def checkpoint_path(config: Config, run_date: dt.date) -> Path:
 
 
 def _params(
-    config: Config, n_users: int, n_items: int, n_rows: int, run_date: dt.date, versions: Any
+    config: Config,
+    n_users: int,
+    n_items: int,
+    n_rows: int,
+    run_date: dt.date,
+    versions: DataVersions,
 ) -> TrainParams:
+    """The ranks' parameters, fingerprinted: a checkpoint resumes only the same settings and
+    data."""
     cfg = config.train
+    if not is_gradient_model(cfg.model):
+        raise ValueError(f"train.model: {cfg.model} is not trained by gradient descent")
     batch_size = cfg.sasrec.batch_size if cfg.model == "sasrec" else cfg.batch_size
+    sasrec = cfg.sasrec
     base = TrainParams(
         model=cfg.model,
         n_users=n_users,
@@ -83,27 +121,22 @@ def _params(
         negatives=cfg.negatives,
         use_history=cfg.use_history,
         history_dropout=cfg.history_dropout,
-        sasrec={
-            "max_len": config.features.sequence_length,
-            "n_layers": cfg.sasrec.layers,
-            "n_heads": cfg.sasrec.heads,
-            "dropout": cfg.sasrec.dropout,
-        },
+        sasrec=SasrecParams(
+            config.features.sequence_length, sasrec.layers, sasrec.heads, sasrec.dropout
+        ),
         patience=cfg.patience,
         eval_k=config.evaluate.k,
         reader_pool=cfg.reader_pool,
         checkpoint_path=str(checkpoint_path(config, run_date)),
     )
-    # A checkpoint is resumed only by a run with the same settings on the same data.
+    settings = {**dataclasses.asdict(base), "checkpoint_path": None}
     key = json.dumps(
-        {**base.__dict__, "checkpoint_path": None, "launcher": cfg.launcher, "data": versions},
-        sort_keys=True,
-        default=str,
+        {**settings, "launcher": cfg.launcher, "data": versions}, sort_keys=True, default=str
     )
-    return TrainParams(**{**base.__dict__, "fingerprint": hashlib.sha256(key.encode()).hexdigest()})
+    return dataclasses.replace(base, fingerprint=hashlib.sha256(key.encode()).hexdigest())
 
 
-def _champion_state(config: Config, model_name: str) -> dict[str, Any] | None:
+def _champion_state(config: Config, model_name: str) -> StateDict | None:
     """The champion's network parameters for a warm start (None: no champion, other model)."""
     import mlflow.pytorch
 
@@ -118,7 +151,7 @@ def _champion_state(config: Config, model_name: str) -> dict[str, Any] | None:
     )
     if getattr(champion, "model_name", None) != model_name or champion.network is None:
         return None
-    state: dict[str, Any] = champion.network.state_dict()
+    state: StateDict = champion.network.state_dict()
     print(f"[train] warm start from champion version {version.version}", file=sys.stderr)
     return state
 
@@ -127,16 +160,17 @@ def _launch(
     spark: SparkSession,
     config: Config,
     converter: Any,
-    validation: Any,
+    validation: Validation,
     params: TrainParams,
-    init: Any,
-) -> Any:
+    init: StateDict | None,
+) -> FitResult | None:
+    """Run `train_worker` on `train.num_proc` ranks; rank 0's result."""
     cfg = config.train
     archives = shipped_archives(spark.conf.get("spark.submit.pyFiles", ""))
+    fn, args = wrap(train_worker, (cfg.launcher, converter, validation, params, init), archives)
     if cfg.launcher == "horovod":
         import horovod.spark
 
-        fn, args = wrap(train_worker, ("horovod", converter, validation, params, init), archives)
         results = horovod.spark.run(
             fn,
             args=args,
@@ -153,22 +187,23 @@ def _launch(
     distributor = TorchDistributor(
         num_processes=cfg.num_proc, local_mode=False, use_gpu=torch.cuda.is_available()
     )
-    fn, args = wrap(
-        train_worker, ("torch_distributor", converter, validation, params, init), archives
-    )
-    return distributor.run(fn, *args)
+    result: FitResult | None = distributor.run(fn, *args)
+    return result
 
 
-def _train_gradient_model(
-    spark: SparkSession, config: Config, run_date: dt.date, n_users: int, n_items: int
-) -> tuple[ScoringModel, dict[str, Any], dict[str, Any]]:
-    import torch
-
-    from recspark.models.registry import build_model
-
+def _fit_on_ranks(
+    spark: SparkSession,
+    config: Config,
+    run_date: dt.date,
+    shape: tuple[int, int],
+    versions: DataVersions,
+) -> tuple[TrainParams, FitResult, float]:
+    """(parameters, rank 0's result, seconds) of training on the Petastorm-fed ranks."""
     cfg = config.train
+    if not is_gradient_model(cfg.model):
+        raise ValueError(f"train.model: {cfg.model} is not trained by gradient descent")
+    n_users, n_items = shape
     rows, validation = training_rows(spark, config, run_date, ROW_KIND[cfg.model], n_items)
-    versions = table_versions(spark, config)
     converter = make_converter(spark, config, rows, cfg.num_proc)
     try:
         n_rows = len(converter)
@@ -190,44 +225,69 @@ def _train_gradient_model(
         converter.delete()
     if result is None:
         raise TrainingError("no rank returned a model")
-    for name, tensor in result["state_dict"].items():
-        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+    return params, result, seconds
+
+
+def _check_finite(state_dict: StateDict) -> None:
+    for name, tensor in state_dict.items():
+        if tensor.is_floating_point() and not tensor.isfinite().all():
             raise TrainingError(f"training diverged: parameter {name} has NaN or inf")
+
+
+def _train_gradient_model(
+    spark: SparkSession,
+    config: Config,
+    run_date: dt.date,
+    shape: tuple[int, int],
+    versions: DataVersions,
+) -> Trained:
+    """Train on the ranks; export the best epoch's factors (histories from user_sequences)."""
+    params, result, seconds = _fit_on_ranks(spark, config, run_date, shape, versions)
+    _check_finite(result.state_dict)
     network = build_model(params)
-    network.load_state_dict(result["state_dict"])
-    factors = network.factor_set(history_batches(spark, config, run_date, n_items))  # type: ignore[operator]
-    result.update(seconds=seconds, params=params.__dict__, versions=versions, rows=n_rows)
-    return ScoringModel(cfg.model, network, factors), result, versions
+    network.load_state_dict(result.state_dict)
+    histories = history_batches(spark, config, run_date, params.n_items)
+    factors = network.factor_set(histories)  # type: ignore[operator]
+    logged = {k: v for k, v in dataclasses.asdict(params).items() if k != "fingerprint"}
+    return Trained(
+        model=ScoringModel(params.model, network, factors),
+        params={**logged, "num_proc": result.ranks, "launcher": result.launcher},
+        history=result.history,
+        best_val_ndcg=result.best_val_ndcg,
+        seconds=seconds,
+        ranks=result.ranks,
+        launcher=result.launcher,
+        device=result.device,
+        resumed_from_epoch=result.resumed_from_epoch,
+    )
 
 
-def _train_ease(
-    spark: SparkSession, config: Config, run_date: dt.date, n_items: int
-) -> tuple[ScoringModel, dict[str, Any], dict[str, Any]]:
+def _train_ease(spark: SparkSession, config: Config, run_date: dt.date, n_items: int) -> Trained:
     from recspark.models.ease import fit_ease
 
-    versions = table_versions(spark, config)
-    pairs = (
-        read_table(spark, config.table_path("train_interactions"), run_date)
-        .filter(F.col(STRENGTH) > 0)
-        .select(USER_INDEX, ITEM_INDEX)
-    )
+    train = read_table(spark, config.table_path("train_interactions"), run_date)
+    pairs = filter_positive(train).select(USER_INDEX, ITEM_INDEX)
     started = time.perf_counter()
     ease = fit_ease(pairs, n_items, config.train.ease.l2, max_items=config.train.ease.max_items)
-    seconds = time.perf_counter() - started
-    result = {
-        "seconds": seconds,
-        "history": [],
-        "device": "cpu",
-        "ranks": 1,
-        "launcher": "closed_form",
-        "best_val_ndcg": None,
-        "params": {"model": "ease", "l2": config.train.ease.l2, "n_items": n_items},
-        "versions": versions,
-    }
-    return ScoringModel("ease", ease, ease.factor_set()), result, versions
+    return Trained(
+        model=ScoringModel("ease", ease, ease.factor_set()),
+        params={
+            "model": "ease",
+            "l2": config.train.ease.l2,
+            "n_items": n_items,
+            "num_proc": 1,
+            "launcher": "closed_form",
+        },
+        history=(),
+        best_val_ndcg=None,
+        seconds=time.perf_counter() - started,
+        ranks=1,
+        launcher="closed_form",
+        device="cpu",
+    )
 
 
-def run_train(spark: SparkSession, config: Config, run_date: dt.date) -> dict[str, Any]:
+def run_train(spark: SparkSession, config: Config, run_date: dt.date) -> TrainResult:
     """Train the configured model, log it to MLflow and register it.
 
     Returns:
@@ -235,20 +295,35 @@ def run_train(spark: SparkSession, config: Config, run_date: dt.date) -> dict[st
     """
     n_users = read_table(spark, config.table_path("user_ids")).count()
     n_items = read_table(spark, config.table_path("item_ids")).count()
+    versions = table_versions(spark, config)
     if config.train.model == "ease":
-        model, result, versions = _train_ease(spark, config, run_date, n_items)
+        trained = _train_ease(spark, config, run_date, n_items)
     else:
-        model, result, versions = _train_gradient_model(spark, config, run_date, n_users, n_items)
-    out = _log_to_mlflow(spark, config, run_date, model, result, versions)
+        trained = _train_gradient_model(spark, config, run_date, (n_users, n_items), versions)
+    run_id, version = _log_to_mlflow(spark, config, run_date, trained, versions)
     # The model is safely in the registry: a rerun of this date trains afresh.
     shutil.rmtree(checkpoint_path(config, run_date).parent, ignore_errors=True)
-    return out
+    log.info("train %s: version %s", run_date, version)
+    return TrainResult(
+        mlflow_run_id=run_id,
+        model_version=version,
+        model_name=trained.model.model_name,
+        history=trained.history,
+        best_val_ndcg=trained.best_val_ndcg,
+        seconds=trained.seconds,
+        ranks=trained.ranks,
+        launcher=trained.launcher,
+        device=trained.device,
+        resumed_from_epoch=trained.resumed_from_epoch,
+    )
 
 
+# -- MLflow ------------------------------------------------------------------------------------
 def _log_id_maps(spark: SparkSession, config: Config, mlflow: Any) -> None:
     """The id maps (original id <-> index) the model's vectors are indexed by, as Parquet."""
+    id_maps: tuple[TableKey, ...] = ("user_ids", "item_ids")
     with tempfile.TemporaryDirectory() as tmp:
-        for key in ("user_ids", "item_ids"):
+        for key in id_maps:
             target = Path(tmp) / key
             read_table(spark, config.table_path(key)).coalesce(1).write.parquet(
                 target.as_uri(), mode="overwrite"
@@ -271,73 +346,65 @@ def _signature(model: ScoringModel) -> Any:
     return infer_signature(example, output)
 
 
+def run_tags(
+    config: Config, run_date: dt.date, trained: Trained, versions: DataVersions
+) -> dict[str, str]:
+    """The tags of a training run: what it was trained on, with what code and config."""
+    return {
+        "run_date": run_date.isoformat(),
+        "model_name": trained.model.model_name,
+        "config_env": config.env,
+        "config_hash": config_hash(config),
+        "code_version": code_version(),
+        "device": trained.device,
+        **{f"data_version.{k}": str(v) for k, v in versions.items()},
+        **{f"data_path.{k}": config.table_path(k) for k in versions},
+    }
+
+
+def _log_history(mlflow: Any, history: tuple[EpochStats, ...]) -> None:
+    for row in history:
+        mlflow.log_metric("train_loss", row.loss, step=row.epoch)
+        mlflow.log_metric("samples_per_s", row.samples_per_s, step=row.epoch)
+        if row.val_ndcg == row.val_ndcg:  # not NaN
+            mlflow.log_metric("val_ndcg", row.val_ndcg, step=row.epoch)
+
+
 def _log_to_mlflow(
     spark: SparkSession,
     config: Config,
     run_date: dt.date,
-    model: ScoringModel,
-    result: dict[str, Any],
-    versions: dict[str, Any],
-) -> dict[str, Any]:
+    trained: Trained,
+    versions: DataVersions,
+) -> tuple[str, str]:
+    """Log and register the model with its params, tags, metrics and id maps.
+
+    Returns:
+        (MLflow run id, registered model version).
+    """
     import mlflow.pytorch
     from mlflow.tracking import MlflowClient
 
     mlflow = setup_mlflow(config)
+    name = config.mlflow.registered_model
     with mlflow.start_run(run_name=f"train-{run_date}") as run:
-        mlflow.log_params(
-            {
-                **{k: v for k, v in result["params"].items() if k != "fingerprint"},
-                "num_proc": result["ranks"],
-                "launcher": result["launcher"],
-            }
-        )
-        mlflow.set_tags(
-            {
-                "run_date": run_date.isoformat(),
-                "model_name": model.model_name,
-                "config_env": config.env,
-                "config_hash": config_hash(config),
-                "code_version": code_version(),
-                "device": result["device"],
-                **{f"data_version.{k}": str(v) for k, v in versions.items()},
-                **{f"data_path.{k}": config.table_path(k) for k in versions},
-            }
-        )
-        mlflow.log_dict(
-            json.loads(json.dumps(dataclasses.asdict(config), default=str)), "config.json"
-        )
-        for row in result["history"]:
-            step = int(row["epoch"])
-            mlflow.log_metric("train_loss", row["loss"], step=step)
-            mlflow.log_metric("samples_per_s", row["samples_per_s"], step=step)
-            if row["val_ndcg"] == row["val_ndcg"]:  # not NaN
-                mlflow.log_metric("val_ndcg", row["val_ndcg"], step=step)
-        mlflow.log_metric("train_seconds", result["seconds"])
+        mlflow.log_params(trained.params)
+        mlflow.set_tags(run_tags(config, run_date, trained, versions))
+        mlflow.log_dict(config.model_dump(mode="json"), "config.json")
+        _log_history(mlflow, trained.history)
+        mlflow.log_metric("train_seconds", trained.seconds)
         _log_id_maps(spark, config, mlflow)
         # Pickle, not MLflow 3's default 'pt2' (a traced graph): scoring needs the module's
         # factor_set() method, which only the pickled nn.Module keeps.
         info = mlflow.pytorch.log_model(
-            model,
+            trained.model,
             name="model",
-            registered_model_name=config.mlflow.registered_model,
+            registered_model_name=name,
             serialization_format="pickle",
-            signature=_signature(model),
+            signature=_signature(trained.model),
         )
         version = str(info.registered_model_version)
         client = MlflowClient()
-        for key, value in (("run_date", run_date.isoformat()), ("model_name", model.model_name)):
-            client.set_model_version_tag(config.mlflow.registered_model, version, key, value)
-    out = {
-        "mlflow_run_id": run.info.run_id,
-        "model_version": version,
-        "model_name": model.model_name,
-        "history": result["history"],
-        "best_val_ndcg": result["best_val_ndcg"],
-        "seconds": result["seconds"],
-        "ranks": result["ranks"],
-        "launcher": result["launcher"],
-        "device": result["device"],
-        "resumed_from_epoch": result.get("resumed_from_epoch"),
-    }
-    log.info("train %s: version %s", run_date, version)
-    return out
+        client.set_model_version_tag(name, version, "run_date", run_date.isoformat())
+        client.set_model_version_tag(name, version, "model_name", trained.model.model_name)
+    return run.info.run_id, version

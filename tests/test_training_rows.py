@@ -1,0 +1,69 @@
+"""Training rows shaped from small in-memory tables (no Delta): histories, validation hold-out."""
+
+from __future__ import annotations
+
+from pyspark.sql import SparkSession
+
+from recspark.training.data import (
+    HISTORY,
+    batched,
+    shape_rows,
+    validation_arrays,
+    validation_targets,
+)
+
+PAD = 9  # n_items: the padding index
+
+
+def _sequences(spark: SparkSession):  # user 0: items 1, 2, 3 in time order; user 1: item 4
+    return spark.createDataFrame([(0, [1, 2, 3]), (1, [4])], "user_index int, item_seq array<int>")
+
+
+def _positives(spark: SparkSession):
+    return spark.createDataFrame([(0, 1), (0, 2), (0, 3), (1, 4)], "user_index int, item_index int")
+
+
+def test_latest_validation_target(spark: SparkSession) -> None:
+    targets = validation_targets(_sequences(spark), n_users=10, seed=1, latest=True)
+    assert [tuple(r) for r in targets.collect()] == [(0, 3)]  # user 1 has one item: none
+
+
+def test_random_validation_target_is_one_of_the_users_items_and_seeded(spark: SparkSession) -> None:
+    sequences = spark.createDataFrame(
+        [(u, list(range(u, u + 6))) for u in range(40)], "user_index int, item_seq array<int>"
+    )
+    first = {r[0]: r[1] for r in validation_targets(sequences, 40, 7, latest=False).collect()}
+    again = {r[0]: r[1] for r in validation_targets(sequences, 40, 7, latest=False).collect()}
+    assert first == again and len(first) == 40
+    assert all(u <= item < u + 6 for u, item in first.items())
+    assert len({item - u for u, item in first.items()}) > 1  # not always the same position
+    assert len(validation_targets(sequences, 5, 7, latest=False).collect()) == 5
+
+
+def test_pairs_leave_the_target_out_of_rows_and_histories(spark: SparkSession) -> None:
+    targets = spark.createDataFrame([(0, 3)], "user_index int, _validation_item int")
+    shaped = shape_rows(_sequences(spark), _positives(spark), targets, "pairs", PAD, length=3)
+    rows = sorted((r["user_index"], r["item_index"], r[HISTORY]) for r in shaped.rows.collect())
+    assert rows == [(0, 1, [PAD, 1, 2]), (0, 2, [PAD, 1, 2]), (1, 4, [PAD, PAD, 4])]
+    assert [tuple(r) for r in shaped.validation.collect()] == [(0, 3, [PAD, 1, 2])]
+
+
+def test_sequences_are_one_row_per_user_cut_to_the_latest(spark: SparkSession) -> None:
+    targets = spark.createDataFrame([], "user_index int, _validation_item int")
+    shaped = shape_rows(_sequences(spark), _positives(spark), targets, "sequences", PAD, length=2)
+    rows = sorted((r["user_index"], r["item_index"], r[HISTORY]) for r in shaped.rows.collect())
+    assert rows == [(0, PAD, [2, 3]), (1, PAD, [PAD, 4])]
+    assert shaped.validation.count() == 0
+
+
+def test_validation_arrays_and_batches(spark: SparkSession) -> None:
+    rows = spark.createDataFrame(
+        [(5, 1, [PAD, 2]), (2, 3, [4, 6])], "user_index int, item_index int, history array<int>"
+    ).collect()
+    arrays = validation_arrays(rows, length=2)
+    assert arrays["user_index"].tolist() == [2, 5]
+    assert arrays["item_index"].tolist() == [3, 1]
+    assert arrays[HISTORY].tolist() == [[4, 6], [PAD, 2]]
+    assert validation_arrays([], length=2)[HISTORY].shape == (0, 2)
+    got = [(u.tolist(), h.tolist()) for u, h in batched(rows, batch=1)]
+    assert got == [([5], [[PAD, 2]]), ([2], [[4, 6]])]
