@@ -88,11 +88,13 @@ def _read(spark: SparkSession, config: Config, run_date: dt.date) -> ScoringData
     return ScoringData(user_map, item_map, item_map.count(), seen_pairs, users)
 
 
-def with_shortlists(warm: DataFrame, data: ScoringData, score: ScoreConfig) -> DataFrame:
+def with_shortlists(
+    warm: DataFrame, positives: DataFrame, data: ScoringData, score: ScoreConfig
+) -> DataFrame:
     """The warm users with their shortlist (`candidates`) of unseen items to rank."""
     shortlist = user_candidates(
         warm,
-        filter_positive(data.seen_pairs),
+        positives,
         data.seen_pairs,
         score.candidate_history,
         score.neighbours_per_item,
@@ -205,7 +207,7 @@ def run_score(spark: SparkSession, config: Config, run_date: dt.date) -> ScoreRe
         warm, cold = split_cold_users(users, positives, known_users(model.load()))
         shortlisted = data.n_items > score.exact_max_items
         if shortlisted:
-            warm = with_shortlists(warm, data, score)
+            warm = with_shortlists(warm, positives, data, score)
         n_users = data.user_map.count()
         popular = InMemoryFactors(popularity_factors(positives, n_users, data.n_items))
         recs = with_ids(

@@ -70,8 +70,16 @@ class Trained:
     resumed_from_epoch: int | None = None
 
 
-def is_gradient_model(model: ModelName) -> TypeGuard[GradientModel]:
+def _is_gradient_model(model: ModelName) -> TypeGuard[GradientModel]:
     return model in choices(GradientModel)
+
+
+def gradient_model(config: Config) -> GradientModel:
+    """`train.model`, which must be trained on ranks (not the closed-form EASE)."""
+    model = config.train.model
+    if not _is_gradient_model(model):
+        raise ValueError(f"train.model: {model} is not trained by gradient descent")
+    return model
 
 
 def table_versions(spark: SparkSession, config: Config) -> DataVersions:
@@ -101,13 +109,11 @@ def _params(
 ) -> TrainParams:
     """The ranks' parameters, fingerprinted: a checkpoint resumes only the same settings and
     data."""
-    cfg = config.train
-    if not is_gradient_model(cfg.model):
-        raise ValueError(f"train.model: {cfg.model} is not trained by gradient descent")
-    batch_size = cfg.sasrec.batch_size if cfg.model == "sasrec" else cfg.batch_size
+    cfg, model = config.train, gradient_model(config)
+    batch_size = cfg.sasrec.batch_size if model == "sasrec" else cfg.batch_size
     sasrec = cfg.sasrec
     base = TrainParams(
-        model=cfg.model,
+        model=model,
         n_users=n_users,
         n_items=n_items,
         embedding_dim=cfg.embedding_dim,
@@ -199,11 +205,9 @@ def _fit_on_ranks(
     versions: DataVersions,
 ) -> tuple[TrainParams, FitResult, float]:
     """(parameters, rank 0's result, seconds) of training on the Petastorm-fed ranks."""
-    cfg = config.train
-    if not is_gradient_model(cfg.model):
-        raise ValueError(f"train.model: {cfg.model} is not trained by gradient descent")
+    cfg, model = config.train, gradient_model(config)
     n_users, n_items = shape
-    rows, validation = training_rows(spark, config, run_date, ROW_KIND[cfg.model], n_items)
+    rows, validation = training_rows(spark, config, run_date, ROW_KIND[model], n_items)
     converter = make_converter(spark, config, rows, cfg.num_proc)
     try:
         n_rows = len(converter)
