@@ -19,9 +19,14 @@ ReaderPool = Literal["thread", "dummy"]  # Petastorm decoding beside training, o
 SplitName = Literal["leave_last_k", "global_time", "random_by_user", "random_by_item", "external"]
 NegativeSampling = Literal["uniform", "popularity"]
 Baseline = Literal["popularity", "als", "ease"]
-SourceFormat = Literal["csv", "tsv", "text", "json", "parquet", "delta"]
+SourceFormat = Literal["csv", "tsv", "text", "json", "parquet", "delta", "sequence_lines"]
 SourcePreset = Literal[
-    "movielens_udata", "movielens_dat", "movielens_csv", "amazon_ratings", "lastfm_user_artists"
+    "movielens_udata",
+    "movielens_dat",
+    "movielens_csv",
+    "amazon_ratings",
+    "lastfm_user_artists",
+    "s3rec_sequences",
 ]
 SyntheticFormat = Literal["csv", "parquet"]
 RowKind = Literal["pairs", "sequences"]  # the training rows a gradient model reads

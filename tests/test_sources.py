@@ -7,10 +7,13 @@ from pathlib import Path
 
 import pytest
 from chispa import assert_df_equality
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 
-from recspark.config import ConfigError, SourceConfig, load_config
+from recspark.config import Config, ConfigError, SourceConfig, load_config
 from recspark.etl.clean import with_duplicates, with_reason
+from recspark.etl.ingest import run_ingest
+from recspark.etl.stream import run_ingest_stream
+from recspark.io.delta import read_table
 from recspark.io.sources import PRESETS, SourceError, read_raw_events, resolve_source
 from recspark.vocab import SourceFormat, SourcePreset, choices
 
@@ -96,6 +99,18 @@ RAW_DDL = (
             "userID\tartistID\tweight\n2\t51\t13883\n",
             [("2", "51", "play", "13883", "2026-01-01 00:00:00", None)],
         ),
+        (
+            # one line per user, items oldest first: 2000-01-01 00:00 UTC, then an hour apart
+            "s3rec_sequences",
+            "Beauty.txt",
+            "1 5 9 5\n2 7\n",
+            [
+                ("1", "5", "purchase", None, "946684800", None),
+                ("1", "9", "purchase", None, "946688400", None),
+                ("1", "5", "purchase", None, "946692000", None),
+                ("2", "7", "purchase", None, "946684800", None),
+            ],
+        ),
     ],
 )
 def test_presets_read_public_layouts(
@@ -116,6 +131,107 @@ def test_presets_read_public_layouts(
         ignore_row_order=True,
         ignore_nullable=True,
     )
+
+
+def test_sequence_lines_without_items_keep_their_text(spark: SparkSession, tmp_path: Path) -> None:
+    # an empty line, a user without items, a tab-indented line with extra blanks
+    (tmp_path / "seqs.txt").write_text("u1 i1 i2\n\nu2\n\tu3   i3 \n")
+    got = read_raw_events(spark, SourceConfig(preset="s3rec_sequences"), str(tmp_path))
+    expected = [
+        ("u1", "i1", "purchase", None, "946684800", None),
+        ("u1", "i2", "purchase", None, "946688400", None),
+        (None, None, "purchase", None, None, ""),
+        ("u2", None, "purchase", None, None, "u2"),
+        ("u3", "i3", "purchase", None, "946684800", None),
+    ]
+    assert_df_equality(
+        _raw(got),
+        spark.createDataFrame(expected, RAW_DDL),
+        ignore_row_order=True,
+        ignore_nullable=True,
+    )
+    assert {r["source_file"].rsplit("/", 1)[-1] for r in got.collect()} == {"seqs.txt"}
+    reasons = got.transform(
+        with_reason,
+        event_weights={"purchase": 5.0},
+        timestamp_format="epoch_seconds",
+        rating_min=0.5,
+        rating_max=5.0,
+    )
+    assert sorted(
+        (r["user_id"] or "", r["item_id"] or "", r["reason"] or "") for r in reasons.collect()
+    ) == [
+        ("", "", "malformed_record"),
+        ("u1", "i1", ""),
+        ("u1", "i2", ""),
+        ("u2", "", "malformed_record"),
+        ("u3", "i3", ""),
+    ]
+
+
+SEQUENCE_FILE = "1 5 9 5\n2 7 8\n3\n\n"  # 5 events, then a user without items, an empty line
+
+
+def _sequence_config(tmp_path: Path) -> Config:
+    """A Config reading SEQUENCE_FILE at `raw/seqs.txt` (and a `landing` folder for streams)."""
+    return load_config(
+        CONF_DIR,
+        "test",
+        [
+            f"paths.root={tmp_path}",
+            "source.preset=s3rec_sequences",
+            "source.path=seqs.txt",
+            "source.item_catalog=null",
+            "ingest.near_duplicate_window_s=2",
+        ],
+    )
+
+
+def _items_in_time_order(interactions_df: DataFrame) -> dict[str, list[tuple[str, float]]]:
+    """user -> [(item, seconds after the user's previous event; 0 for the first)]."""
+    rows = sorted((r["user_id"], r["event_ts"], r["item_id"]) for r in interactions_df.collect())
+    out: dict[str, list[tuple[str, float]]] = {}
+    for i, (user, ts, item) in enumerate(rows):
+        gap = (ts - rows[i - 1][1]).total_seconds() if user in out else 0.0
+        out.setdefault(user, []).append((item, gap))
+    return out
+
+
+EXPECTED_SEQUENCES = {
+    "1": [("5", 0.0), ("9", 3600.0), ("5", 3600.0)],
+    "2": [("7", 0.0), ("8", 3600.0)],
+}
+
+
+def test_sequence_lines_batch_ingest_quarantines_bad_lines(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    config = _sequence_config(tmp_path)
+    Path(config.raw_path).mkdir(parents=True)
+    Path(config.raw_file("seqs.txt")).write_text(SEQUENCE_FILE)
+    result = run_ingest(spark, config, dt.date(2026, 1, 1))
+    assert (result.rows_in, result.clean, result.quarantined) == (7, 5, 2)
+    assert result.by_reason == {"malformed_record": 2}
+    interactions = read_table(spark, config.table_path("interactions"))
+    assert _items_in_time_order(interactions) == EXPECTED_SEQUENCES
+    quarantine = read_table(spark, config.table_path("interactions_quarantine"))
+    assert sorted((r["raw_record"], r["reason"]) for r in quarantine.collect()) == [
+        ("", "malformed_record"),
+        ("3", "malformed_record"),
+    ]
+
+
+@pytest.mark.integration
+def test_sequence_lines_stream_ingest(spark: SparkSession, tmp_path: Path) -> None:
+    config = _sequence_config(tmp_path)
+    landing = Path(config.path(config.stream.landing))
+    landing.mkdir(parents=True)
+    (landing / "seqs.txt").write_text(SEQUENCE_FILE)
+    result = run_ingest_stream(spark, config, dt.date(2026, 1, 1))
+    assert (result.rows_in, result.clean, result.quarantined) == (7, 5, 2)
+    assert result.by_reason == {"malformed_record": 2}
+    interactions = read_table(spark, config.table_path("interactions"))
+    assert _items_in_time_order(interactions) == EXPECTED_SEQUENCES
 
 
 def test_json_lines_with_mapping_and_constant(spark: SparkSession, tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ layouts are presets (`source.preset`).
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -29,6 +30,7 @@ from recspark.schemas import (
 from recspark.vocab import SourcePreset
 
 CORRUPT = "_corrupt_record"
+LINE = "value"  # the column of Spark's text source
 TEXT_FORMATS = ("csv", "tsv", "text")
 RUN_DATE_CONSTANT = "@run_date"
 EPOCH_FORMATS = ("epoch_seconds", "epoch_millis")
@@ -86,7 +88,25 @@ PRESETS: dict[SourcePreset, dict[str, object]] = {
         "constants": {EVENT_TYPE: "play", EVENT_TS: RUN_DATE_CONSTANT},
         "timestamp_format": "yyyy-MM-dd HH:mm:ss",
     },
+    # S3Rec (CIKM 2020) sequence files, e.g. Beauty.txt: one line per user, `user item item ...`,
+    # space-separated, items oldest first, no timestamps. Each item becomes one `purchase` event
+    # (value null) stamped SEQUENCE_BASE_TS + position x SEQUENCE_SPACING_S (2000-01-01 00:00:00
+    # UTC, one hour apart), which keeps each user's order, passes ingest.min_timestamp (1995),
+    # is before any run date, and triggers neither near_duplicate_window_s (seconds) nor
+    # max_events_per_user_day (at most 24 a day). Times are not comparable between users.
+    "s3rec_sequences": {
+        "format": "sequence_lines",
+        "header": False,
+        "delimiter": " ",
+        "columns": [],
+        "mapping": {},
+        "constants": {EVENT_TYPE: "purchase"},
+        "timestamp_format": "epoch_seconds",
+    },
 }
+SEQUENCE_BASE_TS = 946_684_800  # 2000-01-01 00:00:00 UTC, epoch seconds
+SEQUENCE_SPACING_S = 3600
+SEQUENCE_LINES = "sequence_lines"
 
 
 class SourceError(ValueError):
@@ -153,6 +173,9 @@ def reader_spec(
         return "json", _json_schema(source), permissive
     if source.format in ("parquet", "delta"):
         return source.format, None, {}
+    if source.format == SEQUENCE_LINES:
+        # One line per user: read whole lines, expanded into events by `map_to_raw_columns`.
+        return "text", T.StructType([T.StructField(LINE, T.StringType())]), {}
     raise SourceError(f"source.format: unsupported {source.format!r}")
 
 
@@ -170,9 +193,13 @@ def map_to_raw_columns(
 ) -> DataFrame:
     """Map a source frame onto RAW_COLUMNS (as text) + raw_record + source_file.
 
+    A `sequence_lines` frame (one line per user) becomes one row per item first.
+
     Raises:
         SourceError: a mapped column is missing from the source (names the column and the path).
     """
+    if source.format == SEQUENCE_LINES:
+        frame_df = expand_sequence_lines(frame_df, source)
     selected: list[Column] = []
     for column in RAW_COLUMNS:
         if column in source.constants:
@@ -197,12 +224,45 @@ def map_to_raw_columns(
             )
         selected.append(F.col(f"`{name}`").cast("string").alias(column))
     raw_record = F.col(CORRUPT) if CORRUPT in frame_df.columns else F.lit(None).cast("string")
-    return frame_df.select(
-        *selected,
-        raw_record.alias(RAW_RECORD),
-        F.col("_metadata.file_path").alias(SOURCE_FILE)
-        if source.format != "delta"
-        else F.lit(path).alias(SOURCE_FILE),
+    if SOURCE_FILE in frame_df.columns:
+        source_file = F.col(SOURCE_FILE)
+    elif source.format == "delta":
+        source_file = F.lit(path)
+    else:
+        source_file = F.col("_metadata.file_path")
+    return frame_df.select(*selected, raw_record.alias(RAW_RECORD), source_file.alias(SOURCE_FILE))
+
+
+def expand_sequence_lines(lines_df: DataFrame, source: SourceConfig) -> DataFrame:
+    """`user item item ...` lines -> one row per item: user_id, item_id, event_ts, the file.
+
+    The n-th item (from 0) of a line is stamped SEQUENCE_BASE_TS + n x SEQUENCE_SPACING_S (epoch
+    seconds), so a user's order survives. A line without a user and at least one item (an empty
+    or blank line, a user id alone) gives one row with its text in the corrupt-record column,
+    which cleaning quarantines as `malformed_record`, instead of no row at all.
+    """
+    blank = source.delimiter.strip() == ""
+    separator = r"\s+" if blank else re.escape(source.delimiter)
+    text = F.regexp_replace(F.col(LINE), r"^\s+|\s+$", "") if blank else F.col(LINE)
+    tokens = F.split(text, separator)
+    items = F.slice(tokens, 2, F.greatest(F.size(tokens) - 1, F.lit(1)))
+    is_bad = (F.size(tokens) < 2) | F.exists(tokens, lambda t: F.trim(t) == "")
+    with_items = lines_df.select(
+        F.col(LINE),
+        F.element_at(tokens, 1).alias(USER_ID),
+        F.when(~is_bad, items).alias("_items"),
+        is_bad.alias("_is_bad"),
+        F.col("_metadata.file_path").alias(SOURCE_FILE),
+    )
+    # posexplode_outer: a bad line (null items) still gives one row.
+    exploded = with_items.select("*", F.posexplode_outer("_items").alias("_pos", ITEM_ID))
+    ts = F.lit(SEQUENCE_BASE_TS) + F.col("_pos").cast("long") * SEQUENCE_SPACING_S
+    return exploded.select(
+        F.when(F.trim(F.col(USER_ID)) != "", F.col(USER_ID)).alias(USER_ID),
+        F.col(ITEM_ID),
+        F.when(~F.col("_is_bad"), ts.cast("string")).alias(EVENT_TS),
+        F.when(F.col("_is_bad"), F.col(LINE)).alias(CORRUPT),
+        F.col(SOURCE_FILE),
     )
 
 
