@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         f"synthetic.n_interactions={args.interactions}",
         f"synthetic.n_users={max(2000, args.interactions // 25)}",
         f"synthetic.n_items={max(500, args.interactions // 200)}",
-        f"train.model={args.model}",
+        f"train.candidates=[{args.model}]",
         f"train.batch_size={args.batch_size}",
         *args.set,
     ]
@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     def params_for(n_rows: int, ranks: int, threads: int, pool: str = "thread") -> Any:
         """The stage's own parameters, for a fixed number of epochs without early stopping."""
         return dataclasses.replace(
-            _params(config, n_users, n_items, n_rows, RUN_DATE, {}),
+            _params(config, args.model, n_users, n_items, n_rows, RUN_DATE, {}),
             epochs=args.epochs,
             patience=0,
             checkpoint_path=None,

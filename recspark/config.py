@@ -18,9 +18,9 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from recspark.vocab import (
     Baseline,
+    CandidateName,
     Launcher,
     LossName,
-    ModelName,
     NegativeSampling,
     Precision,
     ReaderPool,
@@ -202,8 +202,15 @@ class EaseConfig(Section):
     max_items: int = 20000
 
 
+class BlendConfig(Section):
+    grid_steps: Count = 10
+
+
+DEFAULT_CANDIDATES: list[CandidateName] = ["two_tower", "sasrec", "ease", "blend"]
+
+
 class TrainConfig(Section):
-    model: ModelName = "two_tower"
+    candidates: Annotated[list[CandidateName], Field(min_length=1)] = DEFAULT_CANDIDATES
     launcher: Launcher = "horovod"
     num_proc: Count = 2
     embedding_dim: Count = 64
@@ -225,6 +232,26 @@ class TrainConfig(Section):
     start_timeout_s: int = 120
     sasrec: SasrecConfig = SasrecConfig()
     ease: EaseConfig = EaseConfig()
+    blend: BlendConfig = BlendConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _model_was_replaced(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and "model" in data:
+            raise RuleError(
+                "model",
+                "train.model was replaced by train.candidates, a list "
+                f"(e.g. train.candidates=[{data['model']}])",
+            )
+        return data
+
+    @model_validator(mode="after")
+    def _candidates_are_distinct(self) -> Self:
+        if len(set(self.candidates)) != len(self.candidates):
+            raise RuleError("candidates", f"lists a model twice: {self.candidates}")
+        if "blend" in self.candidates and len(self.candidates) < 3:
+            raise RuleError("candidates", "blend needs at least two other candidates to mix")
+        return self
 
     @model_validator(mode="after")
     def _sampled_softmax_has_negatives(self) -> Self:
@@ -237,7 +264,7 @@ class MlflowConfig(Section):
     tracking_uri: Text = "mlruns/mlflow.db"
     artifact_root: Text = "mlruns/artifacts"
     experiment: Text = "recspark"
-    registered_model: Text = "recspark_two_tower"
+    registered_model: Text = "recspark"
     champion_alias: Text = "champion"
 
 

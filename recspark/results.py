@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from recspark.stages import StageName
@@ -70,12 +70,15 @@ class TrainResult:
     model_version: str
     model_name: str
     history: tuple[EpochStats, ...]
-    best_val_ndcg: float | None  # None for closed-form models
+    best_val_ndcg: float | None  # the selected candidate's validation NDCG
     seconds: float
     ranks: int
     launcher: str  # horovod | torch_distributor | closed_form
     device: str  # cpu | cuda
     resumed_from_epoch: int | None = None
+    # Validation NDCG@evaluate.k of every candidate trained, and those left out with the reason.
+    candidates: Mapping[str, float] = field(default_factory=dict)
+    skipped: Mapping[str, str] = field(default_factory=dict)
 
 
 Metrics = Mapping[str, float]
@@ -95,6 +98,8 @@ class EvaluateResult:
     report: str | None  # the report's path among the MLflow run's artifacts
     gate_passed: bool
     gate_reason: str
+    # The train stage's candidates: validation NDCG@k of each (the selected one among them).
+    candidates: Mapping[str, float] = field(default_factory=dict)
 
     @property
     def model(self) -> Metrics:

@@ -46,15 +46,22 @@ def featurize_lines(f: FeaturizeResult) -> list[str]:
 
 
 def train_lines(t: TrainResult) -> list[str]:
-    lines = [
-        f"  train        {t.model_name} version {t.model_version}, {t.ranks} "
-        f"{t.launcher} ranks on {t.device}, {t.seconds:.0f}s"
-    ]
+    how = (
+        f"closed form on {t.device}"
+        if t.launcher == "closed_form"
+        else f"{t.ranks} {t.launcher} ranks on {t.device}"
+    )
+    lines = [f"  train        {t.model_name} version {t.model_version}, {how}, {t.seconds:.0f}s"]
     lines += [
         f"{INDENT}epoch {e.epoch}: loss {e.loss:.4f}, validation ndcg {e.val_ndcg:.4f}, "
         f"{e.samples_per_s:,.0f} samples/s"
         for e in t.history
     ]
+    if t.candidates:
+        ranked = sorted(t.candidates.items(), key=lambda kv: -kv[1] if kv[1] == kv[1] else float("inf"))
+        picked = ", ".join(f"{name} {ndcg:.4f}" for name, ndcg in ranked)
+        lines.append(f"{INDENT}candidates (validation ndcg): {picked}; selected {t.model_name}")
+    lines += [f"{INDENT}skipped {name}: {why}" for name, why in t.skipped.items()]
     return lines
 
 

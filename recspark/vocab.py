@@ -11,6 +11,8 @@ from typing import Any, Literal, get_args
 
 ModelName = Literal["two_tower", "sasrec", "ease"]
 GradientModel = Literal["two_tower", "sasrec"]  # trained by gradient descent on ranks
+# What train.candidates may list: a model, or `blend` (a weighted mix of the other candidates).
+CandidateName = Literal["two_tower", "sasrec", "ease", "blend"]
 Launcher = Literal["horovod", "torch_distributor"]
 LossName = Literal["softmax", "sampled_softmax", "bpr"]
 Precision = Literal["float32", "int8", "bfloat16"]  # how scoring multiplies (score.precision)
@@ -39,6 +41,7 @@ def choices(literal: Any) -> tuple[str, ...]:
 
 __all__ = [
     "Baseline",
+    "CandidateName",
     "GradientModel",
     "Launcher",
     "LossName",

@@ -235,7 +235,7 @@ def _small_conf(folder: Path) -> Path:
     shutil.copytree(CONF_DIR, folder)
     overlay = yaml.safe_load((CONF_DIR / "test.yaml").read_text())
     overlay["synthetic"].update(n_users=200, n_items=80, n_interactions=4000, n_days=14)
-    overlay["train"]["model"] = "ease"
+    overlay["train"]["candidates"] = ["ease"]
     overlay["evaluate"] = {"baselines": ["popularity"]}
     (folder / f"{SMALL_ENV}.yaml").write_text(yaml.safe_dump(overlay))
     return folder

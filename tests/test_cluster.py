@@ -118,6 +118,7 @@ SMALL = [
     "synthetic.n_items=100",
     "synthetic.n_interactions=6000",
     "synthetic.n_days=10",
+    "train.candidates=[two_tower]",
     "train.epochs=3",
     "evaluate.baselines=[popularity]",
 ]

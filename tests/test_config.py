@@ -101,12 +101,28 @@ def test_numbers_and_dates_where_text_is_expected(tmp_path: Path) -> None:
 
 
 def test_words_are_checked_against_their_vocabulary(tmp_path: Path) -> None:
-    conf = _conf_dir(tmp_path, "train:\n  model: two_towers\n")
-    with pytest.raises(ConfigError, match=r"train\.model \(from .*base\.yaml\): expected one of"):
+    conf = _conf_dir(tmp_path, "train:\n  candidates: [two_towers]\n")
+    with pytest.raises(
+        ConfigError, match=r"train\.candidates\.0 \(from .*base\.yaml\): expected one of"
+    ):
         load_config(conf, "base")
     for override in ("score.precision=fp8", "train.loss=hinge", "evaluate.baselines=[svd]"):
         with pytest.raises(ConfigError, match=override.split("=")[0].replace(".", r"\.")):
             load_config(CONF_DIR, "test", [override])
+
+
+def test_candidates_are_a_list_of_distinct_models_and_replace_train_model() -> None:
+    with pytest.raises(
+        ConfigError, match=r"train\.model .*replaced by train\.candidates.*\[ease\]"
+    ):
+        load_config(CONF_DIR, "test", ["train.model=ease"])
+    with pytest.raises(ConfigError, match=r"train\.candidates .*lists a model twice"):
+        load_config(CONF_DIR, "test", ["train.candidates=[ease,ease]"])
+    with pytest.raises(ConfigError, match=r"train\.candidates .*blend needs at least two"):
+        load_config(CONF_DIR, "test", ["train.candidates=[ease,blend]"])
+    assert load_config(CONF_DIR, "test", ["train.candidates=[sasrec]"]).train.candidates == [
+        "sasrec"
+    ]
 
 
 def test_rules_across_fields_name_the_field_and_its_origin() -> None:

@@ -53,7 +53,8 @@ def test_training_job_runs_horovod_under_spark_submit(
     spark-submit launched. (Every job runs under spark-submit in the Airflow DAG test, on local
     Spark, and in the cluster test, on a standalone cluster.)"""
     config = featurized_copy()
-    done = _submit("train", Path(config.paths.root), [], RUN_DATE.isoformat())
+    one = ["--set", "train.candidates=[two_tower]"]
+    done = _submit("train", Path(config.paths.root), one, RUN_DATE.isoformat())
     output = done.stderr + done.stdout  # spark-submit merges the driver's stderr into stdout
     assert done.returncode == 0, f"train failed:\n{output[-4000:]}"
     assert "[recspark] stage train done" in output

@@ -36,7 +36,7 @@ NOTEBOOK = CONF_DIR.parent / "notebooks" / "analyst.ipynb"
 FIRST, SECOND = dt.date(2026, 1, 1), dt.date(2026, 1, 2)
 # Small and fast: the closed-form model, the cheap baseline, a small synthetic set.
 SETTINGS = [
-    "train.model=ease",
+    "train.candidates=[ease]",
     "evaluate.baselines=[popularity]",
     "synthetic.n_users=200",
     "synthetic.n_items=80",

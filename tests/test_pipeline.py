@@ -163,7 +163,8 @@ def test_model_clearly_beats_popularity(
         (r["model"], r["metric"]): r["value"]
         for r in _table(spark, base_config, "model_metrics").collect()
     }
-    model, popularity = metrics[("two_tower", "ndcg")], metrics[("popularity", "ndcg")]
+    name = results["train"].model_name
+    model, popularity = metrics[(name, "ndcg")], metrics[("popularity", "ndcg")]
     assert model > 1.3 * popularity, (model, popularity)
     assert ("als", "ndcg") in metrics  # the default baselines are measured beside it
     assert results["evaluate"].gate_passed
@@ -182,21 +183,40 @@ def test_mlflow_run_registry_and_champion(
         str(champion.version)
     }
     run = client.get_run(results["train"].mlflow_run_id)
-    assert run.data.params["embedding_dim"] == str(base_config.train.embedding_dim)
-    losses = client.get_metric_history(run.info.run_id, "train_loss")
+    assert run.data.tags["candidate"] == results["train"].model_name == champion.tags["model_name"]
+    assert f"ndcg_at_{base_config.evaluate.k}" in run.data.metrics  # evaluate logs here
+    # one parent run for the stage, a child per candidate; the best on validation registered
+    parent = client.get_run(run.data.tags["mlflow.parentRunId"])
+    children = client.search_runs(
+        [run.info.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
+    )
+    by_name = {child.data.tags["candidate"]: child for child in children}
+    assert list(results["train"].candidates) == list(base_config.train.candidates)
+    assert set(by_name) == set(base_config.train.candidates)
+    validation = {name: parent.data.metrics[f"candidate_val_ndcg.{name}"] for name in by_name}
+    assert validation == pytest.approx(dict(results["train"].candidates))
+    assert results["train"].model_name == max(validation, key=lambda n: validation[n])
+    tower = by_name["two_tower"]
+    assert tower.data.params["embedding_dim"] == str(base_config.train.embedding_dim)
+    losses = client.get_metric_history(tower.info.run_id, "train_loss")
     assert 1 < len(losses) <= base_config.train.epochs  # early stopping may end sooner
     assert losses[-1].value < losses[0].value
-    assert len(client.get_metric_history(run.info.run_id, "val_ndcg")) == len(losses)
-    assert f"ndcg_at_{base_config.evaluate.k}" in run.data.metrics
-    assert results["train"].ranks == base_config.train.num_proc == 2
+    assert len(client.get_metric_history(tower.info.run_id, "val_ndcg")) == len(losses)
+    assert tower.data.params["num_proc"] == str(base_config.train.num_proc) == "2"
 
 
 def test_evaluation_metrics_segments_and_report(
     results: Any, spark: SparkSession, base_config: Config
 ) -> None:
     ev = base_config.evaluate
-    rows = _table(spark, base_config, "model_metrics").filter(F.col("model") == "two_tower")
+    table = _table(spark, base_config, "model_metrics")
+    rows = table.filter(F.col("model") == results["evaluate"].model_name)
     got = {(r["segment"], r["metric"], r["k"]): r["value"] for r in rows.collect()}
+    # every candidate's validation NDCG is a row of its own
+    validation = {
+        r["model"]: r["value"] for r in table.filter(F.col("segment") == "validation").collect()
+    }
+    assert validation == pytest.approx(dict(results["train"].candidates))
     for k in ev.ks:
         for metric in ("precision", "recall", "ndcg", "map", "mrr", "hit_rate"):
             assert 0.0 <= got[("all", metric, k)] <= 1.0
@@ -215,8 +235,7 @@ def test_evaluation_metrics_segments_and_report(
     # the report is in the model's MLflow run
     setup_mlflow(base_config)
     artifacts = {
-        f.path
-        for f in MlflowClient().list_artifacts(results["train"].mlflow_run_id, "evaluation")
+        f.path for f in MlflowClient().list_artifacts(results["train"].mlflow_run_id, "evaluation")
     }
     assert artifacts == {
         "evaluation/evaluation_report.md",
@@ -245,7 +264,14 @@ def test_registered_model_has_signature_id_maps_and_data_versions(
     uri = f"models:/{base_config.mlflow.registered_model}/{results['train'].model_version}"
     assert mlflow.models.get_model_info(uri).signature is not None
     model = mlflow.pytorch.load_model(uri, map_location="cpu")
-    scores = model(torch.tensor([0, 1]))
     n_items = read_table(spark, base_config.table_path("item_ids")).count()
+    if model.mixed:  # a blend: the user index, then the multi-hot of the seen items
+        inputs = torch.zeros(2, 1 + n_items)
+        inputs[:, 0] = torch.tensor([0, 1])
+    elif model.history_based:
+        inputs = torch.zeros(2, n_items)
+    else:
+        inputs = torch.tensor([0, 1])
+    scores = model(inputs)
     assert scores.shape == (2, n_items)
     assert torch.isfinite(scores).all()

@@ -50,7 +50,7 @@ def config(spark: SparkSession, featurized_copy: Callable[..., Config]) -> Confi
     return config
 
 
-SETTINGS = ["train.model=ease", "evaluate.baselines=[]"]  # fast: closed-form model only
+SETTINGS = ["train.candidates=[ease]", "evaluate.baselines=[]"]  # fast: closed-form model only
 
 
 def _with(config: Config, *overrides: str) -> Config:

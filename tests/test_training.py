@@ -44,7 +44,9 @@ def config(featurized_copy: Callable[..., Config]) -> Config:
 
 
 def _with(config: Config, *overrides: str) -> Config:
-    return load_config(CONF_DIR, "test", [f"paths.root={config.paths.root}", *overrides])
+    """The module's root with `overrides`; one candidate (two-tower) unless they name others."""
+    one = "train.candidates=[two_tower]"
+    return load_config(CONF_DIR, "test", [f"paths.root={config.paths.root}", one, *overrides])
 
 
 def test_horovod_two_ranks_reduce_loss_and_agree(spark: SparkSession, config: Config) -> None:
@@ -55,7 +57,7 @@ def test_horovod_two_ranks_reduce_loss_and_agree(spark: SparkSession, config: Co
     rows, validation = training_rows(spark, config, RUN_DATE, "pairs", n_items)
     converter = make_converter(spark, config, rows, 2)
     try:
-        params = _params(config, n_users, n_items, len(converter), RUN_DATE, {})
+        params = _params(config, "two_tower", n_users, n_items, len(converter), RUN_DATE, {})
         params = dataclasses.replace(params, checkpoint_path=None, patience=0, epochs=4)
         results = horovod.spark.run(
             train_worker,
@@ -123,9 +125,9 @@ def _kill_tree(proc: subprocess.Popen[bytes]) -> None:
 
 
 def test_killed_training_resumes_from_its_checkpoint(spark: SparkSession, config: Config) -> None:
-    overrides = ["train.epochs=15", "train.patience=0"]
+    overrides = ["train.candidates=[two_tower]", "train.epochs=15", "train.patience=0"]
     cfg = _with(config, *overrides)
-    ckpt = checkpoint_path(cfg, RUN_DATE)
+    ckpt = checkpoint_path(cfg, RUN_DATE, "two_tower")
     env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1"}
     command = [
         sys.executable, "-m", "recspark", "run", "--stage", "train", "--conf", str(CONF_DIR),
@@ -222,7 +224,7 @@ def test_other_models_train_register_and_beat_popularity(
     spark: SparkSession, config: Config, model: str
 ) -> None:
     cfg = _with(
-        config, f"train.model={model}", "train.epochs=12", "evaluate.baselines=[popularity]"
+        config, f"train.candidates=[{model}]", "train.epochs=12", "evaluate.baselines=[popularity]"
     )
     results = run_stages(spark, cfg, RUN_DATE, ["train", "evaluate"])
     assert results["train"].model_name == model
@@ -233,9 +235,7 @@ def test_other_models_train_register_and_beat_popularity(
 def test_warm_start_begins_where_the_champion_left_off(
     spark: SparkSession, config: Config, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    set_champion(
-        config, run_train(spark, _with(config, "train.epochs=4"), RUN_DATE).model_version
-    )
+    set_champion(config, run_train(spark, _with(config, "train.epochs=4"), RUN_DATE).model_version)
     cold = run_train(spark, _with(config, "train.epochs=1"), RUN_DATE)
     capfd.readouterr()
     warm = run_train(spark, _with(config, "train.epochs=1", "train.warm_start=true"), RUN_DATE)
@@ -273,7 +273,7 @@ def test_tracking_server_uri_from_config(
         cfg = _with(
             config,
             f"mlflow.tracking_uri=http://127.0.0.1:{port}",
-            "train.model=ease",  # closed form: the test is about the server, not training
+            "train.candidates=[ease]",  # closed form: the test is about the server, not training
             "evaluate.baselines=[popularity]",
         )
         results = run_stages(spark, cfg, RUN_DATE, ["train", "evaluate", "score"])

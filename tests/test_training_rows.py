@@ -1,16 +1,23 @@
-"""Training rows shaped from small in-memory tables (no Delta): histories, validation hold-out."""
+"""Training rows: histories and the validation hold-out, on small in-memory tables and on the
+shared run's tables (the sequential protocol)."""
 
 from __future__ import annotations
 
 from pyspark.sql import SparkSession
 
+from recspark.config import Config, load_config
+from recspark.io.delta import read_table
+from recspark.schemas import ITEM_INDEX, ITEM_SEQ, USER_INDEX
 from recspark.training.data import (
     HISTORY,
     batched,
     shape_rows,
+    training_inputs,
     validation_arrays,
     validation_targets,
 )
+
+from .conftest import CONF_DIR, RUN_DATE
 
 PAD = 9  # n_items: the padding index
 
@@ -67,3 +74,42 @@ def test_validation_arrays_and_batches(spark: SparkSession) -> None:
     assert validation_arrays([], length=2)[HISTORY].shape == (0, 2)
     got = [(u.tolist(), h.tolist()) for u, h in batched(rows, batch=1)]
     assert got == [([5], [[PAD, 2]]), ([2], [[4, 6]])]
+
+
+def test_sequential_protocol_keeps_validation_and_test_items_out_of_training(
+    spark: SparkSession, nightly_run: object, base_config: Config
+) -> None:
+    """The next-item protocol on the shared run's leave-last-one split, every user validated:
+    the test item is each user's last, the validation item the second-last, and neither is ever
+    a training target; the model's input at validation is exactly the items before the target."""
+    assert base_config.features.split == "leave_last_k"
+    config = load_config(
+        CONF_DIR, "test", [f"paths.root={base_config.paths.root}", "train.validation_users=10000"]
+    )
+    n_users = read_table(spark, config.table_path("user_ids")).count()
+    n_items = read_table(spark, config.table_path("item_ids")).count()
+    inputs = training_inputs(spark, config, RUN_DATE, n_users, n_items)
+    try:
+        rows = {r[USER_INDEX]: list(r[HISTORY]) for r in inputs.rows("sequences").collect()}
+    finally:
+        inputs.release()
+    train = {
+        r[USER_INDEX]: list(r[ITEM_SEQ])
+        for r in read_table(spark, config.table_path("user_sequences"), RUN_DATE).collect()
+    }
+    test_items = {
+        r[USER_INDEX]: r[ITEM_INDEX]
+        for r in read_table(spark, config.table_path("holdout"), RUN_DATE).collect()
+    }
+    validation = inputs.validation
+    assert set(validation[USER_INDEX]) == {u for u, seq in train.items() if len(seq) >= 2}
+    length = config.features.sequence_length
+    for user, target, history in zip(
+        validation[USER_INDEX], validation[ITEM_INDEX], validation[HISTORY], strict=True
+    ):
+        earlier = [item for item in train[user] if item != target]
+        assert target == train[user][-1]  # the item just before the test item
+        assert [i for i in history if i != n_items] == earlier[-length:]
+        trained_on = [i for i in rows[user] if i != n_items]
+        assert target not in trained_on and test_items.get(user) not in trained_on
+        assert trained_on == earlier[-length:]

@@ -60,6 +60,8 @@ log = logging.getLogger(__name__)
 
 
 REPORT_DIR = "evaluation"
+# model_metrics rows of the train stage's candidates, measured on its validation users.
+VALIDATION_SEGMENT = "validation"
 
 
 def user_segments(train: DataFrame, users: DataFrame, active_min: int) -> DataFrame:
@@ -212,7 +214,7 @@ def candidate(config: Config, run_date: dt.date) -> Candidate:
     except NoModelError:
         champion = None
     return Candidate(
-        str(version.version), version.run_id, version.tags.get("model_name", "two_tower"), champion
+        str(version.version), version.run_id, version.tags.get("model_name", "model"), champion
     )
 
 
@@ -252,6 +254,42 @@ def mlflow_metrics(
     return logged
 
 
+def candidate_validation(config: Config, chosen: Candidate) -> dict[str, float]:
+    """Every candidate's validation NDCG@evaluate.k, from the train stage's parent MLflow run
+    (empty for a version logged without one, e.g. before candidates existed)."""
+    from mlflow.tracking import MlflowClient
+
+    from recspark.training.train import CANDIDATE_METRIC
+
+    setup_mlflow(config)
+    client = MlflowClient()
+    parent = client.get_run(chosen.run_id).data.tags.get("mlflow.parentRunId")
+    if parent is None:
+        return {}
+    metrics = client.get_run(parent).data.metrics
+    prefix = f"{CANDIDATE_METRIC}."
+    return {k.removeprefix(prefix): v for k, v in metrics.items() if k.startswith(prefix)}
+
+
+def candidate_rows(
+    candidates: Mapping[str, float], k: int, run_date: dt.date, chosen: Candidate
+) -> list[tuple[Any, ...]]:
+    """`model_metrics` rows of the candidates' validation NDCG (segment `validation`)."""
+    return [
+        (
+            run_date,
+            name,
+            chosen.version if name == chosen.model_name else None,
+            "ndcg",
+            k,
+            float(value),
+            chosen.run_id,
+            VALIDATION_SEGMENT,
+        )
+        for name, value in candidates.items()
+    ]
+
+
 @dataclass(frozen=True)
 class EvaluationData:
     """The split every model is measured on: held-out users with their seen (train) items."""
@@ -263,7 +301,8 @@ class EvaluationData:
     n_items: int
 
 
-def _read(spark: SparkSession, config: Config, run_date: dt.date) -> EvaluationData:
+def evaluation_data(spark: SparkSession, config: Config, run_date: dt.date) -> EvaluationData:
+    """The train split, the holdout and the held-out users with their seen items."""
     train = read_table(spark, config.table_path("train_interactions"), run_date)
     holdout = read_table(spark, config.table_path("holdout"), run_date)
     return EvaluationData(
@@ -343,7 +382,7 @@ def run_evaluate(spark: SparkSession, config: Config, run_date: dt.date) -> Eval
     """
     setup_mlflow(config)
     chosen, ev = candidate(config, run_date), config.evaluate
-    data = _read(spark, config, run_date)
+    data = evaluation_data(spark, config, run_date)
     models = model_sources(config, chosen)
     finite = factors_are_finite(models[chosen.model_name].load())
     baselines = baseline_sources(data.train, config, data.n_users, data.n_items, chosen.model_name)
@@ -359,7 +398,9 @@ def run_evaluate(spark: SparkSession, config: Config, run_date: dt.date) -> Eval
         ev.gate_tolerance,
     )
     _log_to_mlflow(config, run_date, chosen, measured, (passed, why))
+    candidates = candidate_validation(config, chosen)
     rows = metric_table_rows(measured, ev.k, run_date, chosen)
+    rows += candidate_rows(candidates, ev.k, run_date, chosen)
     path = config.table_path("model_metrics")
     metrics_df = spark.createDataFrame(rows, schemas.MODEL_METRICS)
     write_run_partition(metrics_df, path, run_date, schemas.MODEL_METRICS, "model_metrics")
@@ -378,6 +419,7 @@ def run_evaluate(spark: SparkSession, config: Config, run_date: dt.date) -> Eval
         report=f"{REPORT_DIR}/evaluation_report.md" if ev.report else None,
         gate_passed=passed,
         gate_reason=why,
+        candidates=candidates,
     )
     log.info("evaluate %s: %s", run_date, result)
     return result

@@ -10,18 +10,21 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from recspark.ranking.factors import FactorSet, HistoryFactors, IdFactors
+from recspark.ranking.factors import FactorSet, HistoryFactors, IdFactors, MixedFactors
 
 
 class ScoringModel(torch.nn.Module):
     """The trained network and the vectors scoring reads.
 
     `forward` gives scores against the whole catalog: for id-based models its input is a (B,)
-    tensor of user indices; for history-based ones (EASE) a (B, n_items) multi-hot of seen items.
+    tensor of user indices; for history-based ones (EASE) a (B, n_items) multi-hot of seen items;
+    for a blend of both (`MixedFactors`) a (B, 1 + n_items) tensor: the user index, then the
+    multi-hot.
     """
 
     user_factors: torch.Tensor
     item_factors: torch.Tensor
+    mixed: bool = False  # a class default: pickles written before blends lack the attribute
 
     def __init__(
         self, model_name: str, network: torch.nn.Module | None, factors: FactorSet
@@ -30,7 +33,12 @@ class ScoringModel(torch.nn.Module):
         self.model_name = model_name
         self.network = network
         self.history_based = isinstance(factors, HistoryFactors)
-        users = factors.users if isinstance(factors, IdFactors) else np.zeros((0, 0), np.float32)
+        self.mixed = isinstance(factors, MixedFactors)
+        users = (
+            factors.users
+            if isinstance(factors, IdFactors | MixedFactors)
+            else np.zeros((0, 0), np.float32)
+        )
         self.register_buffer("user_factors", torch.as_tensor(np.asarray(users, np.float32)))
         self.register_buffer("item_factors", torch.as_tensor(np.asarray(factors.items, np.float32)))
 
@@ -42,11 +50,17 @@ class ScoringModel(torch.nn.Module):
         items = self.item_factors.detach().cpu().numpy()
         if self.history_based:
             return HistoryFactors(items=items)
-        return IdFactors(users=self.user_factors.detach().cpu().numpy(), items=items)
+        users = self.user_factors.detach().cpu().numpy()
+        if self.mixed:
+            return MixedFactors(users=users, items=items)
+        return IdFactors(users=users, items=items)
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         if self.history_based:
             return inputs.float() @ self.item_factors.T
+        if self.mixed:
+            users = self.user_factors[inputs[:, 0].long()]
+            return torch.cat([inputs[:, 1:].float(), users], dim=1) @ self.item_factors.T
         return self.user_factors[inputs.long()] @ self.item_factors.T
 
 

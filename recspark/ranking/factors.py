@@ -146,9 +146,26 @@ class HistoryFactors:
         return SeenItems.from_lists(seen).multi_hot(self.items.shape[1], self.items.dtype)
 
 
+@dataclass(frozen=True)
+class MixedFactors:
+    """A blend of item-item and id-based models: the user vector is [multi-hot seen, users[u]].
+
+    `items` is (n_items, n_items + d): its first n_items columns are the item-item weights (as
+    in `HistoryFactors.items`), the rest the id-based item vectors, so one product scores both.
+    """
+
+    users: NDArray[Any]
+    items: NDArray[Any]
+
+    def user_vectors(self, users: NDArray[Any], seen: Sequence[Any]) -> NDArray[Any]:
+        n_items = self.items.shape[0]
+        hot = SeenItems.from_lists(seen).multi_hot(n_items, self.items.dtype)
+        return np.hstack([hot, np.asarray(self.users[users], dtype=self.items.dtype)])
+
+
 def known_users(factors: FactorSet) -> int | None:
     """How many user indices an id-based model knows (None: it needs only the history)."""
-    return len(factors.users) if isinstance(factors, IdFactors) else None
+    return len(factors.users) if isinstance(factors, IdFactors | MixedFactors) else None
 
 
 def factors_are_finite(factors: FactorSet) -> bool:
@@ -163,6 +180,7 @@ __all__ = [
     "FactorSet",
     "HistoryFactors",
     "IdFactors",
+    "MixedFactors",
     "SeenItems",
     "factors_are_finite",
     "known_users",

@@ -55,7 +55,7 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from recspark.ranking.factors import HistoryFactors, SeenItems
+from recspark.ranking.factors import HistoryFactors, MixedFactors, SeenItems
 from recspark.ranking.topk import mask_seen, top_k_rows
 from recspark.vocab import QuantizedCompute
 
@@ -150,13 +150,15 @@ class QuantizedFactors:
         """Quantize the items of any FactorSet.
 
         For IdFactors (and any object with `users` and `items` arrays) and for HistoryFactors, only
-        the user half is kept, so the float item matrix can be freed; any other FactorSet is kept
-        whole as the user-vector source.
+        the user half is kept, so the float item matrix can be freed; any other FactorSet
+        (MixedFactors among them) is kept whole as the user-vector source.
         """
         items = np.asarray(factors.items)
         source: UserVectorSource
         if isinstance(factors, HistoryFactors):
             source = MultiHot(items.shape[1])
+        elif isinstance(factors, MixedFactors):
+            source = factors
         elif isinstance(getattr(factors, "users", None), np.ndarray):
             source = UserTable(factors.users)
         else:

@@ -18,7 +18,7 @@ out; `training_rows` and `history_batches` read the tables and call it.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,11 +31,14 @@ from pyspark.sql import functions as F
 from recspark.config import Config
 from recspark.draws import uniform
 from recspark.io.delta import read_table
+from recspark.ranking.blend import ValidationTargets
+from recspark.ranking.factors import SeenItems
 from recspark.rules import filter_positive
 from recspark.schemas import ITEM_INDEX, ITEM_SEQ, USER_INDEX
+from recspark.training.loop import HISTORY, SEEN_OFFSETS, SEEN_VALUES
 from recspark.vocab import RowKind
 
-HISTORY = "history"
+SEEN = "seen"
 _TARGET = "_validation_item"
 
 
@@ -128,20 +131,80 @@ def shape_rows(
 
 
 def validation_arrays(rows: Iterable[Row], length: int) -> dict[str, NDArray[np.int64]]:
-    """The validation rows as int64 arrays, by user index (what every rank receives)."""
+    """The validation rows as int64 arrays, by user index (what every rank receives).
+
+    Rows with a `seen` list (every train item of the user but the target) also give the CSR
+    arrays SEEN_OFFSETS / SEEN_VALUES, which validation masks (rather than the history alone).
+    """
     ordered = sorted(rows, key=lambda r: r[USER_INDEX])
     history = np.asarray([r[HISTORY] for r in ordered], dtype=np.int64)
-    return {
+    arrays = {
         USER_INDEX: np.asarray([r[USER_INDEX] for r in ordered], dtype=np.int64),
         ITEM_INDEX: np.asarray([r[ITEM_INDEX] for r in ordered], dtype=np.int64),
         HISTORY: history.reshape(len(ordered), length),
     }
+    if ordered and SEEN in ordered[0].asDict():
+        seen = SeenItems.from_lists([r[SEEN] for r in ordered])
+        arrays[SEEN_OFFSETS], arrays[SEEN_VALUES] = seen.offsets, seen.values.astype(np.int64)
+    return arrays
 
 
-def training_rows(
-    spark: SparkSession, config: Config, run_date: dt.date, kind: RowKind, n_items: int
-) -> tuple[DataFrame, dict[str, NDArray[np.int64]]]:
-    """(training rows DataFrame, validation arrays) for `kind` pairs | sequences."""
+def validation_targets_of(validation: Mapping[str, NDArray[Any]], pad: int) -> ValidationTargets:
+    """The validation arrays as the ranking layer's targets.
+
+    Seen items: the CSR lists where the arrays have them, else the histories (`pad` dropped).
+    """
+    if SEEN_OFFSETS in validation:
+        seen = SeenItems(validation[SEEN_OFFSETS], validation[SEEN_VALUES])
+    else:
+        seen = SeenItems.from_lists([h[h != pad] for h in validation[HISTORY]])
+    return ValidationTargets(validation[USER_INDEX], validation[ITEM_INDEX], seen)
+
+
+@dataclass(frozen=True)
+class TrainingInputs:
+    """What every candidate of one train stage is trained and validated on (read once)."""
+
+    sequences: DataFrame  # (user_index, item_seq) train sequences
+    positives: DataFrame  # positive train pairs
+    targets: DataFrame  # (user_index, _validation_item), cached
+    validation: dict[str, NDArray[np.int64]]
+    length: int
+    n_users: int
+    n_items: int
+
+    def rows(self, kind: RowKind) -> DataFrame:
+        """The training rows of `kind`, the validation targets left out."""
+        shaped = shape_rows(
+            self.sequences, self.positives, self.targets, kind, self.n_items, self.length
+        )
+        return shaped.rows
+
+    def pairs(self) -> DataFrame:
+        """(user_index, item_index) positive pairs without the validation targets."""
+        held_out = self.targets.withColumnRenamed(_TARGET, ITEM_INDEX)
+        return self.positives.select(USER_INDEX, ITEM_INDEX).join(
+            held_out, [USER_INDEX, ITEM_INDEX], "left_anti"
+        )
+
+    def release(self) -> None:
+        self.targets.unpersist()
+
+
+def _seen_lists(positives: DataFrame, targets: DataFrame) -> DataFrame:
+    """(user_index, seen): each validation user's distinct positive train items but the target."""
+    return (
+        positives.join(targets, USER_INDEX)
+        .filter(F.col(ITEM_INDEX) != F.col(_TARGET))
+        .groupBy(USER_INDEX)
+        .agg(F.array_sort(F.collect_set(ITEM_INDEX)).alias(SEEN))
+    )
+
+
+def training_inputs(
+    spark: SparkSession, config: Config, run_date: dt.date, n_users: int, n_items: int
+) -> TrainingInputs:
+    """The train tables of `run_date`, the validation targets and the validation arrays."""
     cfg, length = config.train, config.features.sequence_length
     sequences = read_table(spark, config.table_path("user_sequences"), run_date)
     sequences = sequences.select(USER_INDEX, ITEM_SEQ)
@@ -149,11 +212,21 @@ def training_rows(
     targets = validation_targets(sequences, cfg.validation_users, cfg.seed, latest).cache()
     positives = filter_positive(
         read_table(spark, config.table_path("train_interactions"), run_date)
+    ).select(USER_INDEX, ITEM_INDEX)
+    shaped = shape_rows(sequences, positives, targets, "sequences", n_items, length)
+    rows = shaped.validation.join(_seen_lists(positives, targets), USER_INDEX, "left").select(
+        USER_INDEX, ITEM_INDEX, HISTORY, F.coalesce(SEEN, F.array().cast("array<int>")).alias(SEEN)
     )
-    shaped = shape_rows(sequences, positives, targets, kind, n_items, length)
-    validation = validation_arrays(shaped.validation.collect(), length)
-    targets.unpersist()
-    return shaped.rows, validation
+    validation = validation_arrays(rows.collect(), length)
+    return TrainingInputs(sequences, positives, targets, validation, length, n_users, n_items)
+
+
+def training_rows(
+    spark: SparkSession, config: Config, run_date: dt.date, kind: RowKind, n_items: int
+) -> tuple[DataFrame, dict[str, NDArray[np.int64]]]:
+    """(training rows DataFrame, validation arrays) for `kind` pairs | sequences."""
+    inputs = training_inputs(spark, config, run_date, 0, n_items)
+    return inputs.rows(kind), inputs.validation
 
 
 def batched(

@@ -34,6 +34,8 @@ from recspark.schemas import ITEM_INDEX, USER_INDEX
 from recspark.vocab import GradientModel, Launcher, LossName, ReaderPool
 
 HISTORY = "history"
+# Validation arrays may carry each user's train items but the target, as CSR rows.
+SEEN_OFFSETS, SEEN_VALUES = "seen_offsets", "seen_values"
 StateDict = dict[str, torch.Tensor]
 Batch = dict[str, torch.Tensor]
 Validation = Mapping[str, NDArray[Any]]  # user_index, item_index (the target), history
@@ -172,8 +174,25 @@ class TorchDistComm(LocalComm):
 
 
 # -- the loop ------------------------------------------------------------------------------------
+def _seen_mask(validation: Validation, start: int, batch: Batch, n_items: int) -> torch.Tensor:
+    """(B, n_items + 1) True at the rows' seen items: every other train item of the user where
+    the validation carries them (SEEN_OFFSETS / SEEN_VALUES), else the history."""
+    rows = len(batch[ITEM_INDEX])
+    device = batch[ITEM_INDEX].device
+    # The history is padded with n_items: one extra column takes the padding.
+    seen = torch.zeros(rows, n_items + 1, dtype=torch.bool, device=device)
+    if SEEN_OFFSETS not in validation:
+        seen.scatter_(1, batch[HISTORY].clamp(max=n_items), True)
+        return seen
+    offsets = validation[SEEN_OFFSETS][start : start + rows + 1]
+    values = torch.as_tensor(validation[SEEN_VALUES][offsets[0] : offsets[-1]], device=device)
+    lengths = torch.as_tensor(offsets[1:] - offsets[:-1], device=device)
+    seen[torch.repeat_interleave(torch.arange(rows, device=device), lengths), values] = True
+    return seen
+
+
 def validation_ndcg(model: Any, validation: Validation, k: int, device: torch.device) -> float:
-    """Mean NDCG@k of each validation row's single target, the user's history excluded."""
+    """Mean NDCG@k of each validation row's single target, the user's other items excluded."""
     n = len(validation[ITEM_INDEX])
     if n == 0:
         return float("nan")
@@ -184,15 +203,13 @@ def validation_ndcg(model: Any, validation: Validation, k: int, device: torch.de
             batch = {
                 key: torch.as_tensor(value[start : start + 1024], dtype=torch.long, device=device)
                 for key, value in validation.items()
+                if key not in (SEEN_OFFSETS, SEEN_VALUES)
             }
             scores = model.validation_logits(batch).float()
-            n_items = scores.shape[1]
-            # The history is padded with n_items: one extra column takes the padding.
-            seen = torch.zeros(len(scores), n_items + 1, dtype=torch.bool, device=device)
-            seen.scatter_(1, batch[HISTORY].clamp(max=n_items), True)
+            seen = _seen_mask(validation, start, batch, scores.shape[1])
             target = batch[ITEM_INDEX].unsqueeze(1)
             target_scores = scores.gather(1, target)
-            scores = scores.masked_fill(seen[:, :n_items], float("-inf"))
+            scores = scores.masked_fill(seen[:, : scores.shape[1]], float("-inf"))
             rank = (scores > target_scores).sum(1)
             gains = torch.where(rank < k, 1.0 / torch.log2(rank.float() + 2.0), 0.0)
             total += float(gains.sum())

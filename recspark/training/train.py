@@ -1,10 +1,13 @@
 """The train stage: Delta tables -> Petastorm -> Horovod / TorchDistributor ranks -> MLflow.
 
-`train.model` picks the model: `two_tower` and `sasrec` are trained data-parallel by
-`train.launcher` (`horovod` or `torch_distributor`) on `train.num_proc` ranks; `ease` is solved
-in closed form from an item-item Gram matrix built in Spark. Every model is logged as a
-`ScoringModel` (the trained network plus the vectors scoring reads), registered, and tagged with
-its run date, config hash and the Delta versions of the tables it was trained on.
+Every candidate of `train.candidates` is trained on the same rows and validated on the same users
+(`recspark.training.candidates`): `two_tower` and `sasrec` data-parallel by `train.launcher`
+(`horovod` or `torch_distributor`) on `train.num_proc` ranks, `ease` in closed form from an
+item-item Gram matrix built in Spark, `blend` as weights over the others fit on validation. The
+best by validation NDCG is logged as a `ScoringModel` (the trained network plus the vectors
+scoring reads) and registered under `mlflow.registered_model`, its kind in the `model_name` tag,
+with its run date, config hash and the Delta versions of the tables it was trained on. One MLflow
+parent run per stage holds one child run per candidate.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeGuard
 
@@ -30,17 +33,40 @@ from recspark.io.delta import read_table
 from recspark.models.base import ScoringModel
 from recspark.models.registry import ROW_KIND, SasrecParams, build_model
 from recspark.results import EpochStats, TrainResult
-from recspark.rules import filter_positive
 from recspark.runs import code_version, config_hash
 from recspark.schemas import ITEM_INDEX, USER_INDEX
 from recspark.tracking import NoModelError, champion_version, setup_mlflow
-from recspark.training.data import history_batches, make_converter, training_rows
-from recspark.training.loop import FitResult, StateDict, TrainParams, Validation, train_worker
+from recspark.training.candidates import (
+    BLEND,
+    Plan,
+    Trained,
+    blend_candidate,
+    plan_candidates,
+    validated,
+    winner,
+)
+from recspark.training.data import (
+    TrainingInputs,
+    history_batches,
+    make_converter,
+    training_inputs,
+    validation_targets_of,
+)
+from recspark.training.loop import (
+    HISTORY,
+    FitResult,
+    StateDict,
+    TrainParams,
+    Validation,
+    train_worker,
+)
 from recspark.training.shipped import shipped_archives, wrap
-from recspark.vocab import GradientModel, ModelName, choices
+from recspark.vocab import GradientModel, choices
 
 log = logging.getLogger(__name__)
 
+# The parent run's metric of each candidate: `candidate_val_ndcg.<name>` (NDCG@evaluate.k).
+CANDIDATE_METRIC = "candidate_val_ndcg"
 # Tables a model is trained from; their Delta versions are logged with the model.
 INPUT_TABLES: tuple[TableKey, ...] = (
     "train_interactions",
@@ -55,31 +81,9 @@ class TrainingError(RuntimeError):
     """Training could not produce a model."""
 
 
-@dataclass(frozen=True)
-class Trained:
-    """A trained model and how it was trained, before it is logged."""
-
-    model: ScoringModel
-    params: dict[str, Any]  # logged as MLflow params
-    history: tuple[EpochStats, ...]
-    best_val_ndcg: float | None
-    seconds: float
-    ranks: int
-    launcher: str
-    device: str
-    resumed_from_epoch: int | None = None
-
-
-def _is_gradient_model(model: ModelName) -> TypeGuard[GradientModel]:
+def is_gradient_model(model: str) -> TypeGuard[GradientModel]:
+    """True for the models trained by gradient descent on ranks (not EASE or a blend)."""
     return model in choices(GradientModel)
-
-
-def gradient_model(config: Config) -> GradientModel:
-    """`train.model`, which must be trained on ranks (not the closed-form EASE)."""
-    model = config.train.model
-    if not _is_gradient_model(model):
-        raise ValueError(f"train.model: {model} is not trained by gradient descent")
-    return model
 
 
 def table_versions(spark: SparkSession, config: Config) -> DataVersions:
@@ -95,12 +99,18 @@ def table_versions(spark: SparkSession, config: Config) -> DataVersions:
     return versions
 
 
-def checkpoint_path(config: Config, run_date: dt.date) -> Path:
-    return Path(config.path(config.train.checkpoint_dir)) / run_date.isoformat() / "checkpoint.pt"
+def checkpoint_folder(config: Config, run_date: dt.date) -> Path:
+    return Path(config.path(config.train.checkpoint_dir)) / run_date.isoformat()
+
+
+def checkpoint_path(config: Config, run_date: dt.date, model: GradientModel) -> Path:
+    """Where a candidate's training of `run_date` checkpoints (one folder per run date)."""
+    return checkpoint_folder(config, run_date) / model / "checkpoint.pt"
 
 
 def _params(
     config: Config,
+    model: GradientModel,
     n_users: int,
     n_items: int,
     n_rows: int,
@@ -109,7 +119,7 @@ def _params(
 ) -> TrainParams:
     """The ranks' parameters, fingerprinted: a checkpoint resumes only the same settings and
     data."""
-    cfg, model = config.train, gradient_model(config)
+    cfg = config.train
     batch_size = cfg.sasrec.batch_size if model == "sasrec" else cfg.batch_size
     sasrec = cfg.sasrec
     base = TrainParams(
@@ -133,7 +143,7 @@ def _params(
         patience=cfg.patience,
         eval_k=config.evaluate.k,
         reader_pool=cfg.reader_pool,
-        checkpoint_path=str(checkpoint_path(config, run_date)),
+        checkpoint_path=str(checkpoint_path(config, run_date, model)),
     )
     settings = {**dataclasses.asdict(base), "checkpoint_path": None}
     key = json.dumps(
@@ -201,27 +211,27 @@ def _fit_on_ranks(
     spark: SparkSession,
     config: Config,
     run_date: dt.date,
-    shape: tuple[int, int],
+    model: GradientModel,
+    inputs: TrainingInputs,
     versions: DataVersions,
 ) -> tuple[TrainParams, FitResult, float]:
-    """(parameters, rank 0's result, seconds) of training on the Petastorm-fed ranks."""
-    cfg, model = config.train, gradient_model(config)
-    n_users, n_items = shape
-    rows, validation = training_rows(spark, config, run_date, ROW_KIND[model], n_items)
-    converter = make_converter(spark, config, rows, cfg.num_proc)
+    """(parameters, rank 0's result, seconds) of training `model` on the Petastorm-fed ranks."""
+    cfg = config.train
+    converter = make_converter(spark, config, inputs.rows(ROW_KIND[model]), cfg.num_proc)
     try:
         n_rows = len(converter)
         if n_rows == 0:
             raise TrainingError(f"no training rows for run date {run_date}")
-        params = _params(config, n_users, n_items, n_rows, run_date, versions)
+        n_users, validation = inputs.n_users, inputs.validation
+        params = _params(config, model, n_users, inputs.n_items, n_rows, run_date, versions)
         print(
-            f"[train] {cfg.model}: {n_rows:,} rows, {n_users:,} users, {n_items:,} items, "
+            f"[train] {model}: {n_rows:,} rows, {n_users:,} users, {inputs.n_items:,} items, "
             f"{len(validation[ITEM_INDEX]):,} validation users, {cfg.num_proc} ranks "
             f"({cfg.launcher}), {params.steps_per_epoch} steps/epoch",
             file=sys.stderr,
             flush=True,
         )
-        init = _champion_state(config, cfg.model)
+        init = _champion_state(config, model)
         started = time.perf_counter()
         result = _launch(spark, config, converter, validation, params, init)
         seconds = time.perf_counter() - started
@@ -242,16 +252,23 @@ def _train_gradient_model(
     spark: SparkSession,
     config: Config,
     run_date: dt.date,
-    shape: tuple[int, int],
+    model: GradientModel,
+    inputs: TrainingInputs,
     versions: DataVersions,
 ) -> Trained:
-    """Train on the ranks; export the best epoch's factors (histories from user_sequences)."""
-    params, result, seconds = _fit_on_ranks(spark, config, run_date, shape, versions)
+    """Train on the ranks; export the best epoch's factors (histories from user_sequences).
+
+    The validation factors hold the validation users' vectors from their validation histories
+    (the target left out), so they are measured as the model would serve them.
+    """
+    params, result, seconds = _fit_on_ranks(spark, config, run_date, model, inputs, versions)
     _check_finite(result.state_dict)
     network = build_model(params)
     network.load_state_dict(result.state_dict)
     histories = history_batches(spark, config, run_date, params.n_items)
     factors = network.factor_set(histories)  # type: ignore[operator]
+    held_out = [(inputs.validation[USER_INDEX], inputs.validation[HISTORY])]
+    val_factors = network.factor_set(held_out)  # type: ignore[operator]
     logged = {k: v for k, v in dataclasses.asdict(params).items() if k != "fingerprint"}
     return Trained(
         model=ScoringModel(params.model, network, factors),
@@ -263,25 +280,20 @@ def _train_gradient_model(
         launcher=result.launcher,
         device=result.device,
         resumed_from_epoch=result.resumed_from_epoch,
+        val_factors=val_factors,
     )
 
 
-def _train_ease(spark: SparkSession, config: Config, run_date: dt.date, n_items: int) -> Trained:
+def _train_ease(config: Config, inputs: TrainingInputs) -> Trained:
+    """EASE on the positive train pairs, the validation targets left out like every candidate."""
     from recspark.models.ease import fit_ease
 
-    train = read_table(spark, config.table_path("train_interactions"), run_date)
-    pairs = filter_positive(train).select(USER_INDEX, ITEM_INDEX)
+    ease_cfg = config.train.ease
     started = time.perf_counter()
-    ease = fit_ease(pairs, n_items, config.train.ease.l2, max_items=config.train.ease.max_items)
+    ease = fit_ease(inputs.pairs(), inputs.n_items, ease_cfg.l2, max_items=ease_cfg.max_items)
     return Trained(
         model=ScoringModel("ease", ease, ease.factor_set()),
-        params={
-            "model": "ease",
-            "l2": config.train.ease.l2,
-            "n_items": n_items,
-            "num_proc": 1,
-            "launcher": "closed_form",
-        },
+        params={"model": "ease", "l2": ease_cfg.l2, "n_items": inputs.n_items},
         history=(),
         best_val_ndcg=None,
         seconds=time.perf_counter() - started,
@@ -291,34 +303,74 @@ def _train_ease(spark: SparkSession, config: Config, run_date: dt.date, n_items:
     )
 
 
-def run_train(spark: SparkSession, config: Config, run_date: dt.date) -> TrainResult:
-    """Train the configured model, log it to MLflow and register it.
-
-    Returns:
-        run id, registered model version, per-epoch history, seconds, ranks, device.
-    """
+def train_candidates(
+    spark: SparkSession, config: Config, run_date: dt.date, versions: DataVersions
+) -> tuple[dict[str, Trained], Plan]:
+    """Every planned candidate trained and validated (NDCG@evaluate.k), in the configured order."""
     n_users = read_table(spark, config.table_path("user_ids")).count()
     n_items = read_table(spark, config.table_path("item_ids")).count()
+    plan = plan_candidates(config, n_items)
+    for name, why in plan.skipped.items():
+        print(f"[train] candidate {name} skipped: {why}", file=sys.stderr)
+    if not plan.models:
+        raise TrainingError(f"no candidate fits the data: {plan.skipped}")
+    inputs = training_inputs(spark, config, run_date, n_users, n_items)
+    targets, k = validation_targets_of(inputs.validation, n_items), config.evaluate.k
+    trained: dict[str, Trained] = {}
+    try:
+        for name in plan.models:
+            if is_gradient_model(name):
+                one = _train_gradient_model(spark, config, run_date, name, inputs, versions)
+            else:
+                one = _train_ease(config, inputs)
+            trained[name] = validated(one, targets, k)
+            _say_validated(name, trained[name], k)
+    finally:
+        inputs.release()
+    if plan.blend:
+        trained[BLEND] = blend_candidate(trained, targets, k, config.train.blend.grid_steps)
+        _say_validated(BLEND, trained[BLEND], k)
+    return trained, plan
+
+
+def _say_validated(name: str, trained: Trained, k: int) -> None:
+    print(
+        f"[train] candidate {name}: validation ndcg@{k} {trained.val_ndcg:.4f} "
+        f"({trained.seconds:.1f} s)",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def run_train(spark: SparkSession, config: Config, run_date: dt.date) -> TrainResult:
+    """Train every candidate, log them to MLflow and register the best.
+
+    Returns:
+        run id, registered model version, the winner's per-epoch history, seconds, ranks,
+        device, and every candidate's validation NDCG.
+    """
     versions = table_versions(spark, config)
-    if config.train.model == "ease":
-        trained = _train_ease(spark, config, run_date, n_items)
-    else:
-        trained = _train_gradient_model(spark, config, run_date, (n_users, n_items), versions)
-    run_id, version = _log_to_mlflow(spark, config, run_date, trained, versions)
+    trained, plan = train_candidates(spark, config, run_date, versions)
+    best = winner(trained, list(config.train.candidates))
+    print(f"[train] selected {best} of {list(trained)}", file=sys.stderr, flush=True)
+    run_id, version = _log_to_mlflow(spark, config, run_date, trained, best, plan, versions)
     # The model is safely in the registry: a rerun of this date trains afresh.
-    shutil.rmtree(checkpoint_path(config, run_date).parent, ignore_errors=True)
-    log.info("train %s: version %s", run_date, version)
+    shutil.rmtree(checkpoint_folder(config, run_date), ignore_errors=True)
+    log.info("train %s: version %s (%s)", run_date, version, best)
+    chosen = trained[best]
     return TrainResult(
         mlflow_run_id=run_id,
         model_version=version,
-        model_name=trained.model.model_name,
-        history=trained.history,
-        best_val_ndcg=trained.best_val_ndcg,
-        seconds=trained.seconds,
-        ranks=trained.ranks,
-        launcher=trained.launcher,
-        device=trained.device,
-        resumed_from_epoch=trained.resumed_from_epoch,
+        model_name=chosen.model.model_name,
+        history=chosen.history,
+        best_val_ndcg=chosen.val_ndcg,
+        seconds=sum(t.seconds for t in trained.values()),
+        ranks=chosen.ranks,
+        launcher=chosen.launcher,
+        device=chosen.device,
+        resumed_from_epoch=chosen.resumed_from_epoch,
+        candidates={name: t.val_ndcg for name, t in trained.items()},
+        skipped=dict(plan.skipped),
     )
 
 
@@ -343,6 +395,8 @@ def _signature(model: ScoringModel) -> Any:
 
     if model.history_based:
         example = np.zeros((1, model.n_items), dtype=np.float32)
+    elif model.mixed:
+        example = np.zeros((1, 1 + model.n_items), dtype=np.float32)
     else:
         example = np.zeros((1,), dtype=np.int64)
     with torch.no_grad():
@@ -374,41 +428,71 @@ def _log_history(mlflow: Any, history: tuple[EpochStats, ...]) -> None:
             mlflow.log_metric("val_ndcg", row.val_ndcg, step=row.epoch)
 
 
+def _log_candidate(mlflow: Any, name: str, trained: Trained, k: int) -> None:
+    """One candidate's child run: its params, epochs, validation NDCG and notes."""
+    mlflow.log_params(trained.params)
+    mlflow.set_tags({"candidate": name, **{f"note.{k_}": v for k_, v in trained.notes.items()}})
+    _log_history(mlflow, trained.history)
+    mlflow.log_metric("train_seconds", trained.seconds)
+    if trained.val_ndcg == trained.val_ndcg:
+        mlflow.log_metric(f"candidate_val_ndcg_at_{k}", trained.val_ndcg)
+
+
+def _register(
+    spark: SparkSession, config: Config, mlflow: Any, trained: Trained, run_date: dt.date
+) -> str:
+    """Log the winner's model in the current (child) run and register it; its version."""
+    import mlflow.pytorch
+    from mlflow.tracking import MlflowClient
+
+    name = config.mlflow.registered_model
+    mlflow.log_dict(config.model_dump(mode="json"), "config.json")
+    _log_id_maps(spark, config, mlflow)
+    # Pickle, not MLflow 3's default 'pt2' (a traced graph): scoring needs the module's
+    # factor_set() method, which only the pickled nn.Module keeps.
+    info = mlflow.pytorch.log_model(
+        trained.model,
+        name="model",
+        registered_model_name=name,
+        serialization_format="pickle",
+        signature=_signature(trained.model),
+    )
+    version = str(info.registered_model_version)
+    client = MlflowClient()
+    client.set_model_version_tag(name, version, "run_date", run_date.isoformat())
+    client.set_model_version_tag(name, version, "model_name", trained.model.model_name)
+    return version
+
+
 def _log_to_mlflow(
     spark: SparkSession,
     config: Config,
     run_date: dt.date,
-    trained: Trained,
+    trained: Mapping[str, Trained],
+    best: str,
+    plan: Plan,
     versions: DataVersions,
 ) -> tuple[str, str]:
-    """Log and register the model with its params, tags, metrics and id maps.
+    """One parent run for the stage, a child run per candidate; the winner registered.
 
     Returns:
-        (MLflow run id, registered model version).
+        (MLflow run id of the winner's child run, registered model version).
     """
-    import mlflow.pytorch
-    from mlflow.tracking import MlflowClient
-
     mlflow = setup_mlflow(config)
-    name = config.mlflow.registered_model
-    with mlflow.start_run(run_name=f"train-{run_date}") as run:
-        mlflow.log_params(trained.params)
-        mlflow.set_tags(run_tags(config, run_date, trained, versions))
-        mlflow.log_dict(config.model_dump(mode="json"), "config.json")
-        _log_history(mlflow, trained.history)
-        mlflow.log_metric("train_seconds", trained.seconds)
-        _log_id_maps(spark, config, mlflow)
-        # Pickle, not MLflow 3's default 'pt2' (a traced graph): scoring needs the module's
-        # factor_set() method, which only the pickled nn.Module keeps.
-        info = mlflow.pytorch.log_model(
-            trained.model,
-            name="model",
-            registered_model_name=name,
-            serialization_format="pickle",
-            signature=_signature(trained.model),
+    k = config.evaluate.k
+    winner_run, version = "", ""
+    with mlflow.start_run(run_name=f"train-{run_date}"):
+        mlflow.set_tags(
+            {**run_tags(config, run_date, trained[best], versions), "selected": best}
+            | {f"skipped.{name}": why for name, why in plan.skipped.items()}
         )
-        version = str(info.registered_model_version)
-        client = MlflowClient()
-        client.set_model_version_tag(name, version, "run_date", run_date.isoformat())
-        client.set_model_version_tag(name, version, "model_name", trained.model.model_name)
-    return run.info.run_id, version
+        for name, one in trained.items():
+            if one.val_ndcg == one.val_ndcg:
+                mlflow.log_metric(f"{CANDIDATE_METRIC}.{name}", one.val_ndcg)
+            with mlflow.start_run(run_name=f"{name}-{run_date}", nested=True) as child:
+                mlflow.set_tags(run_tags(config, run_date, one, versions))
+                _log_candidate(mlflow, name, one, k)
+                if name == best:
+                    winner_run = child.info.run_id
+                    version = _register(spark, config, mlflow, one, run_date)
+    return winner_run, version

@@ -1,0 +1,185 @@
+"""Validation of any model on held-out targets, and the blend of several models' scores.
+
+`target_ndcg` is the one measure every candidate model is compared by: each validation user has
+one held-out target; the model ranks the whole catalog with the user's other seen items removed,
+and the target's place gives NDCG@k (1 / log2(rank + 2) inside the top k, else 0). Ties count in
+the target's favour (only strictly higher scores rank above it), as in the training loop.
+
+A blend scores `sum_m w_m * s_m(u, i) / scale_m`: each member's scores divided by their spread
+on validation (so the weights compare like with like), times a weight from a grid on the simplex
+that includes every member alone, so the best blend never validates below its best member. The
+blended model is one `FactorSet` again (weighted, concatenated user and item vectors; see
+`blend_factors`), so it is scored, quantized and explained by the same code as any model.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from recspark.ranking.factors import FactorSet, HistoryFactors, IdFactors, MixedFactors, SeenItems
+
+_USERS_PER_BLOCK = 1024
+
+
+@dataclass(frozen=True)
+class ValidationTargets:
+    """Held-out targets: user indices, one target item each, and the other seen items."""
+
+    users: NDArray[np.int64]
+    targets: NDArray[np.int64]
+    seen: SeenItems  # row i: user i's train items except the target
+
+    def __len__(self) -> int:
+        return len(self.users)
+
+    def blocks(self, size: int = _USERS_PER_BLOCK) -> Iterator[ValidationTargets]:
+        for start in range(0, len(self), size):
+            stop = min(start + size, len(self))
+            yield ValidationTargets(
+                self.users[start:stop], self.targets[start:stop], self.seen[start:stop]
+            )
+
+
+def masked_scores(factors: FactorSet, block: ValidationTargets) -> NDArray[np.float32]:
+    """(B, n_items) float32 scores of a block of users, their seen items at -inf."""
+    vectors = factors.user_vectors(block.users, block.seen)
+    scores = np.asarray(vectors @ np.asarray(factors.items).T, dtype=np.float32)
+    rows, _, items = block.seen.coordinates()
+    scores[rows, items] = -np.inf
+    return scores
+
+
+def target_gains(scores: NDArray[Any], targets: NDArray[np.int64], k: int) -> NDArray[np.float64]:
+    """Each row's NDCG@k of its single target: 1/log2(rank+2) when rank < k, else 0."""
+    target_scores = scores[np.arange(len(targets)), targets][:, None]
+    rank = (scores > target_scores).sum(axis=1)
+    gains = np.where(rank < k, 1.0 / np.log2(rank + 2.0), 0.0)
+    # A NaN score ranks nowhere.
+    return np.where(np.isfinite(target_scores[:, 0]), gains, 0.0)
+
+
+def target_ndcg(factors: FactorSet, validation: ValidationTargets, k: int) -> float:
+    """Mean NDCG@k of the validation targets under `factors` (NaN without targets)."""
+    if len(validation) == 0:
+        return float("nan")
+    total = sum(
+        float(target_gains(masked_scores(factors, b), b.targets, k).sum())
+        for b in validation.blocks()
+    )
+    return total / len(validation)
+
+
+def simplex_grid(members: int, steps: int) -> NDArray[np.float64]:
+    """Every weight vector of `members` non-negative multiples of 1/steps that sum to 1."""
+    rows = [
+        np.asarray(c, dtype=np.float64) / steps
+        for c in itertools.product(range(steps + 1), repeat=members)
+        if sum(c) == steps
+    ]
+    return np.stack(rows)
+
+
+def score_scale(factors: FactorSet, validation: ValidationTargets) -> float:
+    """The spread (standard deviation) of a model's unmasked scores on the first block."""
+    block = next(validation.blocks())
+    scores = masked_scores(factors, block)
+    finite = scores[np.isfinite(scores)]
+    scale = float(finite.std()) if finite.size else 0.0
+    return scale if scale > 0 and np.isfinite(scale) else 1.0
+
+
+@dataclass(frozen=True)
+class BlendFit:
+    """The weights of the best blend (each member's scale already folded in) and its NDCG."""
+
+    weights: tuple[float, ...]  # on the members' scaled scores, summing to 1
+    scales: tuple[float, ...]
+    ndcg: float
+    grid: NDArray[np.float64]
+    grid_ndcg: NDArray[np.float64]  # validation NDCG@k of every grid point
+
+    @property
+    def factors_weights(self) -> tuple[float, ...]:
+        """What multiplies each member's raw scores: weight / scale."""
+        return tuple(w / s for w, s in zip(self.weights, self.scales, strict=True))
+
+
+def fit_blend(
+    members: Sequence[FactorSet], validation: ValidationTargets, k: int, steps: int = 10
+) -> BlendFit:
+    """The simplex-grid weights whose blend of `members` has the best validation NDCG@k.
+
+    Ties go to the grid point listed first; the one-member points are in the grid, so the
+    result is at least as good as the best member on this validation set.
+    """
+    if not members:
+        raise ValueError("a blend needs at least one member")
+    if len(validation) == 0:
+        raise ValueError("a blend needs validation targets to fit its weights")
+    scales = tuple(score_scale(m, validation) for m in members)
+    grid = simplex_grid(len(members), steps)
+    totals = np.zeros(len(grid))
+    for block in validation.blocks():
+        scaled = [masked_scores(m, block) / s for m, s in zip(members, scales, strict=True)]
+        for g, weights in enumerate(grid):
+            blended = sum(
+                (w * s for w, s in zip(weights, scaled, strict=True) if w > 0),
+                np.zeros_like(scaled[0]),
+            )
+            # -inf * 0 is NaN: a weight of 0 leaves the member out, masked items stay -inf.
+            totals[g] += target_gains(blended, block.targets, k).sum()
+    grid_ndcg = totals / len(validation)
+    best = int(np.argmax(grid_ndcg))
+    weights = tuple(float(w) for w in grid[best])
+    return BlendFit(weights, scales, float(grid_ndcg[best]), grid, grid_ndcg)
+
+
+def blend_factors(members: Sequence[FactorSet], weights: Sequence[float]) -> FactorSet:
+    """One FactorSet scoring `sum_m weights[m] * score_m`: concatenated, weighted vectors.
+
+    Members with weight 0 are left out. Id-based members' user vectors are scaled and put side
+    by side (their item vectors likewise); item-item members' weight matrices are summed into
+    the first n_items columns (`MixedFactors`). Returns IdFactors or HistoryFactors when only
+    one kind remains.
+    """
+    id_users: list[NDArray[Any]] = []
+    id_items: list[NDArray[Any]] = []
+    history: NDArray[Any] | None = None
+    for member, weight in zip(members, weights, strict=True):
+        if weight == 0:
+            continue
+        if isinstance(member, HistoryFactors):
+            part = np.asarray(member.items, dtype=np.float32) * np.float32(weight)
+            history = part if history is None else history + part
+        elif isinstance(member, IdFactors):
+            id_users.append(np.asarray(member.users, dtype=np.float32) * np.float32(weight))
+            id_items.append(np.asarray(member.items, dtype=np.float32))
+        else:
+            raise TypeError(f"cannot blend a {type(member).__name__}")
+    if not id_users and history is None:
+        raise ValueError("a blend needs a member with a non-zero weight")
+    if not id_users:
+        assert history is not None
+        return HistoryFactors(items=history)
+    users, items = np.hstack(id_users), np.hstack(id_items)
+    if history is None:
+        return IdFactors(users=users, items=items)
+    return MixedFactors(users=users, items=np.ascontiguousarray(np.hstack([history, items])))
+
+
+__all__ = [
+    "BlendFit",
+    "ValidationTargets",
+    "blend_factors",
+    "fit_blend",
+    "masked_scores",
+    "simplex_grid",
+    "target_gains",
+    "target_ndcg",
+]

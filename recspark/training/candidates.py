@@ -1,0 +1,131 @@
+"""Champion selection: which candidates a run trains, the blend of them, and the winner.
+
+Every candidate of `train.candidates` is trained on the same rows (the validation targets left
+out) and measured by one function on the same validation users (`ranking.blend.target_ndcg`:
+full catalog, the user's other train items excluded). The candidate with the best validation
+NDCG@`evaluate.k` is the one the run registers and the gate judges; on a tie the one listed first
+wins, and a blend wins only when it is strictly better than every member.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from recspark.config import Config
+from recspark.models.base import ScoringModel
+from recspark.models.ease import MAX_ITEMS_KEY
+from recspark.ranking.blend import ValidationTargets, blend_factors, fit_blend, target_ndcg
+from recspark.ranking.factors import FactorSet
+from recspark.results import EpochStats
+from recspark.vocab import CandidateName
+
+BLEND: CandidateName = "blend"
+
+
+@dataclass(frozen=True)
+class Trained:
+    """A trained candidate and how it was trained, before it is logged."""
+
+    model: ScoringModel
+    params: dict[str, Any]  # logged as MLflow params
+    history: tuple[EpochStats, ...]
+    best_val_ndcg: float | None  # the training loop's best epoch (gradient models)
+    seconds: float
+    ranks: int
+    launcher: str
+    device: str
+    resumed_from_epoch: int | None = None
+    # The factors validation scores: user vectors from the validation histories.
+    val_factors: FactorSet | None = None
+    val_ndcg: float = float("nan")  # the selection metric (set by `validated`)
+    notes: dict[str, str] = field(default_factory=dict)  # logged as MLflow tags
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The candidates to train, in order, and the ones left out with the reason."""
+
+    models: tuple[CandidateName, ...]
+    blend: bool
+    skipped: dict[str, str]
+
+
+def plan_candidates(config: Config, n_items: int) -> Plan:
+    """The configured candidates that fit the data: EASE only up to `train.ease.max_items`.
+
+    A blend is planned when at least two other candidates remain.
+    """
+    skipped: dict[str, str] = {}
+    models: list[CandidateName] = []
+    for name in config.train.candidates:
+        if name == BLEND:
+            continue
+        if name == "ease" and n_items > config.train.ease.max_items:
+            skipped[name] = f"{n_items:,} items is more than {MAX_ITEMS_KEY}"
+            continue
+        models.append(name)
+    blend = BLEND in config.train.candidates
+    if blend and len(models) < 2:
+        skipped[BLEND] = f"needs two other candidates; has {models}"
+        blend = False
+    return Plan(tuple(models), blend, skipped)
+
+
+def validated(trained: Trained, validation: ValidationTargets, k: int) -> Trained:
+    """`trained` with its validation NDCG@k measured on its validation factors."""
+    factors = trained.val_factors or trained.model.factor_set()
+    return dataclasses.replace(
+        trained, val_factors=factors, val_ndcg=target_ndcg(factors, validation, k)
+    )
+
+
+def blend_candidate(
+    members: Mapping[str, Trained], validation: ValidationTargets, k: int, steps: int
+) -> Trained:
+    """The blend of `members` with simplex-grid weights fit on the validation users."""
+    started = time.perf_counter()
+    names = list(members)
+    val_factors = [members[n].val_factors or members[n].model.factor_set() for n in names]
+    fit = fit_blend(val_factors, validation, k, steps)
+    weights = fit.factors_weights
+    served = blend_factors([members[n].model.factor_set() for n in names], weights)
+    params = {f"weight.{n}": w for n, w in zip(names, fit.weights, strict=True)}
+    params |= {f"scale.{n}": s for n, s in zip(names, fit.scales, strict=True)}
+    return Trained(
+        model=ScoringModel(BLEND, None, served),
+        params={"model": BLEND, "grid_steps": steps, **params},
+        history=(),
+        best_val_ndcg=None,
+        seconds=time.perf_counter() - started,
+        ranks=1,
+        launcher="closed_form",
+        device="cpu",
+        val_factors=blend_factors(val_factors, weights),
+        val_ndcg=fit.ndcg,
+        notes={"members": ",".join(n for n, w in zip(names, fit.weights, strict=True) if w > 0)},
+    )
+
+
+def winner(trained: Mapping[str, Trained], order: Sequence[str]) -> str:
+    """The best candidate by validation NDCG (NaN loses); ties go to the first in `order`.
+
+    A blend whose NDCG only equals its best member's loses to that member: it is the same model,
+    scored at a higher cost.
+    """
+
+    def key(name: str) -> tuple[float, int]:
+        ndcg = trained[name].val_ndcg
+        return (ndcg if ndcg == ndcg else float("-inf"), -order.index(name))
+
+    ranked = sorted(trained, key=key, reverse=True)
+    best = ranked[0]
+    if best == BLEND and len(ranked) > 1 and key(ranked[1])[0] >= trained[BLEND].val_ndcg:
+        return ranked[1]
+    return best
+
+
+__all__ = ["Plan", "Trained", "blend_candidate", "plan_candidates", "validated", "winner"]
