@@ -90,14 +90,12 @@ def measure_seed(
     from recspark.evaluation.evaluate import baseline_sources, evaluation_data, measure_all
     from recspark.pipeline import run_stages
     from recspark.scoring.udf import FactorSource, InMemoryFactors
-    from recspark.training.candidates import winner
     from recspark.training.train import train_candidates
 
     featurized = run_stages(spark, config, run_date, ["featurize"])["featurize"]
     started = time.perf_counter()
-    trained, plan = train_candidates(spark, config, run_date, {})
+    trained, plan, best = train_candidates(spark, config, run_date, {})
     train_seconds = time.perf_counter() - started
-    best = winner(trained, list(config.train.candidates))
     data = evaluation_data(spark, config, run_date)
     cfg = config.model_copy(
         update={"evaluate": config.evaluate.model_copy(update={"baselines": baselines})}

@@ -204,9 +204,10 @@ class EaseConfig(Section):
 
 class BlendConfig(Section):
     grid_steps: Count = 10
+    max_grid_points: Count = 100
 
 
-DEFAULT_CANDIDATES: list[CandidateName] = ["two_tower", "sasrec", "ease", "blend"]
+DEFAULT_CANDIDATES: list[CandidateName] = ["two_tower", "sasrec", "ease", "als", "blend"]
 
 
 class TrainConfig(Section):
@@ -233,6 +234,7 @@ class TrainConfig(Section):
     sasrec: SasrecConfig = SasrecConfig()
     ease: EaseConfig = EaseConfig()
     blend: BlendConfig = BlendConfig()
+    refit: bool = True
 
     @model_validator(mode="before")
     @classmethod

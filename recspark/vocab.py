@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Any, Literal, get_args
 
-ModelName = Literal["two_tower", "sasrec", "ease"]
+ModelName = Literal["two_tower", "sasrec", "ease", "als"]
 GradientModel = Literal["two_tower", "sasrec"]  # trained by gradient descent on ranks
 # What train.candidates may list: a model, or `blend` (a weighted mix of the other candidates).
-CandidateName = Literal["two_tower", "sasrec", "ease", "blend"]
+CandidateName = Literal["two_tower", "sasrec", "ease", "als", "blend"]
 Launcher = Literal["horovod", "torch_distributor"]
 LossName = Literal["softmax", "sampled_softmax", "bpr"]
 Precision = Literal["float32", "int8", "bfloat16"]  # how scoring multiplies (score.precision)

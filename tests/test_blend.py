@@ -17,7 +17,14 @@ from recspark.ranking.blend import (
 )
 from recspark.ranking.factors import HistoryFactors, IdFactors, MixedFactors, SeenItems
 from recspark.ranking.ranker import Ranker
-from recspark.training.candidates import Trained, blend_candidate, plan_candidates, winner
+from recspark.training.candidates import (
+    Trained,
+    blend_candidate,
+    closed_form_parts,
+    plan_candidates,
+    winner,
+    with_refit,
+)
 
 from .conftest import CONF_DIR
 
@@ -152,10 +159,33 @@ def test_selection_picks_the_better_candidate_and_a_blend_only_when_strictly_bet
 def test_plan_skips_ease_above_its_item_limit_and_a_blend_without_members() -> None:
     config = load_config(CONF_DIR, "test", ["train.ease.max_items=50"])
     plan = plan_candidates(config, n_items=100)
-    assert plan.models == ("two_tower", "sasrec") and plan.blend
+    assert plan.models == ("two_tower", "sasrec", "als") and plan.blend
     assert "train.ease.max_items" in plan.skipped["ease"]
     lonely = load_config(CONF_DIR, "test", ["train.candidates=[two_tower,ease,blend]"])
     plan = plan_candidates(
         lonely.model_copy(update={"train": lonely.train.model_copy(update={})}), n_items=10**6
     )
     assert plan.models == ("two_tower",) and not plan.blend and "blend" in plan.skipped
+
+
+def test_refit_replaces_the_closed_form_members_a_blend_serves() -> None:
+    rng = np.random.default_rng(4)
+    validation = _targets(rng)
+    tower, als = _oracle(validation, 1.0, rng), _oracle(validation, 1.0, rng)
+    trained = {"two_tower": _trained(tower, 0.0), "als": _trained(als, 0.0)}
+    trained["blend"] = blend_candidate(trained, validation, k=3, steps=10)
+    assert closed_form_parts(trained, "blend") == ["als"]
+    assert closed_form_parts(trained, "two_tower") == []
+    refit_factors = IdFactors(users=als.users * 0, items=als.items)
+    refit = with_refit(trained, "blend", {"als": _trained(refit_factors, 0.0)})
+    assert refit.val_ndcg == trained["blend"].val_ndcg  # selected by its validated fit
+    # the served blend now scores the tower part alone (the refit ALS part is all zeros)
+    served = refit.model.factor_set()
+    users = np.arange(N_USERS)
+    w = trained["blend"].blend_weights["two_tower"]
+    np.testing.assert_allclose(
+        served.user_vectors(users, validation.seen) @ served.items.T,
+        w * (tower.users @ tower.items.T),
+        rtol=1e-5,
+        atol=1e-5,
+    )

@@ -15,6 +15,7 @@ blended model is one `FactorSet` again (weighted, concatenated user and item vec
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -75,6 +76,13 @@ def target_ndcg(factors: FactorSet, validation: ValidationTargets, k: int) -> fl
     return total / len(validation)
 
 
+def grid_steps(members: int, steps: int, max_points: int) -> int:
+    """The most steps up to `steps` whose simplex grid has at most `max_points` points."""
+    while steps > 1 and math.comb(steps + members - 1, members - 1) > max_points:
+        steps -= 1
+    return steps
+
+
 def simplex_grid(members: int, steps: int) -> NDArray[np.float64]:
     """Every weight vector of `members` non-negative multiples of 1/steps that sum to 1."""
     rows = [
@@ -111,19 +119,24 @@ class BlendFit:
 
 
 def fit_blend(
-    members: Sequence[FactorSet], validation: ValidationTargets, k: int, steps: int = 10
+    members: Sequence[FactorSet],
+    validation: ValidationTargets,
+    k: int,
+    steps: int = 10,
+    max_points: int = 100,
 ) -> BlendFit:
     """The simplex-grid weights whose blend of `members` has the best validation NDCG@k.
 
-    Ties go to the grid point listed first; the one-member points are in the grid, so the
-    result is at least as good as the best member on this validation set.
+    The grid has `steps` steps, fewer where that would give more than `max_points` points. Ties
+    go to the grid point listed first; the one-member points are in the grid, so the result is
+    at least as good as the best member on this validation set.
     """
     if not members:
         raise ValueError("a blend needs at least one member")
     if len(validation) == 0:
         raise ValueError("a blend needs validation targets to fit its weights")
     scales = tuple(score_scale(m, validation) for m in members)
-    grid = simplex_grid(len(members), steps)
+    grid = simplex_grid(len(members), grid_steps(len(members), steps, max_points))
     totals = np.zeros(len(grid))
     for block in validation.blocks():
         scaled = [masked_scores(m, block) / s for m, s in zip(members, scales, strict=True)]
@@ -178,6 +191,7 @@ __all__ = [
     "ValidationTargets",
     "blend_factors",
     "fit_blend",
+    "grid_steps",
     "masked_scores",
     "simplex_grid",
     "target_gains",

@@ -24,6 +24,8 @@ from recspark.results import EpochStats
 from recspark.vocab import CandidateName
 
 BLEND: CandidateName = "blend"
+# Fit in closed form (or by Spark MLlib) rather than on the ranks: cheap to refit after selection.
+CLOSED_FORM: tuple[CandidateName, ...] = ("ease", "als")
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,8 @@ class Trained:
     val_factors: FactorSet | None = None
     val_ndcg: float = float("nan")  # the selection metric (set by `validated`)
     notes: dict[str, str] = field(default_factory=dict)  # logged as MLflow tags
+    # A blend: what multiplies each member's raw scores (members with weight 0 left out).
+    blend_weights: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -84,13 +88,17 @@ def validated(trained: Trained, validation: ValidationTargets, k: int) -> Traine
 
 
 def blend_candidate(
-    members: Mapping[str, Trained], validation: ValidationTargets, k: int, steps: int
+    members: Mapping[str, Trained],
+    validation: ValidationTargets,
+    k: int,
+    steps: int,
+    max_points: int = 100,
 ) -> Trained:
     """The blend of `members` with simplex-grid weights fit on the validation users."""
     started = time.perf_counter()
     names = list(members)
     val_factors = [members[n].val_factors or members[n].model.factor_set() for n in names]
-    fit = fit_blend(val_factors, validation, k, steps)
+    fit = fit_blend(val_factors, validation, k, steps, max_points)
     weights = fit.factors_weights
     served = blend_factors([members[n].model.factor_set() for n in names], weights)
     params = {f"weight.{n}": w for n, w in zip(names, fit.weights, strict=True)}
@@ -107,7 +115,31 @@ def blend_candidate(
         val_factors=blend_factors(val_factors, weights),
         val_ndcg=fit.ndcg,
         notes={"members": ",".join(n for n, w in zip(names, fit.weights, strict=True) if w > 0)},
+        blend_weights={n: w for n, w in zip(names, weights, strict=True) if w > 0},
     )
+
+
+def closed_form_parts(trained: Mapping[str, Trained], best: str) -> list[str]:
+    """The closed-form models the selected candidate serves: itself, or its blend members."""
+    parts = list(trained[best].blend_weights) if best == BLEND else [best]
+    return [name for name in parts if name in CLOSED_FORM]
+
+
+def with_refit(trained: Mapping[str, Trained], best: str, refit: Mapping[str, Trained]) -> Trained:
+    """The selected candidate serving `refit` models in place of their validated fits.
+
+    Its validation NDCG stays the one it was selected by (measured before the refit).
+    """
+    chosen = trained[best]
+    if best != BLEND:
+        return dataclasses.replace(refit[best], val_ndcg=chosen.val_ndcg, notes={"refit": "true"})
+    members = {**trained, **refit}
+    names = list(chosen.blend_weights)
+    served = blend_factors(
+        [members[n].model.factor_set() for n in names], list(chosen.blend_weights.values())
+    )
+    notes = {**chosen.notes, "refit": ",".join(refit)}
+    return dataclasses.replace(chosen, model=ScoringModel(BLEND, None, served), notes=notes)
 
 
 def winner(trained: Mapping[str, Trained], order: Sequence[str]) -> str:
@@ -128,4 +160,15 @@ def winner(trained: Mapping[str, Trained], order: Sequence[str]) -> str:
     return best
 
 
-__all__ = ["Plan", "Trained", "blend_candidate", "plan_candidates", "validated", "winner"]
+__all__ = [
+    "BLEND",
+    "CLOSED_FORM",
+    "Plan",
+    "Trained",
+    "blend_candidate",
+    "closed_form_parts",
+    "plan_candidates",
+    "validated",
+    "winner",
+    "with_refit",
+]

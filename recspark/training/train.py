@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, TypeGuard
 
 from delta.tables import DeltaTable
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 
 from recspark.config import Config, TableKey
 from recspark.io.delta import read_table
@@ -41,9 +41,11 @@ from recspark.training.candidates import (
     Plan,
     Trained,
     blend_candidate,
+    closed_form_parts,
     plan_candidates,
     validated,
     winner,
+    with_refit,
 )
 from recspark.training.data import (
     TrainingInputs,
@@ -284,16 +286,31 @@ def _train_gradient_model(
     )
 
 
-def _train_ease(config: Config, inputs: TrainingInputs) -> Trained:
-    """EASE on the positive train pairs, the validation targets left out like every candidate."""
-    from recspark.models.ease import fit_ease
-
-    ease_cfg = config.train.ease
+def _closed_form(
+    name: str, config: Config, pairs: DataFrame, n_users: int, n_items: int
+) -> Trained:
+    """EASE or Spark MLlib ALS fit on `pairs` (positive (user_index, item_index) pairs)."""
     started = time.perf_counter()
-    ease = fit_ease(inputs.pairs(), inputs.n_items, ease_cfg.l2, max_items=ease_cfg.max_items)
+    if name == "ease":
+        from recspark.models.ease import fit_ease
+
+        ease_cfg = config.train.ease
+        ease = fit_ease(pairs, n_items, ease_cfg.l2, max_items=ease_cfg.max_items)
+        model = ScoringModel("ease", ease, ease.factor_set())
+        params: dict[str, Any] = {"l2": ease_cfg.l2}
+    else:
+        from recspark.models.als import fit_als
+
+        als = config.evaluate.als
+        factors = fit_als(
+            pairs, n_users, n_items, rank=als.rank, reg_param=als.reg_param, alpha=als.alpha,
+            max_iter=als.max_iter, seed=config.train.seed,
+        )  # fmt: skip
+        model = ScoringModel("als", None, factors)
+        params = als.model_dump()
     return Trained(
-        model=ScoringModel("ease", ease, ease.factor_set()),
-        params={"model": "ease", "l2": ease_cfg.l2, "n_items": inputs.n_items},
+        model=model,
+        params={"model": name, "n_items": n_items, **params},
         history=(),
         best_val_ndcg=None,
         seconds=time.perf_counter() - started,
@@ -303,10 +320,24 @@ def _train_ease(config: Config, inputs: TrainingInputs) -> Trained:
     )
 
 
+def _refit(config: Config, trained: dict[str, Trained], best: str, inputs: TrainingInputs) -> None:
+    """Refit the closed-form models the winner serves on every train pair (`train.refit`)."""
+    parts = closed_form_parts(trained, best) if config.train.refit else []
+    if not parts:
+        return
+    refit = {
+        name: _closed_form(name, config, inputs.positives, inputs.n_users, inputs.n_items)
+        for name in parts
+    }
+    print(f"[train] refit {', '.join(parts)} on every train pair", file=sys.stderr, flush=True)
+    trained[best] = with_refit(trained, best, refit)
+
+
 def train_candidates(
     spark: SparkSession, config: Config, run_date: dt.date, versions: DataVersions
-) -> tuple[dict[str, Trained], Plan]:
-    """Every planned candidate trained and validated (NDCG@evaluate.k), in the configured order."""
+) -> tuple[dict[str, Trained], Plan, str]:
+    """Every planned candidate trained and validated (NDCG@evaluate.k), in the configured order;
+    the winner's name (its closed-form parts refit on every train pair, `train.refit`)."""
     n_users = read_table(spark, config.table_path("user_ids")).count()
     n_items = read_table(spark, config.table_path("item_ids")).count()
     plan = plan_candidates(config, n_items)
@@ -322,15 +353,21 @@ def train_candidates(
             if is_gradient_model(name):
                 one = _train_gradient_model(spark, config, run_date, name, inputs, versions)
             else:
-                one = _train_ease(config, inputs)
+                one = _closed_form(name, config, inputs.pairs(), n_users, n_items)
             trained[name] = validated(one, targets, k)
             _say_validated(name, trained[name], k)
+        if plan.blend:
+            blend = config.train.blend
+            trained[BLEND] = blend_candidate(
+                trained, targets, k, blend.grid_steps, blend.max_grid_points
+            )
+            _say_validated(BLEND, trained[BLEND], k)
+        best = winner(trained, list(config.train.candidates))
+        print(f"[train] selected {best} of {list(trained)}", file=sys.stderr, flush=True)
+        _refit(config, trained, best, inputs)
     finally:
         inputs.release()
-    if plan.blend:
-        trained[BLEND] = blend_candidate(trained, targets, k, config.train.blend.grid_steps)
-        _say_validated(BLEND, trained[BLEND], k)
-    return trained, plan
+    return trained, plan, best
 
 
 def _say_validated(name: str, trained: Trained, k: int) -> None:
@@ -350,9 +387,7 @@ def run_train(spark: SparkSession, config: Config, run_date: dt.date) -> TrainRe
         device, and every candidate's validation NDCG.
     """
     versions = table_versions(spark, config)
-    trained, plan = train_candidates(spark, config, run_date, versions)
-    best = winner(trained, list(config.train.candidates))
-    print(f"[train] selected {best} of {list(trained)}", file=sys.stderr, flush=True)
+    trained, plan, best = train_candidates(spark, config, run_date, versions)
     run_id, version = _log_to_mlflow(spark, config, run_date, trained, best, plan, versions)
     # The model is safely in the registry: a rerun of this date trains afresh.
     shutil.rmtree(checkpoint_folder(config, run_date), ignore_errors=True)
