@@ -99,6 +99,24 @@ def test_loss_ignores_padding_targets() -> None:
     assert torch.isfinite(model.loss(seq, target, n_negatives=5))
 
 
+def test_loss_of_rows_grouped_by_length_equals_the_padded_batch() -> None:
+    # `loss` encodes rows of similar length together, cut to their longest row: the value and
+    # the gradients must be those of encoding the whole padded batch.
+    model = _model(dropout=0.0)
+    seq = _cycles(13, torch.Generator().manual_seed(5))  # 1..MAX_LEN + 1 items per row
+    seq[0] = PAD  # a row of padding only
+    inp, target = model.sequences_to_training(seq)
+    loss = model.loss(inp, target)
+    grads = torch.autograd.grad(loss, [model.item_emb.weight, model.pos_emb.weight])
+    keep = (target != PAD) & (inp != PAD)
+    logits = model.encode(inp)[keep] @ model.item_emb.weight[:N_ITEMS].T + model.bias
+    manual = torch.nn.functional.cross_entropy(logits, target[keep])
+    manual_grads = torch.autograd.grad(manual, [model.item_emb.weight, model.pos_emb.weight])
+    torch.testing.assert_close(loss, manual)
+    for got, expected in zip(grads, manual_grads, strict=True):
+        torch.testing.assert_close(got, expected)
+
+
 def test_sequences_to_training_shifts_by_one() -> None:
     model = _model()
     inp, target = model.sequences_to_training(torch.tensor([[PAD, PAD, 1, 2, 3]]))

@@ -22,6 +22,8 @@ from torch import nn
 
 from recspark.ranking.factors import IdFactors
 
+LENGTH_GROUPS = 4  # `loss` encodes a batch in this many groups of rows of similar length
+
 
 class _Block(nn.Module):
     """Pre-LN transformer block: x + attn(LN(x)), then x + ffn(LN(x))."""
@@ -160,11 +162,9 @@ class SASRec(nn.Module):
                 whole batch. A negative equal to a row's target is masked out for that row. With
                 a uniform proposal the log-Q correction is the same for every logit, so it cancels.
         """
-        h = self.encode(seq)
-        keep = (target != self.pad) & (seq != self.pad)
-        if not bool(keep.any()):
+        h, y = self._real_states(seq, target)
+        if not len(y):
             return h.sum() * 0.0
-        h, y = h[keep], target[keep]
         if n_negatives is None:
             return F.cross_entropy(self._score(h), y)
         if n_negatives < 1:
@@ -179,6 +179,26 @@ class SASRec(nn.Module):
         )
         logits = torch.cat([pos_logit, neg_logits], dim=1)
         return F.cross_entropy(logits, torch.zeros_like(y))
+
+    def _real_states(
+        self, seq: torch.Tensor, target: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(hidden states, targets) of the positions where both input and target are real.
+
+        Rows are encoded in LENGTH_GROUPS groups of similar length, each cut to its longest row:
+        left padding changes no output (see `encode`), so this is the same loss as encoding the
+        padded batch, at a fraction of the cost when most rows are short (measured on Amazon
+        Beauty on CPU: a batch of 128 rows is 44 columns wide on average, a row 7 items long).
+        """
+        n_real = (seq != self.pad).sum(dim=1)
+        states, targets = [], []
+        for rows in torch.argsort(n_real).chunk(LENGTH_GROUPS):
+            width = max(1, int(n_real[rows[-1]]))
+            part, part_target = seq[rows, -width:], target[rows, -width:]
+            keep = (part_target != self.pad) & (part != self.pad)
+            states.append(self.encode(part)[keep])
+            targets.append(part_target[keep])
+        return torch.cat(states), torch.cat(targets)
 
     def sequences_to_training(self, seq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, L) left-padded sequences -> (input, target), each (B, L-1): target[t] = seq[t+1].
