@@ -193,8 +193,13 @@ class FeaturesConfig(Section):
 class SasrecConfig(Section):
     batch_size: int = 64
     layers: int = 2
-    heads: int = 2
-    dropout: float = 0.2
+    heads: int = 1
+    dropout: float = 0.5
+    # SASRec's own schedule; None: the train.* value.
+    epochs: Count | None = 100
+    learning_rate: float | None = 0.001
+    weight_decay: float | None = None
+    patience: int | None = 5
 
 
 class EaseConfig(Section):
@@ -224,7 +229,7 @@ class TrainConfig(Section):
     use_history: bool = True
     history_dropout: float = 0.5
     patience: int = 3
-    validation_users: int = 1000
+    validation_users: int = 10000
     reader_pool: ReaderPool = "thread"
     checkpoint_dir: Text = "work/checkpoints/train"
     warm_start: bool = False

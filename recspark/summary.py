@@ -58,7 +58,9 @@ def train_lines(t: TrainResult) -> list[str]:
         for e in t.history
     ]
     if t.candidates:
-        ranked = sorted(t.candidates.items(), key=lambda kv: -kv[1] if kv[1] == kv[1] else float("inf"))
+        ranked = sorted(
+            t.candidates.items(), key=lambda kv: -kv[1] if kv[1] == kv[1] else float("inf")
+        )
         picked = ", ".join(f"{name} {ndcg:.4f}" for name, ndcg in ranked)
         lines.append(f"{INDENT}candidates (validation ndcg): {picked}; selected {t.model_name}")
     lines += [f"{INDENT}skipped {name}: {why}" for name, why in t.skipped.items()]

@@ -224,7 +224,11 @@ def test_other_models_train_register_and_beat_popularity(
     spark: SparkSession, config: Config, model: str
 ) -> None:
     cfg = _with(
-        config, f"train.candidates=[{model}]", "train.epochs=12", "evaluate.baselines=[popularity]"
+        config,
+        f"train.candidates=[{model}]",
+        "train.epochs=12",
+        "train.sasrec.epochs=12",
+        "evaluate.baselines=[popularity]",
     )
     results = run_stages(spark, cfg, RUN_DATE, ["train", "evaluate"])
     assert results["train"].model_name == model

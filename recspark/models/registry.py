@@ -66,8 +66,7 @@ def build_model(spec: ModelSpec) -> torch.nn.Module:
             spec.n_users, spec.n_items, spec.embedding_dim, **dataclasses.asdict(spec.sasrec)
         )
     raise ValueError(
-        f"{spec.model!r} is not trained by gradient descent; "
-        f"those are {choices(GradientModel)}"
+        f"{spec.model!r} is not trained by gradient descent; those are {choices(GradientModel)}"
     )
 
 

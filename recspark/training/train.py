@@ -110,6 +110,12 @@ def checkpoint_path(config: Config, run_date: dt.date, model: GradientModel) -> 
     return checkpoint_folder(config, run_date) / model / "checkpoint.pt"
 
 
+def _own(section: Any, key: str, default: Any) -> Any:
+    """`section.key` where the model's own section sets it, else the `train.*` default."""
+    value = None if section is None else getattr(section, key)
+    return default if value is None else value
+
+
 def _params(
     config: Config,
     model: GradientModel,
@@ -122,17 +128,18 @@ def _params(
     """The ranks' parameters, fingerprinted: a checkpoint resumes only the same settings and
     data."""
     cfg = config.train
-    batch_size = cfg.sasrec.batch_size if model == "sasrec" else cfg.batch_size
     sasrec = cfg.sasrec
+    own = sasrec if model == "sasrec" else None  # SASRec's schedule, where it sets one
+    batch_size = sasrec.batch_size if own else cfg.batch_size
     base = TrainParams(
         model=model,
         n_users=n_users,
         n_items=n_items,
         embedding_dim=cfg.embedding_dim,
-        epochs=cfg.epochs,
+        epochs=_own(own, "epochs", cfg.epochs),
         batch_size=batch_size,
-        learning_rate=cfg.learning_rate,
-        weight_decay=cfg.weight_decay,
+        learning_rate=_own(own, "learning_rate", cfg.learning_rate),
+        weight_decay=_own(own, "weight_decay", cfg.weight_decay),
         seed=cfg.seed,
         steps_per_epoch=max(1, n_rows // (batch_size * cfg.num_proc)),
         loss=cfg.loss,
@@ -142,7 +149,7 @@ def _params(
         sasrec=SasrecParams(
             config.features.sequence_length, sasrec.layers, sasrec.heads, sasrec.dropout
         ),
-        patience=cfg.patience,
+        patience=_own(own, "patience", cfg.patience),
         eval_k=config.evaluate.k,
         reader_pool=cfg.reader_pool,
         checkpoint_path=str(checkpoint_path(config, run_date, model)),
