@@ -230,6 +230,7 @@ class TrainConfig(Section):
     history_dropout: float = 0.5
     patience: int = 3
     validation_users: int = 10000
+    validation_items_per_user: Count = 1
     reader_pool: ReaderPool = "thread"
     checkpoint_dir: Text = "work/checkpoints/train"
     warm_start: bool = False

@@ -113,3 +113,24 @@ def test_sequential_protocol_keeps_validation_and_test_items_out_of_training(
         trained_on = [i for i in rows[user] if i != n_items]
         assert target not in trained_on and test_items.get(user) not in trained_on
         assert trained_on == earlier[-length:]
+
+
+def test_several_validation_items_per_user_leave_training_and_histories(
+    spark: SparkSession,
+) -> None:
+    sequences = spark.createDataFrame(
+        [(0, [1, 2, 3, 2]), (1, [4, 5]), (2, [6])], "user_index int, item_seq array<int>"
+    )
+    latest = validation_targets(sequences, n_users=10, seed=1, latest=True, per_user=2)
+    # user 0's two latest distinct items; user 1 would keep nothing to train on; user 2 neither
+    assert sorted(tuple(r) for r in latest.collect()) == [(0, 2), (0, 3)]
+    drawn = validation_targets(sequences, n_users=10, seed=1, latest=False, per_user=2)
+    assert {r[1] for r in drawn.collect()} <= {1, 2, 3} and drawn.count() == 2
+    positives = spark.createDataFrame(
+        [(0, 1), (0, 2), (0, 3), (1, 4), (1, 5), (2, 6)], "user_index int, item_index int"
+    )
+    shaped = shape_rows(sequences, positives, latest, "pairs", PAD, length=3)
+    rows = sorted((r[USER_INDEX], r[ITEM_INDEX], list(r[HISTORY])) for r in shaped.rows.collect())
+    assert rows[0] == (0, 1, [PAD, PAD, 1])  # both targets (and the repeat of 2) are gone
+    validation = sorted((r[ITEM_INDEX], list(r[HISTORY])) for r in shaped.validation.collect())
+    assert validation == [(2, [PAD, PAD, 1]), (3, [PAD, PAD, 1])]

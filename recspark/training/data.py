@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from pyspark.sql import Column, DataFrame, Row, SparkSession
+from pyspark.sql import Column, DataFrame, Row, SparkSession, Window
 from pyspark.sql import functions as F
 
 from recspark.config import Config
@@ -49,24 +49,53 @@ def left_padded(items: Column, length: int, pad: int) -> Column:
     return F.concat(padding, kept).cast("array<int>")
 
 
-def validation_targets(sequences: DataFrame, n_users: int, seed: int, latest: bool) -> DataFrame:
-    """(user_index, _validation_item) for up to n_users sampled users with >= 2 train items.
+def validation_targets(
+    sequences: DataFrame, n_users: int, seed: int, latest: bool, per_user: int = 1
+) -> DataFrame:
+    """(user_index, _validation_item): `per_user` held-out items of each of up to n_users sampled
+    users with more than `per_user` distinct train items (at least one item left to train on).
 
-    The held-out item is the user's latest (`latest`, matching temporal splits) or a seeded
-    random one of their items (matching random splits).
+    The held-out items are the user's latest (`latest`, matching temporal splits) or seeded
+    random ones of their items (matching random splits).
     """
-    size = F.size(ITEM_SEQ)
-    position = (
-        F.lit(-1)
+    if per_user == 1:
+        size = F.size(ITEM_SEQ)
+        position = (
+            F.lit(-1)
+            if latest
+            else (F.floor(uniform(seed, "validation_item", F.col(USER_INDEX)) * size) + 1).cast(
+                "int"
+            )
+        )
+        candidates = sequences.filter(size >= 2).select(
+            USER_INDEX,
+            F.element_at(ITEM_SEQ, position).alias(_TARGET),
+            uniform(seed, "validation", F.col(USER_INDEX)).alias("_draw"),
+        )
+        return candidates.orderBy("_draw", USER_INDEX).limit(n_users).drop("_draw")
+    items = (
+        sequences.select(USER_INDEX, F.posexplode(ITEM_SEQ).alias("_pos", _TARGET))
+        .groupBy(USER_INDEX, _TARGET)
+        .agg(F.max("_pos").alias("_pos"))
+    )
+    order = (
+        F.col("_pos").desc()
         if latest
-        else (F.floor(uniform(seed, "validation_item", F.col(USER_INDEX)) * size) + 1).cast("int")
+        else uniform(seed, "validation_item", F.col(USER_INDEX), F.col(_TARGET))
     )
-    candidates = sequences.filter(size >= 2).select(
-        USER_INDEX,
-        F.element_at(ITEM_SEQ, position).alias(_TARGET),
-        uniform(seed, "validation", F.col(USER_INDEX)).alias("_draw"),
+    by_user = Window.partitionBy(USER_INDEX)
+    chosen = (
+        items.withColumn("_rank", F.row_number().over(by_user.orderBy(order, _TARGET)))
+        .withColumn("_n", F.count(F.lit(1)).over(by_user))
+        .filter((F.col("_rank") <= per_user) & (F.col("_n") > per_user))
     )
-    return candidates.orderBy("_draw", USER_INDEX).limit(n_users).drop("_draw")
+    users = (
+        chosen.select(USER_INDEX)
+        .distinct()
+        .orderBy(uniform(seed, "validation", F.col(USER_INDEX)), USER_INDEX)
+        .limit(n_users)
+    )
+    return chosen.join(users, USER_INDEX).select(USER_INDEX, _TARGET)
 
 
 def padded_histories(sequences: DataFrame, length: int, n_items: int) -> DataFrame:
@@ -102,11 +131,12 @@ def shape_rows(
         n_items: the padding index.
         length: the history length.
     """
-    # Validation users lose their target from the sequence they train on (a pair is one element).
-    trimmed = sequences.join(targets, USER_INDEX, "left").select(
+    # Validation users lose their targets from the sequence they train on (a pair is one element).
+    held = targets.groupBy(USER_INDEX).agg(F.collect_list(_TARGET).alias("_targets"))
+    trimmed = sequences.join(held, USER_INDEX, "left").select(
         USER_INDEX,
-        F.when(F.col(_TARGET).isNull(), F.col(ITEM_SEQ))
-        .otherwise(F.array_remove(ITEM_SEQ, F.col(_TARGET)))
+        F.when(F.col("_targets").isNull(), F.col(ITEM_SEQ))
+        .otherwise(F.filter(ITEM_SEQ, lambda item: ~F.array_contains(F.col("_targets"), item)))
         .alias(ITEM_SEQ),
     )
     histories = padded_histories(trimmed, length, n_items)
@@ -136,7 +166,7 @@ def validation_arrays(rows: Iterable[Row], length: int) -> dict[str, NDArray[np.
     Rows with a `seen` list (every train item of the user but the target) also give the CSR
     arrays SEEN_OFFSETS / SEEN_VALUES, which validation masks (rather than the history alone).
     """
-    ordered = sorted(rows, key=lambda r: r[USER_INDEX])
+    ordered = sorted(rows, key=lambda r: (r[USER_INDEX], r[ITEM_INDEX]))
     history = np.asarray([r[HISTORY] for r in ordered], dtype=np.int64)
     arrays = {
         USER_INDEX: np.asarray([r[USER_INDEX] for r in ordered], dtype=np.int64),
@@ -192,12 +222,14 @@ class TrainingInputs:
 
 
 def _seen_lists(positives: DataFrame, targets: DataFrame) -> DataFrame:
-    """(user_index, seen): each validation user's distinct positive train items but the target."""
+    """(user_index, item_index, seen) per validation target: the user's distinct positive train
+    items but that target (the user's other targets count as seen: leave one out)."""
     return (
         positives.join(targets, USER_INDEX)
         .filter(F.col(ITEM_INDEX) != F.col(_TARGET))
-        .groupBy(USER_INDEX)
+        .groupBy(USER_INDEX, _TARGET)
         .agg(F.array_sort(F.collect_set(ITEM_INDEX)).alias(SEEN))
+        .withColumnRenamed(_TARGET, ITEM_INDEX)
     )
 
 
@@ -209,12 +241,15 @@ def training_inputs(
     sequences = read_table(spark, config.table_path("user_sequences"), run_date)
     sequences = sequences.select(USER_INDEX, ITEM_SEQ)
     latest = config.features.split in ("leave_last_k", "global_time")
-    targets = validation_targets(sequences, cfg.validation_users, cfg.seed, latest).cache()
+    targets = validation_targets(
+        sequences, cfg.validation_users, cfg.seed, latest, cfg.validation_items_per_user
+    ).cache()
     positives = filter_positive(
         read_table(spark, config.table_path("train_interactions"), run_date)
     ).select(USER_INDEX, ITEM_INDEX)
     shaped = shape_rows(sequences, positives, targets, "sequences", n_items, length)
-    rows = shaped.validation.join(_seen_lists(positives, targets), USER_INDEX, "left").select(
+    seen = _seen_lists(positives, targets)
+    rows = shaped.validation.join(seen, [USER_INDEX, ITEM_INDEX], "left").select(
         USER_INDEX, ITEM_INDEX, HISTORY, F.coalesce(SEEN, F.array().cast("array<int>")).alias(SEEN)
     )
     validation = validation_arrays(rows.collect(), length)
