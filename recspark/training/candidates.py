@@ -49,6 +49,23 @@ class Trained:
     blend_weights: dict[str, float] = field(default_factory=dict)
 
 
+def closed_form(
+    model: ScoringModel, params: dict[str, Any], seconds: float, **extra: Any
+) -> Trained:
+    """A candidate fit on the driver or by Spark (EASE, ALS, a blend): no epochs, no ranks."""
+    return Trained(
+        model=model,
+        params=params,
+        history=(),
+        best_val_ndcg=None,
+        seconds=seconds,
+        ranks=1,
+        launcher="closed_form",
+        device="cpu",
+        **extra,
+    )
+
+
 @dataclass(frozen=True)
 class Plan:
     """The candidates to train, in order, and the ones left out with the reason."""
@@ -103,15 +120,10 @@ def blend_candidate(
     served = blend_factors([members[n].model.factor_set() for n in names], weights)
     params = {f"weight.{n}": w for n, w in zip(names, fit.weights, strict=True)}
     params |= {f"scale.{n}": s for n, s in zip(names, fit.scales, strict=True)}
-    return Trained(
-        model=ScoringModel(BLEND, None, served),
-        params={"model": BLEND, "grid_steps": steps, **params},
-        history=(),
-        best_val_ndcg=None,
-        seconds=time.perf_counter() - started,
-        ranks=1,
-        launcher="closed_form",
-        device="cpu",
+    return closed_form(
+        ScoringModel(BLEND, None, served),
+        {"model": BLEND, "grid_steps": steps, **params},
+        time.perf_counter() - started,
         val_factors=blend_factors(val_factors, weights),
         val_ndcg=fit.ndcg,
         notes={"members": ",".join(n for n, w in zip(names, fit.weights, strict=True) if w > 0)},

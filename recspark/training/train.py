@@ -41,6 +41,7 @@ from recspark.training.candidates import (
     Plan,
     Trained,
     blend_candidate,
+    closed_form,
     closed_form_parts,
     plan_candidates,
     validated,
@@ -315,16 +316,8 @@ def _closed_form(
         )  # fmt: skip
         model = ScoringModel("als", None, factors)
         params = als.model_dump()
-    return Trained(
-        model=model,
-        params={"model": name, "n_items": n_items, **params},
-        history=(),
-        best_val_ndcg=None,
-        seconds=time.perf_counter() - started,
-        ranks=1,
-        launcher="closed_form",
-        device="cpu",
-    )
+    seconds = time.perf_counter() - started
+    return closed_form(model, {"model": name, "n_items": n_items, **params}, seconds)
 
 
 def _refit(config: Config, trained: dict[str, Trained], best: str, inputs: TrainingInputs) -> None:
