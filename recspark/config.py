@@ -241,6 +241,8 @@ class TrainConfig(Section):
     ease: EaseConfig = EaseConfig()
     blend: BlendConfig = BlendConfig()
     refit: bool = True
+    # Candidates retrained only every N runs (a stored fit re-evaluated in between); others: 1.
+    retrain_every: dict[CandidateName, Count] = {}
 
     @model_validator(mode="before")
     @classmethod
@@ -259,6 +261,17 @@ class TrainConfig(Section):
             raise RuleError("candidates", f"lists a model twice: {self.candidates}")
         if "blend" in self.candidates and len(self.candidates) < 3:
             raise RuleError("candidates", "blend needs at least two other candidates to mix")
+        return self
+
+    @model_validator(mode="after")
+    def _retrain_every_names_candidates(self) -> Self:
+        for name in self.retrain_every:
+            if name == "blend":
+                raise RuleError(
+                    "retrain_every", "blend is refit on every run's validation; it cannot be kept"
+                )
+            if name not in self.candidates:
+                raise RuleError("retrain_every", f"{name} is not in train.candidates")
         return self
 
     @model_validator(mode="after")

@@ -73,12 +73,14 @@ class TrainResult:
     best_val_ndcg: float | None  # the selected candidate's validation NDCG
     seconds: float
     ranks: int
-    launcher: str  # horovod | torch_distributor | closed_form
+    launcher: str  # horovod | torch_distributor | closed_form | kept
     device: str  # cpu | cuda
     resumed_from_epoch: int | None = None
     # Validation NDCG@evaluate.k of every candidate trained, and those left out with the reason.
     candidates: Mapping[str, float] = field(default_factory=dict)
     skipped: Mapping[str, str] = field(default_factory=dict)
+    # Candidates served by a fit of an earlier run (`train.retrain_every`), and which.
+    kept: Mapping[str, str] = field(default_factory=dict)
 
 
 Metrics = Mapping[str, float]

@@ -46,11 +46,10 @@ def featurize_lines(f: FeaturizeResult) -> list[str]:
 
 
 def train_lines(t: TrainResult) -> list[str]:
-    how = (
-        f"closed form on {t.device}"
-        if t.launcher == "closed_form"
-        else f"{t.ranks} {t.launcher} ranks on {t.device}"
-    )
+    how = {
+        "closed_form": f"closed form on {t.device}",
+        "kept": "a kept fit of an earlier run (train.retrain_every)",
+    }.get(t.launcher, f"{t.ranks} {t.launcher} ranks on {t.device}")
     lines = [f"  train        {t.model_name} version {t.model_version}, {how}, {t.seconds:.0f}s"]
     lines += [
         f"{INDENT}epoch {e.epoch}: loss {e.loss:.4f}, validation ndcg {e.val_ndcg:.4f}, "
@@ -64,6 +63,7 @@ def train_lines(t: TrainResult) -> list[str]:
         picked = ", ".join(f"{name} {ndcg:.4f}" for name, ndcg in ranked)
         lines.append(f"{INDENT}candidates (validation ndcg): {picked}; selected {t.model_name}")
     lines += [f"{INDENT}skipped {name}: {why}" for name, why in t.skipped.items()]
+    lines += [f"{INDENT}not retrained {name}: {what}" for name, what in t.kept.items()]
     return lines
 
 

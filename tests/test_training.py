@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import psutil
@@ -307,3 +308,54 @@ def test_models_logged_by_release_0_1_still_score(config: Config) -> None:
     factors = MlflowModelFactors(config.mlflow_tracking_uri, info.model_uri).load()
     assert factors.items.shape == (7, 5)
     assert factors.user_vectors(np.arange(5), [None] * 5).shape == (5, 5)
+
+
+def test_a_candidate_retrained_every_n_runs_is_kept_and_re_evaluated_between(
+    spark: SparkSession, config: Config, capfd: pytest.CaptureFixture[str]
+) -> None:
+    every = ("train.retrain_every={two_tower: 3}", "train.epochs=1")
+
+    def child(result: Any) -> Any:
+        return MlflowClient().get_run(result.mlflow_run_id)
+
+    first = run_train(spark, _with(config, *every), RUN_DATE)
+    client = MlflowClient()  # on the store run_train set up
+    trained = child(first)
+    assert trained.data.tags["reuse.age"] == "0"
+    assert trained.data.tags["reuse.trained_run"] == trained.info.run_id
+    assert [a.path for a in client.list_artifacts(trained.info.run_id, "candidate")] == [
+        "candidate/model.pt"
+    ]
+    capfd.readouterr()
+    second = run_train(spark, _with(config, *every), RUN_DATE)
+    assert "two_tower: kept fit of" in capfd.readouterr().err
+    kept = child(second)
+    assert (kept.data.tags["reuse.trained_run"], kept.data.tags["reuse.age"]) == (
+        trained.info.run_id,
+        "1",
+    )
+    assert second.launcher == "kept" and second.history == ()
+    assert "two_tower" in second.kept
+    # the same fit on the same validation users: the same validation NDCG, re-measured
+    assert second.best_val_ndcg == pytest.approx(first.best_val_ndcg, abs=1e-9)
+    assert "train_loss" not in kept.data.metrics
+    # the kept fit is what the new version serves
+    served = mlflow_model(config, second.model_version)
+    stored = mlflow_model(config, first.model_version)
+    assert np.allclose(served.item_factors.numpy(), stored.item_factors.numpy())
+    # changed settings: trained again although the kept fit has runs left
+    third = run_train(spark, _with(config, *every, "train.embedding_dim=16"), RUN_DATE)
+    retrained = child(third)
+    assert retrained.data.tags["reuse.age"] == "0"
+    assert retrained.data.tags["reuse.trained_run"] == retrained.info.run_id
+    assert third.launcher != "kept" and len(third.history) == 1
+
+
+def mlflow_model(config: Config, version: str) -> ScoringModel:
+    import mlflow.pytorch
+
+    setup_mlflow(config)
+    model: ScoringModel = mlflow.pytorch.load_model(
+        f"models:/{config.mlflow.registered_model}/{version}", map_location="cpu"
+    )
+    return model

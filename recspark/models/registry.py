@@ -8,6 +8,7 @@ Every trainable model offers `batch_loss(batch, loss, negatives)`, `validation_l
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -68,6 +69,29 @@ def build_model(spec: ModelSpec) -> torch.nn.Module:
     raise ValueError(
         f"{spec.model!r} is not trained by gradient descent; those are {choices(GradientModel)}"
     )
+
+
+def with_users(
+    network: TwoTower | SequentialRecommender, n_users: int
+) -> TwoTower | SequentialRecommender:
+    """A copy of a trained `network` that gives vectors to `n_users` users (a user set grown
+    since it was trained; the original is left as it is).
+
+    The new users have no id embedding of their own (zeros): the two-tower's user vector is its
+    history part alone, SASRec's is its sequence's anyway.
+    """
+    if n_users <= network.n_users:
+        return network
+    grown = copy.deepcopy(network)
+    if isinstance(grown, TwoTower):
+        old = grown.user_tower.weight.detach()
+        table = torch.nn.Embedding(n_users, old.shape[1])
+        with torch.no_grad():
+            table.weight.zero_()
+            table.weight[: len(old)] = old
+        grown.user_tower = table
+    grown.n_users = n_users
+    return grown
 
 
 class SequentialRecommender(torch.nn.Module):

@@ -23,7 +23,14 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from recspark.ranking.factors import FactorSet, HistoryFactors, IdFactors, MixedFactors, SeenItems
+from recspark.ranking.factors import (
+    FactorSet,
+    HistoryFactors,
+    IdFactors,
+    MixedFactors,
+    SeenItems,
+    padded_rows,
+)
 
 _USERS_PER_BLOCK = 1024
 
@@ -180,7 +187,10 @@ def blend_factors(members: Sequence[FactorSet], weights: Sequence[float]) -> Fac
     if not id_users:
         assert history is not None
         return HistoryFactors(items=history)
-    users, items = np.hstack(id_users), np.hstack(id_items)
+    # A member kept from an earlier run may know fewer users: the others' new users get zeros.
+    n_users = max(len(u) for u in id_users)
+    users = np.hstack([padded_rows(u, n_users) for u in id_users])
+    items = np.hstack(id_items)
     if history is None:
         return IdFactors(users=users, items=items)
     return MixedFactors(users=users, items=np.ascontiguousarray(np.hstack([history, items])))

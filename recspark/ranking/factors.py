@@ -163,6 +163,34 @@ class MixedFactors:
         return np.hstack([hot, np.asarray(self.users[users], dtype=self.items.dtype)])
 
 
+def padded_rows(a: NDArray[Any], n: int) -> NDArray[Any]:
+    """`a` with zero rows appended up to `n` rows (itself when it has as many)."""
+    if len(a) >= n:
+        return a
+    return np.vstack([a, np.zeros((n - len(a), *a.shape[1:]), dtype=a.dtype)])
+
+
+def grown(factors: FactorSet, n_items: int, n_users: int | None = None) -> FactorSet:
+    """A model's factors on a catalog (and user set) grown since it was fit.
+
+    Id maps only ever append (`features.featurize`), so the old indices keep their meaning and
+    the new ones get zero vectors: a new item scores 0 from this model (item-item: it neither
+    recommends nor is recommended by another item); a new user's vector is zero (with `n_users`;
+    without it the user stays unknown, and scoring gives them the cold-start fallback).
+    """
+    if isinstance(factors, HistoryFactors):
+        items = padded_rows(factors.items, n_items)
+        if items.shape[1] < n_items:
+            items = np.hstack(
+                [items, np.zeros((n_items, n_items - items.shape[1]), dtype=items.dtype)]
+            )
+        return HistoryFactors(items=items)
+    if isinstance(factors, IdFactors):
+        users = factors.users if n_users is None else padded_rows(factors.users, n_users)
+        return IdFactors(users=users, items=padded_rows(factors.items, n_items))
+    raise TypeError(f"cannot grow a {type(factors).__name__}")
+
+
 def known_users(factors: FactorSet) -> int | None:
     """How many user indices an id-based model knows (None: it needs only the history)."""
     return len(factors.users) if isinstance(factors, IdFactors | MixedFactors) else None
@@ -183,5 +211,7 @@ __all__ = [
     "MixedFactors",
     "SeenItems",
     "factors_are_finite",
+    "grown",
     "known_users",
+    "padded_rows",
 ]

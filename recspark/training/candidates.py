@@ -21,6 +21,7 @@ from recspark.models.ease import MAX_ITEMS_KEY
 from recspark.ranking.blend import ValidationTargets, blend_factors, fit_blend, target_ndcg
 from recspark.ranking.factors import FactorSet
 from recspark.results import EpochStats
+from recspark.training.reuse import Kept
 from recspark.vocab import CandidateName
 
 BLEND: CandidateName = "blend"
@@ -47,6 +48,14 @@ class Trained:
     notes: dict[str, str] = field(default_factory=dict)  # logged as MLflow tags
     # A blend: what multiplies each member's raw scores (members with weight 0 left out).
     blend_weights: dict[str, float] = field(default_factory=dict)
+    # `train.retrain_every`: where its fit is kept and its age (age 0, run "": trained this run).
+    kept: Kept | None = None
+    store: ScoringModel | None = None  # the validated fit to keep for later runs (before refit)
+
+    @property
+    def reused(self) -> bool:
+        """A fit of an earlier run, re-evaluated rather than trained."""
+        return self.kept is not None and self.kept.age > 0
 
 
 def closed_form(
@@ -132,9 +141,10 @@ def blend_candidate(
 
 
 def closed_form_parts(trained: Mapping[str, Trained], best: str) -> list[str]:
-    """The closed-form models the selected candidate serves: itself, or its blend members."""
+    """The closed-form models the selected candidate serves (itself, or its blend members) that
+    were fit this run (a kept fit of an earlier run is served as it was kept)."""
     parts = list(trained[best].blend_weights) if best == BLEND else [best]
-    return [name for name in parts if name in CLOSED_FORM]
+    return [name for name in parts if name in CLOSED_FORM and not trained[name].reused]
 
 
 def with_refit(trained: Mapping[str, Trained], best: str, refit: Mapping[str, Trained]) -> Trained:
@@ -144,7 +154,13 @@ def with_refit(trained: Mapping[str, Trained], best: str, refit: Mapping[str, Tr
     """
     chosen = trained[best]
     if best != BLEND:
-        return dataclasses.replace(refit[best], val_ndcg=chosen.val_ndcg, notes={"refit": "true"})
+        return dataclasses.replace(
+            refit[best],
+            val_ndcg=chosen.val_ndcg,
+            notes={"refit": "true"},
+            kept=chosen.kept,
+            store=chosen.store,
+        )
     members = {**trained, **refit}
     names = list(chosen.blend_weights)
     served = blend_factors(

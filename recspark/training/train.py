@@ -31,11 +31,20 @@ from pyspark.sql import DataFrame, SparkSession
 from recspark.config import Config, TableKey
 from recspark.io.delta import read_table
 from recspark.models.base import ScoringModel
-from recspark.models.registry import ROW_KIND, SasrecParams, build_model
+from recspark.models.registry import (
+    ROW_KIND,
+    SasrecParams,
+    SequentialRecommender,
+    build_model,
+    with_users,
+)
+from recspark.models.two_tower import TwoTower
+from recspark.ranking.factors import grown, known_users
 from recspark.results import EpochStats, TrainResult
 from recspark.runs import code_version, config_hash
 from recspark.schemas import ITEM_INDEX, USER_INDEX
 from recspark.tracking import NoModelError, champion_version, setup_mlflow
+from recspark.training import reuse
 from recspark.training.candidates import (
     BLEND,
     Plan,
@@ -333,6 +342,114 @@ def _refit(config: Config, trained: dict[str, Trained], best: str, inputs: Train
     trained[best] = with_refit(trained, best, refit)
 
 
+def _train_one(
+    spark: SparkSession,
+    config: Config,
+    run_date: dt.date,
+    name: str,
+    inputs: TrainingInputs,
+    versions: DataVersions,
+) -> Trained:
+    if is_gradient_model(name):
+        return _train_gradient_model(spark, config, run_date, name, inputs, versions)
+    return _closed_form(name, config, inputs.pairs(), inputs.n_users, inputs.n_items)
+
+
+# Parameters that follow the data, not the settings: a kept fit serves other data.
+_DATA_PARAMS = ("n_users", "n_items", "steps_per_epoch", "checkpoint_path", "fingerprint")
+
+
+def candidate_settings(config: Config, name: str) -> dict[str, Any]:
+    """What shapes a candidate's fit: a kept fit serves later runs only with the same."""
+    if is_gradient_model(name):
+        params = dataclasses.asdict(_params(config, name, 0, 0, 0, dt.date.min, {}))
+        return {k: v for k, v in params.items() if k not in _DATA_PARAMS}
+    if name == "ease":
+        return {"model": name, "l2": config.train.ease.l2}
+    return {"model": name, "seed": config.train.seed, **config.evaluate.als.model_dump()}
+
+
+def _kept_fit(
+    spark: SparkSession,
+    config: Config,
+    run_date: dt.date,
+    name: str,
+    inputs: TrainingInputs,
+    kept: reuse.Kept,
+) -> Trained:
+    """The candidate's fit kept by an earlier run, on tonight's users, catalog and validation.
+
+    The two-tower's and SASRec's user vectors are recomputed from tonight's histories (items
+    newer than the fit left out); EASE and ALS serve their kept vectors.
+    """
+    started = time.perf_counter()
+    stored = reuse.load(kept)
+    n_users, n_items = inputs.n_users, inputs.n_items
+    old = stored.factor_set()
+    if stored.n_items > n_items or (known_users(old) or 0) > n_users:
+        raise ValueError(
+            f"it knows {stored.n_items:,} items and {known_users(old) or 0:,} users, "
+            f"tonight has {n_items:,} and {n_users:,} (the id maps were rebuilt)"
+        )
+    network = stored.network
+    if is_gradient_model(name) and isinstance(network, TwoTower | SequentialRecommender):
+        network = net = with_users(network, n_users)
+        capped = (net.n_users, stored.n_items)
+        histories = history_batches(spark, config, run_date, n_items)
+        factors = grown(net.factor_set(reuse.capped(histories, *capped)), n_items)
+        held_out = [(inputs.validation[USER_INDEX], inputs.validation[HISTORY])]
+        val_factors = grown(net.factor_set(reuse.capped(held_out, *capped)), n_items)
+    else:
+        factors = grown(old, n_items)
+        val_factors = grown(old, n_items, n_users)
+    age = kept.age + 1
+    one = closed_form(
+        ScoringModel(name, network, factors),
+        {"model": name, "kept_from_run": kept.run_id, "kept_from_date": kept.trained_on},
+        time.perf_counter() - started,
+        val_factors=val_factors,
+        notes={"kept": f"fit of {kept.trained_on}, run {age + 1} of {reuse.every(config, name)}"},
+        kept=dataclasses.replace(kept, age=age),
+    )
+    return dataclasses.replace(one, launcher=KEPT)
+
+
+KEPT = "kept"  # the launcher of a fit kept from an earlier run
+
+
+# What a kept fit that cannot be read or used raises: the candidate is trained instead.
+_UNUSABLE = (OSError, RuntimeError, TypeError, ValueError, EOFError, ImportError)
+
+
+def _fit_candidate(
+    spark: SparkSession,
+    config: Config,
+    run_date: dt.date,
+    name: str,
+    inputs: TrainingInputs,
+    versions: DataVersions,
+) -> Trained:
+    """The candidate trained, or its kept fit where `train.retrain_every` says it still serves."""
+    n_runs = reuse.every(config, name)
+    if n_runs == 1:
+        return _train_one(spark, config, run_date, name, inputs, versions)
+    settings = reuse.settings_hash(candidate_settings(config, name))
+    kept = reuse.latest_kept(config, name, setup_mlflow(config))
+    reason = reuse.retrain_reason(kept, n_runs, settings)
+    if reason is None and kept is not None:
+        try:
+            one = _kept_fit(spark, config, run_date, name, inputs, kept)
+        except _UNUSABLE as exc:
+            reason = f"its kept fit in run {kept.run_id} cannot serve: {exc}"
+        else:
+            print(f"[train] {name}: kept {one.notes['kept']}", file=sys.stderr, flush=True)
+            return one
+    print(f"[train] {name}: trained, {reason}", file=sys.stderr, flush=True)
+    one = _train_one(spark, config, run_date, name, inputs, versions)
+    fresh = reuse.Kept("", run_date.isoformat(), 0, settings)
+    return dataclasses.replace(one, kept=fresh, store=one.model)
+
+
 def train_candidates(
     spark: SparkSession, config: Config, run_date: dt.date, versions: DataVersions
 ) -> tuple[dict[str, Trained], Plan, str]:
@@ -350,10 +467,7 @@ def train_candidates(
     trained: dict[str, Trained] = {}
     try:
         for name in plan.models:
-            if is_gradient_model(name):
-                one = _train_gradient_model(spark, config, run_date, name, inputs, versions)
-            else:
-                one = _closed_form(name, config, inputs.pairs(), n_users, n_items)
+            one = _fit_candidate(spark, config, run_date, name, inputs, versions)
             trained[name] = validated(one, targets, k)
             _say_validated(name, trained[name], k)
         if plan.blend:
@@ -406,6 +520,7 @@ def run_train(spark: SparkSession, config: Config, run_date: dt.date) -> TrainRe
         resumed_from_epoch=chosen.resumed_from_epoch,
         candidates={name: t.val_ndcg for name, t in trained.items()},
         skipped=dict(plan.skipped),
+        kept={name: t.notes["kept"] for name, t in trained.items() if t.reused},
     )
 
 
@@ -463,10 +578,20 @@ def _log_history(mlflow: Any, history: tuple[EpochStats, ...]) -> None:
             mlflow.log_metric("val_ndcg", row.val_ndcg, step=row.epoch)
 
 
-def _log_candidate(mlflow: Any, name: str, trained: Trained, k: int) -> None:
-    """One candidate's child run: its params, epochs, validation NDCG and notes."""
+def _log_candidate(mlflow: Any, run_id: str, name: str, trained: Trained, k: int) -> None:
+    """One candidate's child run: its params, epochs, validation NDCG and notes; a fit to keep
+    for later runs (`train.retrain_every`) and where it is kept."""
     mlflow.log_params(trained.params)
     mlflow.set_tags({"candidate": name, **{f"note.{k_}": v for k_, v in trained.notes.items()}})
+    if trained.kept is not None:
+        kept = (
+            trained.kept
+            if trained.kept.run_id
+            else dataclasses.replace(trained.kept, run_id=run_id)
+        )
+        mlflow.set_tags(kept.tags())
+    if trained.store is not None:
+        reuse.store(mlflow, trained.store)
     _log_history(mlflow, trained.history)
     mlflow.log_metric("train_seconds", trained.seconds)
     if trained.val_ndcg == trained.val_ndcg:
@@ -526,7 +651,7 @@ def _log_to_mlflow(
                 mlflow.log_metric(f"{CANDIDATE_METRIC}.{name}", one.val_ndcg)
             with mlflow.start_run(run_name=f"{name}-{run_date}", nested=True) as child:
                 mlflow.set_tags(run_tags(config, run_date, one, versions))
-                _log_candidate(mlflow, name, one, k)
+                _log_candidate(mlflow, child.info.run_id, name, one, k)
                 if name == best:
                     winner_run = child.info.run_id
                     version = _register(spark, config, mlflow, one, run_date)
