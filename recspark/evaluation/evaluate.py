@@ -35,6 +35,7 @@ from recspark.evaluation.metrics import (
 )
 from recspark.evaluation.report import ModelResult, write_report
 from recspark.io.delta import read_table, write_run_partition
+from recspark.models.closed_form import fit_closed_form
 from recspark.models.popularity import item_user_counts, popularity_factors
 from recspark.ranking.factors import FactorSet, factors_are_finite
 from recspark.results import EvaluateResult
@@ -128,25 +129,9 @@ def fit_baseline(
     if name == "popularity":
         return popularity_factors(train, n_users, n_items)
     positives = filter_positive(train)
-    if name == "als":
-        from recspark.models.als import fit_als
-
-        als = config.evaluate.als
-        return fit_als(
-            positives,
-            n_users,
-            n_items,
-            rank=als.rank,
-            reg_param=als.reg_param,
-            alpha=als.alpha,
-            max_iter=als.max_iter,
-            seed=config.train.seed,
-        )
-    from recspark.models.ease import fit_ease
-
-    ease = config.train.ease
-    pairs = positives.select(USER_INDEX, ITEM_INDEX)
-    return fit_ease(pairs, n_items, ease.l2, max_items=ease.max_items).factor_set()
+    if name == "ease":
+        positives = positives.select(USER_INDEX, ITEM_INDEX)
+    return fit_closed_form(name, positives, config, n_users, n_items).factors
 
 
 def baseline_sources(

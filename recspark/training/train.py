@@ -31,6 +31,7 @@ from pyspark.sql import DataFrame, SparkSession
 from recspark.config import Config, TableKey
 from recspark.io.delta import read_table
 from recspark.models.base import ScoringModel
+from recspark.models.closed_form import fit_closed_form
 from recspark.models.registry import (
     ROW_KIND,
     SasrecParams,
@@ -308,23 +309,8 @@ def _closed_form(
 ) -> Trained:
     """EASE or Spark MLlib ALS fit on `pairs` (positive (user_index, item_index) pairs)."""
     started = time.perf_counter()
-    if name == "ease":
-        from recspark.models.ease import fit_ease
-
-        ease_cfg = config.train.ease
-        ease = fit_ease(pairs, n_items, ease_cfg.l2, max_items=ease_cfg.max_items)
-        model = ScoringModel("ease", ease, ease.factor_set())
-        params: dict[str, Any] = {"l2": ease_cfg.l2}
-    else:
-        from recspark.models.als import fit_als
-
-        als = config.evaluate.als
-        factors = fit_als(
-            pairs, n_users, n_items, rank=als.rank, reg_param=als.reg_param, alpha=als.alpha,
-            max_iter=als.max_iter, seed=config.train.seed,
-        )  # fmt: skip
-        model = ScoringModel("als", None, factors)
-        params = als.model_dump()
+    fit = fit_closed_form(name, pairs, config, n_users, n_items)  # type: ignore[arg-type]
+    model, params = ScoringModel(name, fit.network, fit.factors), fit.params
     seconds = time.perf_counter() - started
     return closed_form(model, {"model": name, "n_items": n_items, **params}, seconds)
 
