@@ -11,8 +11,10 @@ from recspark.ranking.blend import (
     ValidationTargets,
     blend_factors,
     fit_blend,
+    grid_gains,
     masked_scores,
     simplex_grid,
+    target_gains,
     target_ndcg,
 )
 from recspark.ranking.factors import HistoryFactors, IdFactors, MixedFactors, SeenItems
@@ -68,6 +70,28 @@ def test_simplex_grid_holds_every_member_alone() -> None:
     np.testing.assert_allclose(grid.sum(axis=1), 1.0)
     for member in range(3):
         assert any((row == np.eye(3)[member]).all() for row in grid)
+
+
+def test_grid_gains_equal_the_gains_of_every_blend_formed() -> None:
+    rng = np.random.default_rng(7)
+    n_rows, n_items, k = 40, 30, 5
+    targets = rng.integers(0, n_items, n_rows)
+    good = rng.normal(size=(n_rows, n_items))
+    good[np.arange(n_rows), targets] += 2.0  # the target near the top: most rows score
+    scores = [good, rng.normal(size=(n_rows, n_items)), rng.normal(size=(n_rows, n_items))]
+    for s in scores:  # seen items, masked in every member
+        s[:, :3] = -np.inf
+    scores[2][0, targets[0]] = np.nan  # a diverged member on row 0
+    scores[1][1, targets[1]] = -np.inf  # and a target masked by one member on row 1
+    grid = simplex_grid(3, 4)
+    expected = []
+    for weights in grid:
+        blended = sum(
+            (w * s for w, s in zip(weights, scores, strict=True) if w > 0), np.zeros_like(good)
+        )
+        expected.append(target_gains(blended, targets, k).sum())
+    np.testing.assert_allclose(grid_gains(scores, targets, grid, k), expected)
+    assert 0 < min(expected) < max(expected)  # the weights matter on this data
 
 
 def test_blend_never_validates_below_its_best_member() -> None:

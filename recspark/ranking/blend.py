@@ -33,6 +33,7 @@ from recspark.ranking.factors import (
 )
 
 _USERS_PER_BLOCK = 1024
+_FAR = 1e30  # |score differences| are far below this (scores are scaled to unit spread)
 
 
 @dataclass(frozen=True)
@@ -125,6 +126,45 @@ class BlendFit:
         return tuple(w / s for w, s in zip(self.weights, self.scales, strict=True))
 
 
+def grid_gains(
+    scores: Sequence[NDArray[Any]], targets: NDArray[np.int64], grid: NDArray[np.float64], k: int
+) -> NDArray[np.float64]:
+    """Summed NDCG@k of a block's single targets under each grid point's blend of `scores`.
+
+    The same as `target_gains` of sum_m w_m * scores_m for every row w of `grid`, without
+    forming the blends: item j outranks the target under w when sum_m w_m * d_mj > 0, with
+    d_mj = score_m(j) - score_m(target). An item above the target in every member outranks it
+    under any weights, one above it in none never does; only the others ("mixed") are counted
+    per grid point, and only for rows with fewer than k items of the first kind (the rest score
+    0 everywhere). A member whose target score is not finite gives its row 0 wherever its
+    weight is positive, as its blend would.
+    """
+    rows = np.arange(len(targets))
+    at_target = np.stack([s[rows, targets] for s in scores], axis=1)  # (B, members)
+    finite = np.isfinite(at_target)
+    with np.errstate(invalid="ignore"):
+        diffs = [s - at_target[:, m, None] for m, s in enumerate(scores)]
+    above = [d > 0 for d in diffs]  # NaN and -inf are never above
+    always = np.logical_and.reduce(above)
+    n_always = always.sum(axis=1)
+    live = n_always < k
+    mixed = np.logical_or.reduce(above) & ~always & live[:, None]
+    mixed_rows, mixed_items = np.nonzero(mixed)
+    mixed_diffs = np.stack([d[mixed_rows, mixed_items] for d in diffs], axis=1)
+    # Finite stand-ins, so that a weight of 0 leaves a member out of one product (0 * inf is
+    # NaN): a masked item (-inf) stays far below, and a NaN or +inf comes only from a target
+    # that is not finite, whose row scores 0 wherever that member's weight is positive.
+    np.nan_to_num(mixed_diffs, copy=False, nan=0.0, posinf=_FAR, neginf=-_FAR)
+    totals = np.zeros(len(grid))
+    for g, weights in enumerate(grid):
+        ok = live & finite[:, weights > 0].all(axis=1)
+        margin = mixed_diffs @ weights.astype(mixed_diffs.dtype)
+        rank = n_always + np.bincount(mixed_rows[margin > 0], minlength=len(targets))
+        gains = np.where(ok & (rank < k), 1.0 / np.log2(rank + 2.0), 0.0)
+        totals[g] = gains.sum()
+    return totals
+
+
 def fit_blend(
     members: Sequence[FactorSet],
     validation: ValidationTargets,
@@ -147,13 +187,7 @@ def fit_blend(
     totals = np.zeros(len(grid))
     for block in validation.blocks():
         scaled = [masked_scores(m, block) / s for m, s in zip(members, scales, strict=True)]
-        for g, weights in enumerate(grid):
-            blended = sum(
-                (w * s for w, s in zip(weights, scaled, strict=True) if w > 0),
-                np.zeros_like(scaled[0]),
-            )
-            # -inf * 0 is NaN: a weight of 0 leaves the member out, masked items stay -inf.
-            totals[g] += target_gains(blended, block.targets, k).sum()
+        totals += grid_gains(scaled, block.targets, grid, k)
     grid_ndcg = totals / len(validation)
     best = int(np.argmax(grid_ndcg))
     weights = tuple(float(w) for w in grid[best])
@@ -201,6 +235,7 @@ __all__ = [
     "ValidationTargets",
     "blend_factors",
     "fit_blend",
+    "grid_gains",
     "grid_steps",
     "masked_scores",
     "simplex_grid",
