@@ -21,6 +21,7 @@ from recspark.vocab import (
     CandidateName,
     Launcher,
     LossName,
+    LossSetting,
     NegativeSampling,
     Precision,
     ReaderPool,
@@ -224,8 +225,9 @@ class TrainConfig(Section):
     batch_size: Count = 256
     learning_rate: float = 0.0025
     weight_decay: float = 0.0
-    loss: LossName = "softmax"
-    negatives: int = 0
+    loss: LossSetting = "auto"
+    sampled_softmax_above: Count = 50000
+    negatives: Annotated[int, Field(ge=0)] = 1024
     use_history: bool = True
     history_dropout: float = 0.5
     patience: int = 3
@@ -275,10 +277,20 @@ class TrainConfig(Section):
         return self
 
     @model_validator(mode="after")
-    def _sampled_softmax_has_negatives(self) -> Self:
-        if self.loss == "sampled_softmax" and self.negatives < 1:
-            raise RuleError("negatives", "sampled_softmax needs at least 1 sampled negative")
+    def _bpr_is_for_two_tower(self) -> Self:
+        if self.loss == "bpr" and "sasrec" in self.candidates:
+            raise RuleError(
+                "candidates",
+                "sasrec learns with softmax or sampled_softmax, not bpr: drop sasrec from the "
+                "candidates or choose another train.loss",
+            )
         return self
+
+    def loss_for(self, n_items: int) -> LossName:
+        """The loss a catalog of `n_items` trains with (`auto` resolved)."""
+        if self.loss != "auto":
+            return self.loss
+        return "sampled_softmax" if n_items > self.sampled_softmax_above else "softmax"
 
 
 class MlflowConfig(Section):

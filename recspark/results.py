@@ -60,6 +60,7 @@ class EpochStats:
     val_ndcg: float  # NaN without validation rows
     samples_per_s: float
     seconds: float
+    sent_bytes_per_step: float = 0.0  # gradient bytes one rank hands to the exchange per step
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,8 @@ GradientModel = Literal["two_tower", "sasrec"]  # trained by gradient descent on
 CandidateName = Literal["two_tower", "sasrec", "ease", "als", "blend"]
 Launcher = Literal["horovod", "torch_distributor"]
 LossName = Literal["softmax", "sampled_softmax", "bpr"]
+# train.loss: a loss, or `auto` (the sampled softmax above train.sampled_softmax_above items).
+LossSetting = Literal["auto", "softmax", "sampled_softmax", "bpr"]
 Precision = Literal["float32", "int8", "bfloat16"]  # how scoring multiplies (score.precision)
 QuantizedCompute = Literal["int8", "bfloat16"]  # the products over int8-quantized items
 ReaderPool = Literal["thread", "dummy"]  # Petastorm decoding beside training, or inline
@@ -45,6 +47,7 @@ __all__ = [
     "GradientModel",
     "Launcher",
     "LossName",
+    "LossSetting",
     "ModelName",
     "NegativeSampling",
     "Precision",

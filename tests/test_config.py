@@ -130,8 +130,8 @@ def test_rules_across_fields_name_the_field_and_its_origin() -> None:
         ConfigError, match=r"score\.max_candidates \(from override .*\): must be at least score\.k"
     ):
         load_config(CONF_DIR, "test", ["score.max_candidates=3"])
-    with pytest.raises(ConfigError, match=r"train\.negatives \(from .*base\.yaml\): sampled"):
-        load_config(CONF_DIR, "test", ["train.loss=sampled_softmax"])
+    with pytest.raises(ConfigError, match=r"train\.candidates \(from .*base\.yaml\): sasrec"):
+        load_config(CONF_DIR, "test", ["train.loss=bpr"])
     with pytest.raises(ConfigError, match=r"features\.external_test .*exactly when"):
         load_config(CONF_DIR, "test", ["features.split=external"])
 

@@ -31,7 +31,7 @@ INGEST = IngestResult(
 )  # fmt: skip
 TRAIN = TrainResult(
     mlflow_run_id="r1", model_version="4", model_name="two_tower",
-    history=(EpochStats(1, 2.5, 0.125, 1000.0, 1.5), EpochStats(2, 2.0, 0.25, 2000.0, 1.0)),
+    history=(EpochStats(1, 2.5, 0.125, 1000.0, 1.5), EpochStats(2, 2.0, 0.25, 2000.0, 1.0, 512.0)),
     best_val_ndcg=0.25, seconds=12.0, ranks=2, launcher="horovod", device="cpu",
 )  # fmt: skip
 EVALUATE = EvaluateResult(
@@ -70,7 +70,8 @@ def test_other_stages_have_no_counts_and_keep_their_result_as_details() -> None:
     details = json.loads(str(row["details"]))
     assert details["model_version"] == "4"
     assert details["history"][1] == {
-        "epoch": 2, "loss": 2.0, "val_ndcg": 0.25, "samples_per_s": 2000.0, "seconds": 1.0
+        "epoch": 2, "loss": 2.0, "val_ndcg": 0.25, "samples_per_s": 2000.0, "seconds": 1.0,
+        "sent_bytes_per_step": 512.0,
     }  # fmt: skip
 
 

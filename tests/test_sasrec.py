@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Iterator
 
 import numpy as np
@@ -76,13 +77,18 @@ def test_longer_rows_keep_their_most_recent_items() -> None:
         model.encode(seq)
 
 
+def _bias(model: SASRec) -> torch.Tensor:
+    assert model.item_bias is not None
+    return model.item_bias.weight[:, 0]
+
+
 def test_loss_ignores_padding_targets() -> None:
     model = _model(dropout=0.0)
     seq = torch.tensor([[PAD, PAD, 1, 2, 3], [4, 5, 6, 7, 8]])
     target = torch.tensor([[PAD, PAD, 2, 3, PAD], [5, 6, 7, 8, 9]])
     loss = model.loss(seq, target)
     # Only the real targets count: the mean over them, computed by hand.
-    logits = model.encode(seq) @ model.item_emb.weight[:N_ITEMS].T + model.bias
+    logits = model.encode(seq) @ model.item_emb.weight[:N_ITEMS].T + _bias(model)
     keep = target != PAD
     manual = torch.nn.functional.cross_entropy(logits[keep], target[keep])
     torch.testing.assert_close(loss, manual)
@@ -109,7 +115,7 @@ def test_loss_of_rows_grouped_by_length_equals_the_padded_batch() -> None:
     loss = model.loss(inp, target)
     grads = torch.autograd.grad(loss, [model.item_emb.weight, model.pos_emb.weight])
     keep = (target != PAD) & (inp != PAD)
-    logits = model.encode(inp)[keep] @ model.item_emb.weight[:N_ITEMS].T + model.bias
+    logits = model.encode(inp)[keep] @ model.item_emb.weight[:N_ITEMS].T + _bias(model)
     manual = torch.nn.functional.cross_entropy(logits, target[keep])
     manual_grads = torch.autograd.grad(manual, [model.item_emb.weight, model.pos_emb.weight])
     torch.testing.assert_close(loss, manual)
@@ -155,7 +161,7 @@ def test_factor_set_scores_are_the_next_item_logits(item_bias: bool) -> None:
     model = SASRec(N_ITEMS, 16, MAX_LEN, item_bias=item_bias)
     if item_bias:
         with torch.no_grad():
-            model.bias.copy_(torch.randn(N_ITEMS))  # type: ignore[union-attr]
+            _bias(model).copy_(torch.randn(N_ITEMS))
     seqs = _cycles(7, torch.Generator().manual_seed(3))[:, 1:]
     seqs[2] = PAD  # a user with no history
     model.train()
@@ -174,7 +180,7 @@ def test_factor_set_scores_are_the_next_item_logits(item_bias: bool) -> None:
 def test_empty_sequences_rank_by_bias() -> None:
     model = _model()
     with torch.no_grad():
-        model.bias.copy_(torch.randn(N_ITEMS))  # type: ignore[union-attr]
+        _bias(model).copy_(torch.randn(N_ITEMS))
     factors = model.factor_set(torch.full((2, MAX_LEN), PAD))
     assert np.isfinite(factors.users).all()
     np.testing.assert_array_equal(factors.users[:, :-1], 0.0)
@@ -182,3 +188,19 @@ def test_empty_sequences_rank_by_bias() -> None:
     np.testing.assert_allclose(
         factors.users @ factors.items.T, factors.items[None, :, -1].repeat(2, 0)
     )
+
+
+def test_a_model_pickled_with_the_earlier_bias_parameter_still_scores() -> None:
+    # Until the sampled softmax (sparse gradients), the item bias was a bare (n_items,)
+    # parameter `bias`: kept fits and registered models hold it in that shape.
+    torch.manual_seed(0)
+    model = _model()
+    old_bias = torch.randn(N_ITEMS)
+    del model._modules["item_bias"]
+    model._parameters["bias"] = torch.nn.Parameter(old_bias.clone())
+    loaded = pickle.loads(pickle.dumps(model))
+    assert "bias" not in dict(loaded.named_parameters())
+    torch.testing.assert_close(_bias(loaded), old_bias)
+    items = loaded.item_vectors()
+    assert items.shape == (N_ITEMS, 17)
+    torch.testing.assert_close(items[:, -1], old_bias)

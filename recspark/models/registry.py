@@ -1,9 +1,10 @@
 """Model names in config -> torch modules with one training interface.
 
-Every trainable model offers `batch_loss(batch, loss, negatives)`, `validation_logits(batch)` and
-`factor_set(history_batches)`; `ROW_KIND` says which training rows it reads (see
-`recspark.training.data`). EASE is not trained by gradient descent (closed form, see
-`recspark.models.ease`) and has no entry here.
+Every trainable model offers `batch_loss(batch, loss, negatives, generator)`,
+`validation_logits(batch)`, `factor_set(history_batches)` and `set_sampling_prior(counts)`;
+`ROW_KIND` says which training rows it reads (see `recspark.training.data`). Models trained with
+a sampled loss are built with sparse embedding gradients (`sparse_gradients`). EASE is not
+trained by gradient descent (closed form, see `recspark.models.ease`) and has no entry here.
 """
 
 from __future__ import annotations
@@ -50,10 +51,19 @@ class ModelSpec(Protocol):
     def history_dropout(self) -> float: ...
     @property
     def sasrec(self) -> SasrecParams: ...
+    @property
+    def loss(self) -> LossName: ...
+
+
+def sparse_gradients(loss: LossName) -> bool:
+    """Whether a model trained with `loss` gets sparse embedding gradients: every loss but the
+    full softmax, which reads the whole item table at every step."""
+    return loss != "softmax"
 
 
 def build_model(spec: ModelSpec) -> torch.nn.Module:
     """The untrained module named by `spec.model`."""
+    sparse = sparse_gradients(spec.loss)
     if spec.model == "two_tower":
         return TwoTower(
             spec.n_users,
@@ -61,10 +71,15 @@ def build_model(spec: ModelSpec) -> torch.nn.Module:
             spec.embedding_dim,
             use_history=spec.use_history,
             history_dropout=spec.history_dropout,
+            sparse=sparse,
         )
     if spec.model == "sasrec":
         return SequentialRecommender(
-            spec.n_users, spec.n_items, spec.embedding_dim, **dataclasses.asdict(spec.sasrec)
+            spec.n_users,
+            spec.n_items,
+            spec.embedding_dim,
+            sparse=sparse and spec.loss == "sampled_softmax",
+            **dataclasses.asdict(spec.sasrec),
         )
     raise ValueError(
         f"{spec.model!r} is not trained by gradient descent; those are {choices(GradientModel)}"
@@ -104,12 +119,21 @@ class SequentialRecommender(torch.nn.Module):
         self.n_users, self.n_items = n_users, n_items
         self.sasrec = SASRec(n_items, dim, **sasrec)
 
+    def set_sampling_prior(self, counts: torch.Tensor) -> None:
+        self.sasrec.set_sampling_prior(counts)
+
     def batch_loss(
-        self, batch: dict[str, torch.Tensor], loss: LossName = "softmax", negatives: int = 0
+        self,
+        batch: dict[str, torch.Tensor],
+        loss: LossName = "softmax",
+        negatives: int = 0,
+        generator: torch.Generator | None = None,
     ) -> torch.Tensor:
+        """Next-item loss along the sequences: the sampled softmax or (any other loss) the full
+        softmax."""
         inputs, targets = self.sasrec.sequences_to_training(batch["history"])
-        n_negatives = negatives if loss == "sampled_softmax" and negatives > 0 else None
-        return self.sasrec.loss(inputs, targets, n_negatives)
+        n_negatives = max(negatives, 0) if loss == "sampled_softmax" else None
+        return self.sasrec.loss(inputs, targets, n_negatives, generator)
 
     def validation_logits(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         users = self.sasrec.user_vectors_from_sequences(batch["history"])

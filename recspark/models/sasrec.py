@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from recspark.models.sampled import draw_candidates, prior_from_counts, sampled_softmax
 from recspark.ranking.factors import IdFactors
 
 LENGTH_GROUPS = 4  # `loss` encodes a batch in this many groups of rows of similar length
@@ -72,6 +73,7 @@ class SASRec(nn.Module):
         item_bias: learn a per-item bias added to every score (a popularity prior); when on,
             user and item vectors get one extra column ([h, 1] and [e_i, b_i]).
         ffn_mult: width of the feed-forward layer as a multiple of `dim`.
+        sparse: sparse gradients for the item table and bias (for the sampled softmax).
     """
 
     def __init__(
@@ -85,6 +87,7 @@ class SASRec(nn.Module):
         *,
         item_bias: bool = True,
         ffn_mult: int = 4,
+        sparse: bool = False,
     ) -> None:
         super().__init__()
         if n_items < 1 or max_len < 1 or n_layers < 1:
@@ -93,9 +96,14 @@ class SASRec(nn.Module):
             raise ValueError(f"dim ({dim}) must be divisible by n_heads ({n_heads})")
         self.n_items, self.dim, self.max_len = n_items, dim, max_len
         self.pad = n_items
-        self.item_emb = nn.Embedding(n_items + 1, dim, padding_idx=n_items)
+        self.item_emb = nn.Embedding(n_items + 1, dim, padding_idx=n_items, sparse=sparse)
         self.pos_emb = nn.Embedding(max_len, dim)
-        self.bias: nn.Parameter | None = nn.Parameter(torch.zeros(n_items)) if item_bias else None
+        self.item_bias: nn.Embedding | None = (
+            nn.Embedding(n_items, 1, sparse=sparse) if item_bias else None
+        )
+        if self.item_bias is not None:
+            nn.init.zeros_(self.item_bias.weight)
+        self.register_buffer("sampling_prior", None, persistent=False)
         self.emb_drop = nn.Dropout(dropout)
         self.blocks = nn.ModuleList(
             _Block(dim, n_heads, dropout, ffn_mult) for _ in range(n_layers)
@@ -108,10 +116,36 @@ class SASRec(nn.Module):
         with torch.no_grad():
             self.item_emb.weight[n_items].zero_()
 
+    def __setstate__(self, state: dict[str, object]) -> None:
+        """Unpickle a model of an earlier recspark, whose item bias was a bare (n_items,)
+        parameter `bias`, into this shape (an (n_items, 1) embedding `item_bias`)."""
+        super().__setstate__(state)
+        modules = self.__dict__["_modules"]
+        if "item_bias" not in modules:
+            old = self.__dict__["_parameters"].pop("bias", None)
+            table = None
+            if old is not None:
+                table = nn.Embedding(len(old), 1)
+                table.weight.data.copy_(old.detach().unsqueeze(1))
+            modules["item_bias"] = table
+        self.__dict__["_buffers"].setdefault("sampling_prior", None)
+
+    def set_sampling_prior(self, counts: torch.Tensor) -> None:
+        """Each item's count among the training targets: the sampled softmax's logQ prior."""
+        self.sampling_prior = prior_from_counts(counts).to(self.item_emb.weight.device)
+
     @property
     def vector_dim(self) -> int:
         """Width of `user_vectors_from_sequences` and `item_vectors` (dim, +1 with the bias)."""
-        return self.dim + (1 if self.bias is not None else 0)
+        return self.dim + (1 if self.item_bias is not None else 0)
+
+    def _bias(self, items: torch.Tensor | None = None) -> torch.Tensor | None:
+        """The item bias of `items` (K,), or of the whole catalog; None without a bias."""
+        if self.item_bias is None:
+            return None
+        if items is None:
+            return self.item_bias.weight[:, 0]
+        return self.item_bias(items)[:, 0]
 
     def encode(self, seq: torch.Tensor) -> torch.Tensor:
         """(B, L) left-padded item indices -> (B, L, dim) hidden states; padded positions are 0.
@@ -145,40 +179,34 @@ class SASRec(nn.Module):
         """Logits of hidden states `h` (..., dim) for `items` (K,), or the whole catalog."""
         weight = self.item_emb.weight[: self.n_items] if items is None else self.item_emb(items)
         logits = h @ weight.T
-        if self.bias is not None:
-            logits = logits + (self.bias if items is None else self.bias[items])
-        return logits
+        bias = self._bias(items)
+        return logits if bias is None else logits + bias
 
     def loss(
-        self, seq: torch.Tensor, target: torch.Tensor, n_negatives: int | None = None
+        self,
+        seq: torch.Tensor,
+        target: torch.Tensor,
+        n_negatives: int | None = None,
+        generator: torch.Generator | None = None,
     ) -> torch.Tensor:
         """Mean next-item cross-entropy over positions where both input and target are real.
 
         Args:
             seq: (B, L) left-padded input items.
             target: (B, L) the item after each input position; `n_items` (padding) is ignored.
-            n_negatives: None for the full softmax over the catalog; an int K for a sampled
-                softmax against K negatives drawn uniformly (with replacement) and shared by the
-                whole batch. A negative equal to a row's target is masked out for that row. With
-                a uniform proposal the log-Q correction is the same for every logit, so it cancels.
+            n_negatives: None for the full softmax over the catalog; an int M >= 0 for the
+                sampled softmax against the batch's distinct targets and M items drawn uniformly
+                (with replacement, by `generator`) and shared by the batch, logQ-corrected by the
+                items' share of the training targets (`set_sampling_prior`).
         """
         h, y = self._real_states(seq, target)
         if not len(y):
             return h.sum() * 0.0
         if n_negatives is None:
             return F.cross_entropy(self._score(h), y)
-        if n_negatives < 1:
-            raise ValueError(f"n_negatives must be >= 1 or None, got {n_negatives}")
-        neg = torch.randint(0, self.n_items, (n_negatives,), device=seq.device)
-        pos_logit = (h * self.item_emb(y)).sum(-1, keepdim=True)
-        if self.bias is not None:
-            pos_logit = pos_logit + self.bias[y].unsqueeze(-1)
-        neg_logits = self._score(h, neg)
-        neg_logits = neg_logits.masked_fill(
-            neg.unsqueeze(0) == y.unsqueeze(1), torch.finfo(neg_logits.dtype).min
-        )
-        logits = torch.cat([pos_logit, neg_logits], dim=1)
-        return F.cross_entropy(logits, torch.zeros_like(y))
+        prior = getattr(self, "sampling_prior", None)
+        drawn = draw_candidates(y, self.n_items, n_negatives, prior, generator)
+        return sampled_softmax(self._score(h, drawn.items), drawn, y)
 
     def _real_states(
         self, seq: torch.Tensor, target: torch.Tensor
@@ -224,16 +252,16 @@ class SASRec(nn.Module):
         with the bias it ranks items by bias alone.
         """
         h = self.encode(self._clip(seq))[:, -1]
-        if self.bias is None:
+        if self.item_bias is None:
             return h
         return torch.cat([h, torch.ones_like(h[:, :1])], dim=1)
 
     def item_vectors(self) -> torch.Tensor:
         """(n_items, vector_dim) item vectors: [e_i, b_i] with the bias, padding row left out."""
         items = self.item_emb.weight[: self.n_items]
-        if self.bias is None:
+        if self.item_bias is None:
             return items
-        return torch.cat([items, self.bias.unsqueeze(1)], dim=1)
+        return torch.cat([items, self.item_bias.weight], dim=1)
 
     @torch.no_grad()
     def factor_set(self, seqs_by_user: torch.Tensor, batch_size: int = 1024) -> IdFactors:

@@ -8,13 +8,19 @@ vector from that user's few rows alone. Item tower: an item id embedding and an 
 Losses (`loss` argument of `batch_loss`):
 - `softmax`: cross-entropy of the positive item against the whole catalog (exact; fine up to a
   few tens of thousands of items per batch row);
-- `sampled_softmax`: against the other positives of the batch (in-batch negatives) plus
-  `negatives` uniformly drawn items shared by the batch, with accidental hits masked;
+- `sampled_softmax`: against the batch's other positives (in-batch negatives) plus `negatives`
+  uniformly drawn items shared by the batch, logQ-corrected by the items' share of the training
+  positives (`set_sampling_prior`), accidental hits masked (`recspark.models.sampled`);
 - `bpr`: Bayesian personalised ranking against one uniformly drawn item per positive.
 
 Batches are dicts of tensors: `user_index` (B,), `item_index` (B,) the positive, and `history`
 (B, L) left-padded with `n_items` (the padding index). The positive is removed from the history
 in `batch_loss`, so the model learns to predict an item from the *other* items of the user.
+
+With `sparse=True` every embedding table gives sparse gradients (only the rows a batch looked
+up), which is what the sampled losses allow: a step then touches, and the ranks exchange, rows in
+proportion to the batch, not the catalog (`recspark.training.optim`). The full softmax reads the
+whole item table, so it stays dense.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from recspark.models.sampled import draw_candidates, prior_from_counts, sampled_softmax
 from recspark.ranking.factors import IdFactors
 from recspark.vocab import LossName, choices
 
@@ -40,6 +47,7 @@ class TwoTower(nn.Module):
         dim: int,
         use_history: bool = True,
         history_dropout: float = 0.0,
+        sparse: bool = False,
     ) -> None:
         super().__init__()
         self.n_users, self.n_items, self.dim = n_users, n_items, dim
@@ -57,6 +65,18 @@ class TwoTower(nn.Module):
             with torch.no_grad():
                 self.history_items.weight[n_items].zero_()
             self.history_mlp = nn.Sequential(nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, dim))
+        for table in self.embedding_tables():
+            table.sparse = sparse
+        self.register_buffer("sampling_prior", None, persistent=False)
+
+    def embedding_tables(self) -> list[nn.Embedding]:
+        """The id-indexed tables (users, items, item bias, history items)."""
+        tables = [self.user_tower, self.item_tower, self.item_bias]
+        return [*tables, self.history_items] if self.use_history else tables
+
+    def set_sampling_prior(self, counts: torch.Tensor) -> None:
+        """Each item's count among the training positives: the sampled softmax's logQ prior."""
+        self.sampling_prior = prior_from_counts(counts).to(self.item_tower.weight.device)
 
     # -- towers ----------------------------------------------------------------------------------
     def user_vectors(self, users: torch.Tensor, history: torch.Tensor | None) -> torch.Tensor:
@@ -91,25 +111,27 @@ class TwoTower(nn.Module):
         return history
 
     def batch_loss(
-        self, batch: dict[str, torch.Tensor], loss: LossName = "softmax", negatives: int = 0
+        self,
+        batch: dict[str, torch.Tensor],
+        loss: LossName = "softmax",
+        negatives: int = 0,
+        generator: torch.Generator | None = None,
     ) -> torch.Tensor:
-        """Mean loss of a batch of positives (see the module docstring for `loss`)."""
+        """Mean loss of a batch of positives (see the module docstring for `loss`); `generator`
+        draws the sampled negatives (one seeded per step makes every rank draw the same)."""
         users, items = batch["user_index"], batch["item_index"]
         user_vectors = self.user_vectors(users, self._training_history(batch))
         if loss == "softmax":
             return F.cross_entropy(self.item_logits(user_vectors, None), items)
         if loss == "sampled_softmax":
-            sampled = torch.randint(0, self.n_items, (max(negatives, 0),), device=items.device)
-            candidates = torch.cat([items, sampled])
-            logits = user_vectors @ self.item_tower(candidates).T
-            logits = logits + self.item_bias(candidates).squeeze(-1)
-            target = torch.arange(len(items), device=items.device)
-            # Another row's positive (or a sample) equal to this row's positive is not a negative.
-            hit = candidates.unsqueeze(0) == items.unsqueeze(1)
-            hit[target, target] = False
-            return F.cross_entropy(logits.masked_fill(hit, float("-inf")), target)
+            prior = getattr(self, "sampling_prior", None)
+            drawn = draw_candidates(items, self.n_items, negatives, prior, generator)
+            logits = user_vectors @ self.item_tower(drawn.items).T
+            logits = logits + self.item_bias(drawn.items).squeeze(-1)
+            return sampled_softmax(logits, drawn, items)
         if loss == "bpr":
-            negative = torch.randint(0, self.n_items, items.shape, device=items.device)
+            negative = torch.randint(0, self.n_items, items.shape, generator=generator)
+            negative = negative.to(items.device)
             margin = self.item_logits(user_vectors, items) - self.item_logits(
                 user_vectors, negative
             )

@@ -221,6 +221,24 @@ class TrainingInputs:
         self.targets.unpersist()
 
 
+def item_counts(rows: DataFrame, kind: RowKind, n_items: int) -> NDArray[np.int64]:
+    """(n_items,) each item's count among the training targets of `rows` (pairs: the positive
+    items; sequences: the items of the sequences): the sampled softmax's logQ prior.
+
+    One of the documented catalog-sized results on the driver: n_items integers, shipped to the
+    ranks with the training parameters.
+    """
+    items = (
+        rows.select(F.col(ITEM_INDEX).alias("_item"))
+        if kind == "pairs"
+        else rows.select(F.explode(HISTORY).alias("_item")).filter(F.col("_item") < n_items)
+    )
+    counts = np.zeros(n_items, dtype=np.int64)
+    for row in items.groupBy("_item").count().toLocalIterator():
+        counts[int(row["_item"])] = int(row["count"])
+    return counts
+
+
 def _seen_lists(positives: DataFrame, targets: DataFrame) -> DataFrame:
     """(user_index, item_index, seen) per validation target: the user's distinct positive train
     items but that target (the user's other targets count as seen: leave one out)."""

@@ -10,6 +10,15 @@ compares Petastorm against.
 Per epoch: train `steps_per_epoch` batches, average the loss over ranks, compute the validation
 NDCG@k, print one line (loss, validation, samples/s, ETA), checkpoint (rank 0) and stop early when
 validation has not improved for `patience` epochs. The best epoch's parameters are returned.
+
+Sampled losses train with sparse embedding gradients and `LazyAdam` (`recspark.training.optim`):
+the ranks then exchange the rows a step touched (Horovod's sparse all-reduce, an all-gather of
+indices and rows; with torch.distributed the same all-gather here), so the bytes a rank sends
+per step (`EpochStats.sent_bytes_per_step`) follow the batch, not the catalog. The shared sampled
+negatives are drawn from a generator seeded by the step, the same on every rank.
+
+Input is a Petastorm converter (the stage) or `MemoryRows` (in-memory arrays, the benchmarks and
+tests), either sharded by rank.
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ import os
 import sys
 import time
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +41,7 @@ from numpy.typing import NDArray
 from recspark.models.registry import SasrecParams
 from recspark.results import EpochStats
 from recspark.schemas import ITEM_INDEX, USER_INDEX
+from recspark.training.optim import LazyAdam, coalesce_sparse_gradients, has_sparse_gradients
 from recspark.vocab import GradientModel, Launcher, LossName, ReaderPool
 
 HISTORY = "history"
@@ -66,6 +77,9 @@ class TrainParams:
     fingerprint: str = ""
     threads: int = 0  # torch intra-op threads per rank on CPU; 0: the cores / ranks per machine
     reader_pool: ReaderPool = "thread"  # Petastorm: thread (decode beside training) | dummy
+    # Batches per optimizer step, one process only: it then replays what that many ranks compute
+    # (the reference data-parallel training must equal; tests/test_sparse_training.py).
+    accumulate: int = 1
 
 
 @dataclass(frozen=True)
@@ -168,9 +182,33 @@ class TorchDistComm(LocalComm):
 
     def after_backward(self, model: Any) -> None:
         for param in model.parameters():
-            if param.grad is not None:
+            if param.grad is None:
+                continue
+            if param.grad.is_sparse:
+                param.grad = self._gathered(param.grad.coalesce())
+            else:
                 self.dist.all_reduce(param.grad)
                 param.grad /= self.size
+
+    def _gathered(self, grad: torch.Tensor) -> torch.Tensor:
+        """The mean of the ranks' sparse gradients: an all-gather of their touched rows (padded
+        to the largest rank's count: gloo gathers equal sizes), not of the table."""
+        rows, values = grad.indices()[0], grad.values()
+        counts = [torch.zeros(1, dtype=torch.long, device=rows.device) for _ in range(self.size)]
+        self.dist.all_gather(counts, torch.tensor([len(rows)], device=rows.device))
+        most = int(max(int(c) for c in counts))
+        padded_rows = torch.zeros(most, dtype=rows.dtype, device=rows.device)
+        padded_rows[: len(rows)] = rows
+        padded = values.new_zeros((most, *values.shape[1:]))
+        padded[: len(rows)] = values
+        all_rows = [torch.empty_like(padded_rows) for _ in range(self.size)]
+        all_values = [torch.empty_like(padded) for _ in range(self.size)]
+        self.dist.all_gather(all_rows, padded_rows)
+        self.dist.all_gather(all_values, padded)
+        keep = [slice(0, int(c)) for c in counts]
+        indices = torch.cat([r[k] for r, k in zip(all_rows, keep, strict=True)]).unsqueeze(0)
+        gathered = torch.cat([v[k] for v, k in zip(all_values, keep, strict=True)]) / self.size
+        return torch.sparse_coo_tensor(indices, gathered, grad.shape)
 
 
 # -- the loop ------------------------------------------------------------------------------------
@@ -312,19 +350,34 @@ def _device(comm: Any, params: TrainParams) -> torch.device:
 
 
 def _prepared_model(
-    comm: Any, params: TrainParams, init_state: StateDict | None, device: torch.device
+    comm: Any,
+    params: TrainParams,
+    init_state: StateDict | None,
+    device: torch.device,
+    item_counts: NDArray[Any] | None = None,
 ) -> tuple[Any, Any]:
-    """(model, optimizer): seeded, warm-started on rank 0, then made equal on every rank."""
+    """(model, optimizer): seeded, warm-started on rank 0, then made equal on every rank.
+
+    The learning rate scales with the global batch (ranks x accumulated batches). Models with
+    sparse embedding gradients get `LazyAdam`, the others torch's Adam.
+    """
     from recspark.models.registry import build_model
 
+    if params.accumulate > 1 and comm.size > 1:
+        raise ValueError("accumulate > 1 replays several ranks in one process: use one rank")
     torch.manual_seed(params.seed)
     model: Any = build_model(params)
     if init_state and comm.rank == 0:
         _say(f"[train] warm start from the champion: {len(_warm_start(model, init_state))} tensors")
     model = model.to(device)
-    optimizer = torch.optim.Adam(
-        model.parameters(), lr=params.learning_rate * comm.size, weight_decay=params.weight_decay
-    )
+    if item_counts is not None:
+        model.set_sampling_prior(torch.as_tensor(item_counts))
+    lr = params.learning_rate * comm.size * params.accumulate
+    if has_sparse_gradients(model):
+        coalesce_sparse_gradients(model)
+        optimizer: Any = LazyAdam(model.parameters(), lr=lr, weight_decay=params.weight_decay)
+    else:
+        optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=params.weight_decay)
     return model, comm.prepare(model, optimizer)
 
 
@@ -344,27 +397,72 @@ def _restore(comm: Any, params: TrainParams, model: Any, optimizer: Any) -> Prog
     return progress
 
 
+def sent_bytes(model: Any) -> int:
+    """Bytes of gradient this rank hands to the exchange: dense gradients whole, sparse ones as
+    their (coalesced) row indices and rows."""
+    total = 0
+    for param in model.parameters():
+        grad = param.grad
+        if grad is None:
+            continue
+        if grad.is_sparse:
+            total += grad._nnz() * (8 + grad._values()[0].numel() * grad.element_size())
+        else:
+            total += grad.numel() * grad.element_size()
+    return total
+
+
+def step_generator(seed: int, step: int) -> torch.Generator:
+    """The generator of a step's shared sampled negatives: the same on every rank."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + step)
+
+
+@dataclass(frozen=True)
+class EpochRun:
+    """One epoch's training, summed over the ranks."""
+
+    loss: float  # mean over all ranks' rows
+    samples: float  # rows of all ranks
+    seconds: float
+    sent_bytes_per_step: float  # this rank's
+
+
 def _train_epoch(
-    comm: Any, model: Any, optimizer: Any, batches: Iterator[Batch], params: TrainParams
-) -> tuple[float, float, float]:
-    """(mean loss over all ranks' rows, rows of all ranks, seconds) of one epoch."""
+    comm: Any,
+    model: Any,
+    optimizer: Any,
+    batches: Iterator[Batch],
+    params: TrainParams,
+    epoch: int,
+) -> EpochRun:
+    """Train one epoch of `steps_per_epoch` optimizer steps (each `accumulate` batches)."""
     device = next(model.parameters()).device
     model.train()
     started = time.perf_counter()
-    loss_sum, samples = 0.0, 0
-    for _ in range(params.steps_per_epoch):
-        batch = {key: value.to(device, dtype=torch.long) for key, value in next(batches).items()}
+    loss_sum, samples, sent = 0.0, 0, 0
+    for step in range(params.steps_per_epoch):
+        global_step = (epoch - 1) * params.steps_per_epoch + step
         optimizer.zero_grad()
-        loss = model.batch_loss(batch, params.loss, params.negatives)
-        loss.backward()
+        for _ in range(params.accumulate):
+            batch = {k: v.to(device, dtype=torch.long) for k, v in next(batches).items()}
+            # Every batch of the step draws the same shared negatives, as the ranks do.
+            generator = step_generator(params.seed, global_step)
+            loss = model.batch_loss(batch, params.loss, params.negatives, generator)
+            (loss / params.accumulate).backward()
+            rows = len(batch[USER_INDEX])
+            loss_sum += float(loss.item()) * rows
+            samples += rows
+        sent += sent_bytes(model)
         comm.after_backward(model)
         optimizer.step()
-        rows = len(batch[USER_INDEX])
-        loss_sum += float(loss.item()) * rows
-        samples += rows
     seconds = time.perf_counter() - started
     totals = comm.allreduce_sum(torch.tensor([loss_sum, float(samples)], dtype=torch.float64))
-    return float(totals[0] / max(float(totals[1]), 1.0)), float(totals[1]), seconds
+    return EpochRun(
+        loss=float(totals[0] / max(float(totals[1]), 1.0)),
+        samples=float(totals[1]),
+        seconds=seconds,
+        sent_bytes_per_step=sent / max(params.steps_per_epoch, 1),
+    )
 
 
 def _report(
@@ -383,10 +481,15 @@ def fit(
     validation: Validation,
     params: TrainParams,
     init_state: StateDict | None = None,
+    item_counts: NDArray[Any] | None = None,
 ) -> FitResult:
-    """Train on `batches` (an endless iterator of dicts of tensors) for the configured epochs."""
+    """Train on `batches` (an endless iterator of dicts of tensors) for the configured epochs.
+
+    `item_counts`: each item's count among the training positives (the sampled softmax's logQ
+    prior; None: uniform).
+    """
     device = _device(comm, params)
-    model, optimizer = _prepared_model(comm, params, init_state, device)
+    model, optimizer = _prepared_model(comm, params, init_state, device, item_counts)
     progress = _restore(comm, params, model, optimizer)
     resumed_from = None if progress is None else progress.epoch
     progress = progress or Progress()
@@ -394,11 +497,13 @@ def fit(
     for epoch in range(first, params.epochs + 1):
         if progress.stopped(params.patience):
             break
-        loss, samples, seconds = _train_epoch(comm, model, optimizer, batches, params)
+        run = _train_epoch(comm, model, optimizer, batches, params, epoch)
         metric = validation_ndcg(model, validation, params.eval_k, device)
-        if not math.isfinite(loss):
-            raise FloatingPointError(f"training diverged at epoch {epoch}: loss {loss}")
-        progress.record(EpochStats(epoch, loss, metric, samples / seconds, seconds), model)
+        if not math.isfinite(run.loss):
+            raise FloatingPointError(f"training diverged at epoch {epoch}: loss {run.loss}")
+        speed = run.samples / run.seconds
+        stats = EpochStats(epoch, run.loss, metric, speed, run.seconds, run.sent_bytes_per_step)
+        progress.record(stats, model)
         if comm.rank == 0:
             eta = (time.perf_counter() - started) / (epoch - first + 1) * (params.epochs - epoch)
             _report(comm, params, progress.history[-1], eta, device)
@@ -451,15 +556,42 @@ def petastorm_batches(converter: Any, comm: Any, params: TrainParams) -> Any:
     )
 
 
+@dataclass(frozen=True)
+class MemoryRows:
+    """Training rows held in memory (equal-length arrays by column), sharded by rank: rank r of
+    n reads rows r, r + n, r + 2n, ... (the input of the benchmarks' in-memory runs)."""
+
+    rows: Mapping[str, NDArray[Any]]
+
+    def shard(self, rank: int, size: int) -> dict[str, NDArray[Any]]:
+        return {key: value[rank::size] for key, value in self.rows.items()}
+
+    @contextmanager
+    def batches(self, comm: Any, params: TrainParams) -> Iterator[Iterator[Batch]]:
+        yield memory_batches(self.shard(comm.rank, comm.size), params.batch_size, params.seed)
+
+
+@contextmanager
+def _rank_batches(source: Any, comm: Any, params: TrainParams) -> Iterator[Iterator[Batch]]:
+    if isinstance(source, MemoryRows):
+        with source.batches(comm, params) as batches:
+            yield batches
+        return
+    with petastorm_batches(source, comm, params) as loader:
+        yield iter(loader)
+
+
 def train_worker(
     launcher: Launcher,
-    converter: Any,
+    source: Any,
     validation: Validation,
     params: TrainParams,
     init_state: StateDict | None = None,
     all_ranks: bool = False,
+    item_counts: NDArray[Any] | None = None,
 ) -> FitResult | None:
-    """What each rank runs: set up communication, read its Petastorm shard, `fit`.
+    """What each rank runs: set up communication, read its shard of `source` (a Petastorm
+    converter or `MemoryRows`), `fit`.
 
     Returns the result on rank 0 and None on the others (on every rank with `all_ranks`, which
     the tests use to compare the ranks' parameters).
@@ -468,7 +600,7 @@ def train_worker(
         comm: Any = HorovodComm()
     else:
         comm = TorchDistComm("nccl" if torch.cuda.is_available() else "gloo")
-    with petastorm_batches(converter, comm, params) as loader:
-        result = fit(comm, iter(loader), validation, params, init_state)
+    with _rank_batches(source, comm, params) as batches:
+        result = fit(comm, batches, validation, params, init_state, item_counts)
     result = dataclasses.replace(result, rank=comm.rank)
     return result if comm.rank == 0 or all_ranks else None

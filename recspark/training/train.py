@@ -25,7 +25,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeGuard
 
+import numpy as np
 from delta.tables import DeltaTable
+from numpy.typing import NDArray
 from pyspark.sql import DataFrame, SparkSession
 
 from recspark.config import Config, TableKey
@@ -61,6 +63,7 @@ from recspark.training.candidates import (
 from recspark.training.data import (
     TrainingInputs,
     history_batches,
+    item_counts,
     make_converter,
     training_inputs,
     validation_targets_of,
@@ -153,7 +156,7 @@ def _params(
         weight_decay=_own(own, "weight_decay", cfg.weight_decay),
         seed=cfg.seed,
         steps_per_epoch=max(1, n_rows // (batch_size * cfg.num_proc)),
-        loss=cfg.loss,
+        loss=cfg.loss_for(n_items),
         negatives=cfg.negatives,
         use_history=cfg.use_history,
         history_dropout=cfg.history_dropout,
@@ -199,11 +202,13 @@ def _launch(
     validation: Validation,
     params: TrainParams,
     init: StateDict | None,
+    counts: NDArray[np.int64] | None,
 ) -> FitResult | None:
     """Run `train_worker` on `train.num_proc` ranks; rank 0's result."""
     cfg = config.train
     archives = shipped_archives(spark.conf.get("spark.submit.pyFiles", ""))
-    fn, args = wrap(train_worker, (cfg.launcher, converter, validation, params, init), archives)
+    worker_args = (cfg.launcher, converter, validation, params, init, False, counts)
+    fn, args = wrap(train_worker, worker_args, archives)
     if cfg.launcher == "horovod":
         import horovod.spark
 
@@ -237,7 +242,8 @@ def _fit_on_ranks(
 ) -> tuple[TrainParams, FitResult, float]:
     """(parameters, rank 0's result, seconds) of training `model` on the Petastorm-fed ranks."""
     cfg = config.train
-    converter = make_converter(spark, config, inputs.rows(ROW_KIND[model]), cfg.num_proc)
+    rows = inputs.rows(ROW_KIND[model])
+    converter = make_converter(spark, config, rows, cfg.num_proc)
     try:
         n_rows = len(converter)
         if n_rows == 0:
@@ -247,13 +253,16 @@ def _fit_on_ranks(
         print(
             f"[train] {model}: {n_rows:,} rows, {n_users:,} users, {inputs.n_items:,} items, "
             f"{len(validation[ITEM_INDEX]):,} validation users, {cfg.num_proc} ranks "
-            f"({cfg.launcher}), {params.steps_per_epoch} steps/epoch",
+            f"({cfg.launcher}), {params.steps_per_epoch} steps/epoch, loss {params.loss}",
             file=sys.stderr,
             flush=True,
         )
         init = _champion_state(config, model)
+        counts = None
+        if params.loss == "sampled_softmax":
+            counts = item_counts(rows, ROW_KIND[model], inputs.n_items)
         started = time.perf_counter()
-        result = _launch(spark, config, converter, validation, params, init)
+        result = _launch(spark, config, converter, validation, params, init, counts)
         seconds = time.perf_counter() - started
     finally:
         converter.delete()
@@ -560,6 +569,7 @@ def _log_history(mlflow: Any, history: tuple[EpochStats, ...]) -> None:
     for row in history:
         mlflow.log_metric("train_loss", row.loss, step=row.epoch)
         mlflow.log_metric("samples_per_s", row.samples_per_s, step=row.epoch)
+        mlflow.log_metric("sent_bytes_per_step", row.sent_bytes_per_step, step=row.epoch)
         if row.val_ndcg == row.val_ndcg:  # not NaN
             mlflow.log_metric("val_ndcg", row.val_ndcg, step=row.epoch)
 

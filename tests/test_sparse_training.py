@@ -1,0 +1,203 @@
+"""Training at catalog scale: the sampled softmax, LazyAdam, and sparse gradients across ranks."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from pyspark.sql import SparkSession
+
+from recspark.config import load_config
+from recspark.models.registry import build_model
+from recspark.models.sampled import Candidates, draw_candidates, sampled_softmax
+from recspark.training.loop import (
+    Batch,
+    LocalComm,
+    MemoryRows,
+    TrainParams,
+    fit,
+    memory_batches,
+    train_worker,
+)
+from recspark.training.optim import LazyAdam
+
+from .conftest import CONF_DIR
+
+N_USERS, N_ITEMS, LENGTH = 300, 2000, 8
+
+
+def test_lazy_adam_on_dense_gradients_is_torch_adam() -> None:
+    torch.manual_seed(0)
+    ours, theirs = torch.nn.Linear(6, 4), torch.nn.Linear(6, 4)
+    theirs.load_state_dict(ours.state_dict())
+    lazy = LazyAdam(ours.parameters(), lr=0.01, weight_decay=0.1)
+    adam = torch.optim.Adam(theirs.parameters(), lr=0.01, weight_decay=0.1)
+    for _ in range(20):
+        x = torch.randn(16, 6)
+        for model, optimizer in ((ours, lazy), (theirs, adam)):
+            optimizer.zero_grad()
+            model(x).square().mean().backward()
+            optimizer.step()
+    for a, b in zip(ours.parameters(), theirs.parameters(), strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_lazy_adam_moves_only_the_rows_a_step_touched() -> None:
+    torch.manual_seed(0)
+    sparse = torch.nn.Embedding(10, 3, sparse=True)
+    dense = torch.nn.Embedding(10, 3)
+    dense.load_state_dict(sparse.state_dict())
+    lazy = LazyAdam(sparse.parameters(), lr=0.05)
+    adam = torch.optim.Adam(dense.parameters(), lr=0.05)
+    before = sparse.weight.detach().clone()
+    for _ in range(5):
+        rows = torch.tensor([1, 4, 4, 7])  # 4 twice: its gradients add up
+        for table, optimizer in ((sparse, lazy), (dense, adam)):
+            optimizer.zero_grad()
+            table(rows).sum().backward()
+            optimizer.step()
+    assert sparse.weight.grad is not None and sparse.weight.grad.is_sparse
+    untouched = [0, 2, 3, 5, 6, 8, 9]
+    torch.testing.assert_close(sparse.weight[untouched], before[untouched], rtol=0, atol=0)
+    # Rows touched at every step have Adam's trajectory exactly.
+    torch.testing.assert_close(sparse.weight[[1, 4, 7]], dense.weight[[1, 4, 7]])
+    assert not torch.equal(sparse.weight[[1, 4, 7]], before[[1, 4, 7]])
+
+
+def test_sampled_softmax_over_the_whole_catalog_is_the_full_softmax() -> None:
+    torch.manual_seed(0)
+    logits = torch.randn(5, 12)
+    targets = torch.tensor([3, 3, 0, 11, 7])
+    every_item = Candidates(torch.arange(12), targets, torch.full((12,), 0.7))
+    torch.testing.assert_close(
+        sampled_softmax(logits, every_item, targets), F.cross_entropy(logits, targets)
+    )
+
+
+def test_candidates_carry_the_log_q_correction_and_mask_accidental_hits() -> None:
+    targets = torch.tensor([2, 5, 2, 9])
+    prior = torch.tensor([0.1, 0.0, 0.4, 0.0, 0.0, 0.3, 0.0, 0.0, 0.0, 0.2])
+    generator = torch.Generator().manual_seed(1)
+    drawn = draw_candidates(targets, 10, 6, prior, generator)
+    assert drawn.items[:3].tolist() == [2, 5, 9]  # the distinct positives first
+    assert drawn.items[drawn.target_column].tolist() == targets.tolist()
+    expected = torch.log(4 * prior[drawn.items] + 6 / 10)
+    torch.testing.assert_close(drawn.log_expected, expected)
+    # A sampled copy of a row's own positive (item 5 in column 3, row 1's positive in column
+    # 1) is masked for that row only; for the other rows it is a negative like any other.
+    items = torch.tensor([2, 5, 9, 5])
+    hit = Candidates(items, torch.tensor([0, 1, 0, 2]), torch.zeros(4))
+    logits = torch.randn(4, 4)
+    mask = torch.zeros(4, 4, dtype=torch.bool)
+    mask[1, 3] = True
+    manual = F.cross_entropy(
+        logits.masked_fill(mask, torch.finfo(logits.dtype).min), hit.target_column
+    )
+    torch.testing.assert_close(sampled_softmax(logits, hit, targets), manual)
+    assert not torch.isclose(manual, F.cross_entropy(logits, hit.target_column))
+
+
+def _rows(seed: int, n: int) -> dict[str, np.ndarray[Any, Any]]:
+    """Synthetic two-tower rows: users prefer items near their own id (a learnable signal)."""
+    rng = np.random.default_rng(seed)
+    users = rng.integers(0, N_USERS, n)
+    items = (users * (N_ITEMS // N_USERS) + rng.integers(0, 40, n)) % N_ITEMS
+    history = (users[:, None] * (N_ITEMS // N_USERS) + rng.integers(0, 40, (n, LENGTH))) % N_ITEMS
+    history[rng.random((n, LENGTH)) < 0.3] = N_ITEMS  # some padding
+    return {"user_index": users, "item_index": items, "history": history}
+
+
+def _params(model: str) -> TrainParams:
+    return TrainParams(
+        model=model,  # type: ignore[arg-type]
+        n_users=N_USERS,
+        n_items=N_ITEMS,
+        embedding_dim=8,
+        epochs=2,
+        batch_size=32,
+        learning_rate=0.01,
+        weight_decay=0.001,
+        seed=3,
+        steps_per_epoch=12,
+        loss="sampled_softmax",
+        negatives=64,
+        history_dropout=0.0,
+        patience=0,
+        threads=1,
+    )
+
+
+def _interleaved(rows: MemoryRows, params: TrainParams, ranks: int) -> Iterator[Batch]:
+    """The ranks' batches in turn: what one process accumulating `ranks` batches a step reads."""
+    shards = [memory_batches(rows.shard(r, ranks), params.batch_size, params.seed) for r in (0, 1)]
+    while True:
+        for shard in shards:
+            yield next(shard)
+
+
+def _on_two_ranks(launcher: str, *args: Any) -> list[Any]:
+    """Every rank's result of `train_worker(launcher, *args)` on 2 ranks (TorchDistributor
+    hands back rank 0's only)."""
+    if launcher == "horovod":
+        import horovod.spark
+
+        worker_args = (launcher, *args)
+        return list(
+            horovod.spark.run(
+                train_worker, args=worker_args, num_proc=2, nics={"lo"}, use_gloo=True, verbose=0
+            )
+        )
+    from pyspark.ml.torch.distributor import TorchDistributor
+
+    distributor = TorchDistributor(num_processes=2, local_mode=False, use_gpu=False)
+    return [distributor.run(train_worker, launcher, *args)]
+
+
+@pytest.mark.parametrize("launcher", ["horovod", "torch_distributor"])
+def test_two_ranks_end_with_the_parameters_of_one_rank_on_the_same_batches(
+    spark: SparkSession, launcher: str
+) -> None:
+    params = _params("two_tower")
+    assert build_model(params).item_tower.sparse  # type: ignore[union-attr]
+    rows = MemoryRows(_rows(0, 4000))
+    validation = {k: v[:200] for k, v in _rows(1, 200).items()}
+    counts = np.bincount(rows.rows["item_index"], minlength=N_ITEMS)
+    results = _on_two_ranks(launcher, rows, validation, params, None, True, counts)
+    one = fit(
+        LocalComm(),
+        _interleaved(rows, params, 2),
+        validation,
+        dataclasses.replace(params, accumulate=2),
+        None,
+        counts,
+    )
+    assert one.history[-1].loss < one.history[0].loss
+    for name, tensor in one.state_dict.items():
+        torch.testing.assert_close(
+            results[0].state_dict[name], tensor, atol=2e-5, rtol=1e-4, msg=name
+        )
+        for other in results[1:]:
+            assert torch.equal(results[0].state_dict[name], other.state_dict[name]), name
+    # The ranks exchanged the rows the batches touched, not the item tables.
+    table_bytes = N_ITEMS * params.embedding_dim * 4
+    assert 0 < results[0].history[-1].sent_bytes_per_step < table_bytes
+
+
+@pytest.mark.parametrize("loss", ["softmax", "sampled_softmax"])
+def test_sasrec_trains_with_either_loss_and_auto_picks_by_catalog_size(loss: str) -> None:
+    params = dataclasses.replace(_params("sasrec"), loss=loss, epochs=1)  # type: ignore[arg-type]
+    rows = _rows(2, 512)
+    seqs = MemoryRows({"user_index": rows["user_index"], "history": rows["history"]})
+    validation = {k: v[:64] for k, v in rows.items()}
+    with seqs.batches(LocalComm(), params) as batches:
+        result = fit(LocalComm(), batches, validation, params)
+    assert np.isfinite(result.history[0].loss)
+    sparse = build_model(params).sasrec.item_emb.sparse  # type: ignore[union-attr]
+    assert sparse == (loss == "sampled_softmax")
+    train = load_config(CONF_DIR, "test", ["train.sampled_softmax_above=1000"]).train
+    assert (train.loss_for(1000), train.loss_for(1001)) == ("softmax", "sampled_softmax")
