@@ -228,6 +228,8 @@ class TrainConfig(Section):
     loss: LossSetting = "auto"
     sampled_softmax_above: Count = 50000
     negatives: Annotated[int, Field(ge=0)] = 1024
+    sparse_gradients: bool = True
+    bf16: bool = False
     use_history: bool = True
     history_dropout: float = 0.5
     patience: int = 3

@@ -61,6 +61,11 @@ class EpochStats:
     samples_per_s: float
     seconds: float
     sent_bytes_per_step: float = 0.0  # gradient bytes one rank hands to the exchange per step
+    # Rank 0's seconds of the epoch by phase (the rest of `seconds` is bookkeeping).
+    input_s: float = 0.0  # waiting for batches
+    compute_s: float = 0.0  # forward and backward
+    exchange_s: float = 0.0  # waiting for the ranks' gradients
+    update_s: float = 0.0  # the optimizer step
 
 
 @dataclass(frozen=True)

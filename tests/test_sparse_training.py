@@ -201,3 +201,16 @@ def test_sasrec_trains_with_either_loss_and_auto_picks_by_catalog_size(loss: str
     assert sparse == (loss == "sampled_softmax")
     train = load_config(CONF_DIR, "test", ["train.sampled_softmax_above=1000"]).train
     assert (train.loss_for(1000), train.loss_for(1001)) == ("softmax", "sampled_softmax")
+
+
+def test_bf16_autocast_trains_and_the_step_splits_into_its_phases() -> None:
+    params = dataclasses.replace(_params("two_tower"), bf16=True, epochs=3)
+    rows = MemoryRows(_rows(4, 2000))
+    validation = {k: v[:64] for k, v in _rows(5, 64).items()}
+    with rows.batches(LocalComm(), params) as batches:
+        result = fit(LocalComm(), batches, validation, params)
+    first, last = result.history[0], result.history[-1]
+    assert np.isfinite(last.loss) and last.loss < first.loss
+    phases = last.input_s + last.compute_s + last.exchange_s + last.update_s
+    assert 0 < phases <= last.seconds
+    assert last.compute_s > 0 and last.update_s > 0

@@ -53,6 +53,8 @@ class ModelSpec(Protocol):
     def sasrec(self) -> SasrecParams: ...
     @property
     def loss(self) -> LossName: ...
+    @property
+    def sparse_gradients(self) -> bool: ...
 
 
 def sparse_gradients(loss: LossName) -> bool:
@@ -63,7 +65,7 @@ def sparse_gradients(loss: LossName) -> bool:
 
 def build_model(spec: ModelSpec) -> torch.nn.Module:
     """The untrained module named by `spec.model`."""
-    sparse = sparse_gradients(spec.loss)
+    sparse = spec.sparse_gradients and sparse_gradients(spec.loss)
     if spec.model == "two_tower":
         return TwoTower(
             spec.n_users,

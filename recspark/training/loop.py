@@ -80,6 +80,8 @@ class TrainParams:
     # Batches per optimizer step, one process only: it then replays what that many ranks compute
     # (the reference data-parallel training must equal; tests/test_sparse_training.py).
     accumulate: int = 1
+    sparse_gradients: bool = True  # sampled losses: sparse embedding gradients (False: dense)
+    bf16: bool = False  # forward and loss under bfloat16 autocast (GPUs with bf16 units)
 
 
 @dataclass(frozen=True)
@@ -115,8 +117,13 @@ class LocalComm:
     def prepare(self, model: Any, optimizer: Any) -> Any:
         return optimizer
 
-    def after_backward(self, model: Any) -> None:
+    def exchange(self, model: Any, optimizer: Any) -> None:
+        """Average the ranks' gradients (after the last backward of a step)."""
         return None
+
+    def update(self, optimizer: Any) -> None:
+        """Apply the (exchanged) gradients."""
+        optimizer.step()
 
 
 class HorovodComm(LocalComm):
@@ -149,6 +156,15 @@ class HorovodComm(LocalComm):
         self.hvd.broadcast_optimizer_state(optimizer, root_rank=0)
         return optimizer
 
+    def exchange(self, model: Any, optimizer: Any) -> None:
+        # The all-reduces started during backward; wait for them here, so a step's time splits
+        # into its exchange and its update.
+        optimizer.synchronize()
+
+    def update(self, optimizer: Any) -> None:
+        with optimizer.skip_synchronize():
+            optimizer.step()
+
 
 class TorchDistComm(LocalComm):
     """torch.distributed, as started by TorchDistributor (env:// rendezvous; gloo or NCCL)."""
@@ -180,7 +196,7 @@ class TorchDistComm(LocalComm):
             self.dist.broadcast(tensor, src=0)
         return optimizer
 
-    def after_backward(self, model: Any) -> None:
+    def exchange(self, model: Any, optimizer: Any) -> None:
         for param in model.parameters():
             if param.grad is None:
                 continue
@@ -417,14 +433,35 @@ def step_generator(seed: int, step: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + step)
 
 
-@dataclass(frozen=True)
+@dataclass
 class EpochRun:
-    """One epoch's training, summed over the ranks."""
+    """One epoch's training: rows and loss summed over the ranks; this rank's time by phase."""
 
-    loss: float  # mean over all ranks' rows
-    samples: float  # rows of all ranks
-    seconds: float
-    sent_bytes_per_step: float  # this rank's
+    loss: float = 0.0  # mean over all ranks' rows
+    samples: float = 0.0  # rows of all ranks
+    seconds: float = 0.0
+    sent_bytes_per_step: float = 0.0
+    input_s: float = 0.0  # waiting for the next batch (Petastorm or memory)
+    compute_s: float = 0.0  # forward and backward
+    exchange_s: float = 0.0  # waiting for the ranks' gradients (all-reduce / all-gather)
+    update_s: float = 0.0  # the optimizer step
+
+
+class _Clock:
+    """Adds the seconds since the last call to a field of an `EpochRun`."""
+
+    def __init__(self, run: EpochRun) -> None:
+        self.run, self.last = run, time.perf_counter()
+
+    def lap(self, phase: str) -> None:
+        now = time.perf_counter()
+        setattr(self.run, phase, getattr(self.run, phase) + now - self.last)
+        self.last = now
+
+
+def _autocast(params: TrainParams, device: torch.device) -> Any:
+    """bfloat16 autocast for the forward pass and loss with `params.bf16`, else a no-op."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=params.bf16)
 
 
 def _train_epoch(
@@ -438,31 +475,35 @@ def _train_epoch(
     """Train one epoch of `steps_per_epoch` optimizer steps (each `accumulate` batches)."""
     device = next(model.parameters()).device
     model.train()
+    run, loss_sum, sent = EpochRun(), 0.0, 0
     started = time.perf_counter()
-    loss_sum, samples, sent = 0.0, 0, 0
+    clock = _Clock(run)
     for step in range(params.steps_per_epoch):
         global_step = (epoch - 1) * params.steps_per_epoch + step
         optimizer.zero_grad()
         for _ in range(params.accumulate):
             batch = {k: v.to(device, dtype=torch.long) for k, v in next(batches).items()}
+            clock.lap("input_s")
             # Every batch of the step draws the same shared negatives, as the ranks do.
             generator = step_generator(params.seed, global_step)
-            loss = model.batch_loss(batch, params.loss, params.negatives, generator)
+            with _autocast(params, device):
+                loss = model.batch_loss(batch, params.loss, params.negatives, generator)
             (loss / params.accumulate).backward()
             rows = len(batch[USER_INDEX])
             loss_sum += float(loss.item()) * rows
-            samples += rows
+            run.samples += rows
+            clock.lap("compute_s")
         sent += sent_bytes(model)
-        comm.after_backward(model)
-        optimizer.step()
-    seconds = time.perf_counter() - started
-    totals = comm.allreduce_sum(torch.tensor([loss_sum, float(samples)], dtype=torch.float64))
-    return EpochRun(
-        loss=float(totals[0] / max(float(totals[1]), 1.0)),
-        samples=float(totals[1]),
-        seconds=seconds,
-        sent_bytes_per_step=sent / max(params.steps_per_epoch, 1),
-    )
+        comm.exchange(model, optimizer)
+        clock.lap("exchange_s")
+        comm.update(optimizer)
+        clock.lap("update_s")
+    run.seconds = time.perf_counter() - started
+    totals = comm.allreduce_sum(torch.tensor([loss_sum, run.samples], dtype=torch.float64))
+    run.loss = float(totals[0] / max(float(totals[1]), 1.0))
+    run.samples = float(totals[1])
+    run.sent_bytes_per_step = sent / max(params.steps_per_epoch, 1)
+    return run
 
 
 def _report(
@@ -501,8 +542,11 @@ def fit(
         metric = validation_ndcg(model, validation, params.eval_k, device)
         if not math.isfinite(run.loss):
             raise FloatingPointError(f"training diverged at epoch {epoch}: loss {run.loss}")
-        speed = run.samples / run.seconds
-        stats = EpochStats(epoch, run.loss, metric, speed, run.seconds, run.sent_bytes_per_step)
+        phases = (run.input_s, run.compute_s, run.exchange_s, run.update_s)
+        stats = EpochStats(
+            epoch, run.loss, metric, run.samples / run.seconds, run.seconds,
+            run.sent_bytes_per_step, *phases,
+        )  # fmt: skip
         progress.record(stats, model)
         if comm.rank == 0:
             eta = (time.perf_counter() - started) / (epoch - first + 1) * (params.epochs - epoch)

@@ -158,6 +158,8 @@ def _params(
         steps_per_epoch=max(1, n_rows // (batch_size * cfg.num_proc)),
         loss=cfg.loss_for(n_items),
         negatives=cfg.negatives,
+        sparse_gradients=cfg.sparse_gradients,
+        bf16=cfg.bf16,
         use_history=cfg.use_history,
         history_dropout=cfg.history_dropout,
         sasrec=SasrecParams(
