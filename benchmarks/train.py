@@ -10,8 +10,18 @@ for a few epochs:
 Samples/s counts training steps only (validation and checkpoints excluded), median over epochs
 after the first (warm-up).
 
+With `--catalogs 10000 100000 1000000`: catalog scale instead. Synthetic training rows (power-law
+item popularity, a 50-item history per row) are made in memory for each catalog size, without the
+ETL, and the default model is trained with the sampled softmax (what `train.loss: auto` picks for
+large catalogs) on: in-memory rows (`MemoryRows`) and Petastorm (a converter over the same rows),
+Horovod at 1 and 2 ranks and TorchDistributor at 2 ranks, one torch thread per rank; and, for
+comparison, Horovod with dense gradients (`train.sparse_gradients: false`). Each run reports
+samples/s, the gradient bytes a rank sends per step and rank 0's seconds per step by phase
+(input wait, compute, exchange, update).
+
 Usage:
     python benchmarks/train.py [--interactions 300000] [--epochs 4] [--root /tmp/recspark-train]
+    python benchmarks/train.py --catalogs 10000 100000 1000000 [--rows 100000] [--steps 30]
 """
 
 from __future__ import annotations
@@ -139,6 +149,142 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+def synthetic_rows(n_items: int, n_users: int, n_rows: int, length: int, seed: int) -> Any:
+    """Two-tower rows: users with power-law item popularity (item i drawn ~ i^-0.8) and a
+    history of `length` earlier items (left-padded with n_items)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    ranks = np.minimum((rng.pareto(0.8, (n_rows, length + 1)) * 10).astype(np.int64), n_items - 1)
+    order = rng.permutation(n_items)  # popularity is not the item index
+    items = order[ranks]
+    history = items[:, 1:].copy()
+    short = rng.integers(0, length, n_rows)
+    history[np.arange(length)[None, :] < short[:, None]] = n_items
+    return {
+        "user_index": rng.integers(0, n_users, n_rows),
+        "item_index": items[:, 0],
+        "history": history,
+    }
+
+
+def _launch(launcher: str, ranks: int, args: tuple[Any, ...]) -> Any:
+    """Rank 0's result of `train_worker(launcher, *args)` on `ranks` ranks."""
+    from recspark.training.loop import train_worker
+
+    if launcher == "horovod":
+        import horovod.spark
+
+        results = horovod.spark.run(
+            train_worker, args=(launcher, *args), num_proc=ranks, nics={"lo"}, use_gloo=True,
+            verbose=0,
+        )  # fmt: skip
+        return next(r for r in results if r is not None)
+    from pyspark.ml.torch.distributor import TorchDistributor
+
+    distributor = TorchDistributor(num_processes=ranks, local_mode=False, use_gpu=False)
+    return distributor.run(train_worker, launcher, *args)
+
+
+def _measured(history: Sequence[Any], steps: int) -> dict[str, float]:
+    """samples/s (median of the epochs after the first); of the last epoch: the gradient bytes a
+    rank sent per step and rank 0's milliseconds per step by phase."""
+    last = history[-1]
+    phases = ("input_s", "compute_s", "exchange_s", "update_s")
+    return {
+        "samples_per_s": _speed(history),
+        "sent_bytes_per_step": float(last.sent_bytes_per_step),
+        **{p.replace("_s", "_ms"): 1000 * float(getattr(last, p)) / steps for p in phases},
+        "step_ms": 1000 * float(last.seconds) / steps,
+    }
+
+
+def run_catalogs(args: argparse.Namespace) -> dict[str, Any]:
+    """The catalog-scale runs (see the module docstring)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from recspark.config import load_config
+    from recspark.session import build_spark
+    from recspark.training.data import make_converter
+    from recspark.training.loop import MemoryRows
+    from recspark.training.train import _params
+
+    root = Path(args.root)
+    shutil.rmtree(root, ignore_errors=True)
+    config = load_config(CONF, "local", [f"paths.root={root}", *args.set])
+    spark = build_spark(config)
+    root.mkdir(parents=True, exist_ok=True)
+    length = config.features.sequence_length
+    out: dict[str, Any] = {"rows": args.rows, "users": args.users, "runs": []}
+    empty = {k: np.zeros((0, length) if k == "history" else 0, np.int64) for k in
+             ("user_index", "item_index", "history")}  # fmt: skip
+    for n_items in args.catalogs:
+        data = synthetic_rows(n_items, args.users, args.rows, length, seed=n_items)
+        counts = np.bincount(data["item_index"], minlength=n_items)
+        parquet = root / f"rows-{n_items}.parquet"
+        pq.write_table(
+            pa.table({
+                "user_index": data["user_index"], "item_index": data["item_index"],
+                "history": pa.array(list(data["history"].astype(np.int32)),
+                                    type=pa.list_(pa.int32())),
+            }),
+            parquet,
+        )  # fmt: skip
+        frame = spark.read.parquet(str(parquet))
+        for source, launcher, ranks, sparse in args.cases:
+            params = dataclasses.replace(
+                _params(config, "two_tower", args.users, n_items, args.rows, RUN_DATE, {}),
+                loss="sampled_softmax", sparse_gradients=sparse, epochs=args.epochs,
+                steps_per_epoch=args.steps, batch_size=args.batch_size, patience=0,
+                checkpoint_path=None, threads=1,
+            )  # fmt: skip
+            converter = None
+            if source == "petastorm":
+                converter = make_converter(spark, config, frame, ranks)
+            rows_source = converter if converter is not None else MemoryRows(data)
+            try:
+                result = _launch(launcher, ranks, (rows_source, empty, params, None, False, counts))
+            finally:
+                if converter is not None:
+                    converter.delete()
+            row = {"items": n_items, "input": source, "launcher": launcher, "ranks": ranks,
+                   "gradients": "sparse" if sparse else "dense",
+                   **_measured(result.history, args.steps)}  # fmt: skip
+            print(json.dumps(row), file=sys.stderr, flush=True)
+            out["runs"].append(row)
+    spark.stop()
+    return out
+
+
+CASES = [
+    ("memory", "horovod", 1, True),
+    ("memory", "horovod", 2, True),
+    ("petastorm", "horovod", 1, True),
+    ("petastorm", "horovod", 2, True),
+    ("memory", "torch_distributor", 2, True),
+    ("memory", "horovod", 1, False),
+    ("memory", "horovod", 2, False),
+]
+
+
+def _print_catalogs(result: dict[str, Any]) -> None:
+    print(
+        "\n| items | input | launcher | ranks | gradients | samples/s | sent MB/step/rank "
+        "| ms/step: input / compute / exchange / update (total) |\n"
+        "|---|---|---|---|---|---|---|---|"
+    )
+    for r in result["runs"]:
+        phases = " / ".join(f"{r[k]:.0f}" for k in ("input_ms", "compute_ms", "exchange_ms",
+                                                   "update_ms"))  # fmt: skip
+        print(
+            f"| {r['items']:,} | {r['input']} | {r['launcher']} | {r['ranks']} | "
+            f"{r['gradients']} | {r['samples_per_s']:,.0f} | {r['sent_bytes_per_step'] / 1e6:.2f} "
+            f"| {phases} ({r['step_ms']:.0f}) |"
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--interactions", type=int, default=300_000)
@@ -148,7 +294,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", default="/tmp/recspark-train")
     parser.add_argument("--set", action="append", default=[], help="config override, repeatable")
     parser.add_argument("--json", help="also write the result here")
+    parser.add_argument("--catalogs", type=int, nargs="*", help="catalog-scale runs at these sizes")
+    parser.add_argument("--rows", type=int, default=100_000, help="catalog runs: training rows")
+    parser.add_argument("--users", type=int, default=50_000, help="catalog runs: users")
+    parser.add_argument("--steps", type=int, default=30, help="catalog runs: steps per epoch")
     args = parser.parse_args(argv)
+    if args.catalogs:
+        args.cases = CASES
+        result = run_catalogs(args)
+        print(json.dumps(result, indent=2))
+        _print_catalogs(result)
+        if args.json:
+            Path(args.json).write_text(json.dumps(result, indent=2))
+        return 0
     result = run(args)
     print(json.dumps(result, indent=2))
     print("\n| input | ranks x threads | samples/s |\n|---|---|---|")
