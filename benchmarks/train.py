@@ -15,9 +15,12 @@ item popularity, a 50-item history per row) are made in memory for each catalog 
 ETL, and the default model is trained with the sampled softmax (what `train.loss: auto` picks for
 large catalogs) on: in-memory rows (`MemoryRows`) and Petastorm (a converter over the same rows),
 Horovod at 1 and 2 ranks and TorchDistributor at 2 ranks, one torch thread per rank; and, for
-comparison, Horovod with dense gradients (`train.sparse_gradients: false`). Each run reports
+comparison, Horovod with dense gradients (`train.sparse_gradients: false`) and 2 Spark tasks
+training on their shards alone, without exchanging anything (`independent`: the most 2 ranks
+can reach on this machine). Each run reports
 samples/s, the gradient bytes a rank sends per step and rank 0's seconds per step by phase
-(input wait, compute, exchange, update).
+(input wait, compute, idle: waiting at a barrier for the slower rank, exchange, update); the
+barrier costs one more collective a step, so these runs are a little slower than the stage's.
 
 Usage:
     python benchmarks/train.py [--interactions 300000] [--epochs 4] [--root /tmp/recspark-train]
@@ -168,10 +171,35 @@ def synthetic_rows(n_items: int, n_users: int, n_rows: int, length: int, seed: i
     }
 
 
+def _independent(ranks: int, args: tuple[Any, ...]) -> Any:
+    """`ranks` Spark tasks each training on its shard alone (no exchange): the machine's ceiling
+    for `ranks` ranks. Rank 0's epochs (not its parameters), samples/s the tasks' sum."""
+    from pyspark import SparkContext
+
+    from recspark.training.loop import LocalComm, fit, memory_batches
+
+    rows, validation, params, _, _, counts = args
+
+    def task(index: int, _: Any) -> Any:
+        shard = rows.shard(index, ranks)
+        batches = memory_batches(shard, params.batch_size, params.seed)
+        yield fit(LocalComm(), batches, validation, params, None, counts).history
+
+    context = SparkContext.getOrCreate()
+    results = context.parallelize(range(ranks), ranks).mapPartitionsWithIndex(task).collect()
+    total = [sum(r[e].samples_per_s for r in results) for e in range(params.epochs)]
+    history = [
+        dataclasses.replace(h, samples_per_s=t) for h, t in zip(results[0], total, strict=True)
+    ]
+    return argparse.Namespace(history=tuple(history))
+
+
 def _launch(launcher: str, ranks: int, args: tuple[Any, ...]) -> Any:
     """Rank 0's result of `train_worker(launcher, *args)` on `ranks` ranks."""
     from recspark.training.loop import train_worker
 
+    if launcher == "independent":
+        return _independent(ranks, args)
     if launcher == "horovod":
         import horovod.spark
 
@@ -190,7 +218,7 @@ def _measured(history: Sequence[Any], steps: int) -> dict[str, float]:
     """samples/s (median of the epochs after the first); of the last epoch: the gradient bytes a
     rank sent per step and rank 0's milliseconds per step by phase."""
     last = history[-1]
-    phases = ("input_s", "compute_s", "exchange_s", "update_s")
+    phases = ("input_s", "compute_s", "idle_s", "exchange_s", "update_s")
     return {
         "samples_per_s": _speed(history),
         "sent_bytes_per_step": float(last.sent_bytes_per_step),
@@ -238,7 +266,7 @@ def run_catalogs(args: argparse.Namespace) -> dict[str, Any]:
                 _params(config, "two_tower", args.users, n_items, args.rows, RUN_DATE, {}),
                 loss="sampled_softmax", sparse_gradients=sparse, epochs=args.epochs,
                 steps_per_epoch=args.steps, batch_size=args.batch_size, patience=0,
-                checkpoint_path=None, threads=1,
+                checkpoint_path=None, threads=1, measure_idle=True,
             )  # fmt: skip
             converter = None
             if source == "petastorm":
@@ -259,6 +287,7 @@ def run_catalogs(args: argparse.Namespace) -> dict[str, Any]:
 
 
 CASES = [
+    ("memory", "independent", 2, True),
     ("memory", "horovod", 1, True),
     ("memory", "horovod", 2, True),
     ("petastorm", "horovod", 1, True),
@@ -272,12 +301,12 @@ CASES = [
 def _print_catalogs(result: dict[str, Any]) -> None:
     print(
         "\n| items | input | launcher | ranks | gradients | samples/s | sent MB/step/rank "
-        "| ms/step: input / compute / exchange / update (total) |\n"
+        "| ms/step: input / compute / idle / exchange / update (total) |\n"
         "|---|---|---|---|---|---|---|---|"
     )
     for r in result["runs"]:
-        phases = " / ".join(f"{r[k]:.0f}" for k in ("input_ms", "compute_ms", "exchange_ms",
-                                                   "update_ms"))  # fmt: skip
+        keys = ("input_ms", "compute_ms", "idle_ms", "exchange_ms", "update_ms")
+        phases = " / ".join(f"{r[k]:.1f}" for k in keys)
         print(
             f"| {r['items']:,} | {r['input']} | {r['launcher']} | {r['ranks']} | "
             f"{r['gradients']} | {r['samples_per_s']:,.0f} | {r['sent_bytes_per_step'] / 1e6:.2f} "
@@ -298,9 +327,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=100_000, help="catalog runs: training rows")
     parser.add_argument("--users", type=int, default=50_000, help="catalog runs: users")
     parser.add_argument("--steps", type=int, default=30, help="catalog runs: steps per epoch")
+    parser.add_argument(
+        "--cases", nargs="*", default=[], help="catalog runs: only these (input:launcher:ranks)"
+    )
     args = parser.parse_args(argv)
     if args.catalogs:
-        args.cases = CASES
+        args.cases = [c for c in CASES if not args.cases or ":".join(map(str, c[:3])) in args.cases]
         result = run_catalogs(args)
         print(json.dumps(result, indent=2))
         _print_catalogs(result)

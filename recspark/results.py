@@ -66,6 +66,7 @@ class EpochStats:
     compute_s: float = 0.0  # forward and backward
     exchange_s: float = 0.0  # waiting for the ranks' gradients
     update_s: float = 0.0  # the optimizer step
+    idle_s: float = 0.0  # waiting for the slowest rank (measured in benchmarks only)
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,9 @@ NDCG@k, print one line (loss, validation, samples/s, ETA), checkpoint (rank 0) a
 validation has not improved for `patience` epochs. The best epoch's parameters are returned.
 
 Sampled losses train with sparse embedding gradients and `LazyAdam` (`recspark.training.optim`):
-the ranks then exchange the rows a step touched (Horovod's sparse all-reduce, an all-gather of
-indices and rows; with torch.distributed the same all-gather here), so the bytes a rank sends
-per step (`EpochStats.sent_bytes_per_step`) follow the batch, not the catalog. The shared sampled
+the ranks then exchange the rows a step touched (one packed all-gather of every table's rows,
+`recspark.training.exchange`), so the bytes a rank sends per step
+(`EpochStats.sent_bytes_per_step`) follow the batch, not the catalog. The shared sampled
 negatives are drawn from a generator seeded by the step, the same on every rank.
 
 Input is a Petastorm converter (the stage) or `MemoryRows` (in-memory arrays, the benchmarks and
@@ -41,6 +41,13 @@ from numpy.typing import NDArray
 from recspark.models.registry import SasrecParams
 from recspark.results import EpochStats
 from recspark.schemas import ITEM_INDEX, USER_INDEX
+from recspark.training.exchange import (
+    dense_gradients,
+    packed,
+    set_gathered,
+    sparse_tables,
+    to_gather,
+)
 from recspark.training.optim import LazyAdam, coalesce_sparse_gradients, has_sparse_gradients
 from recspark.vocab import GradientModel, Launcher, LossName, ReaderPool
 
@@ -82,6 +89,9 @@ class TrainParams:
     accumulate: int = 1
     sparse_gradients: bool = True  # sampled losses: sparse embedding gradients (False: dense)
     bf16: bool = False  # forward and loss under bfloat16 autocast (GPUs with bf16 units)
+    # Wait for every rank before the exchange, timing the wait as idle (benchmarks: it separates
+    # waiting for a slower rank from the exchange itself, at one more collective a step).
+    measure_idle: bool = False
 
 
 @dataclass(frozen=True)
@@ -121,13 +131,20 @@ class LocalComm:
         """Average the ranks' gradients (after the last backward of a step)."""
         return None
 
+    def barrier(self) -> None:
+        """Wait for every rank (`TrainParams.measure_idle`)."""
+        return None
+
     def update(self, optimizer: Any) -> None:
         """Apply the (exchanged) gradients."""
         optimizer.step()
 
 
 class HorovodComm(LocalComm):
-    """Horovod: gradients averaged inside `DistributedOptimizer.step` (gloo on CPU, NCCL on GPU)."""
+    """Horovod (gloo on CPU, NCCL on GPU). Dense models: gradients averaged by
+    `DistributedOptimizer` while backward runs. Models with sparse embedding gradients: after
+    backward, one grouped all-reduce of the dense gradients and one packed all-gather of the
+    tables' touched rows (`recspark.training.exchange`)."""
 
     name = "horovod"
 
@@ -139,35 +156,60 @@ class HorovodComm(LocalComm):
         self.rank, self.size = hvd.rank(), hvd.size()
         self.local_rank, self.local_size = hvd.local_rank(), hvd.local_size()
         self._calls = 0
+        self.sparse: list[torch.Tensor] = []
+
+    def _name(self, kind: str) -> str:
+        self._calls += 1
+        return f"{kind}_{self._calls}"
 
     def allreduce_sum(self, tensor: Any) -> Any:
-        self._calls += 1
-        return self.hvd.allreduce(tensor, op=self.hvd.Sum, name=f"sum_{self._calls}")
+        return self.hvd.allreduce(tensor, op=self.hvd.Sum, name=self._name("sum"))
 
     def broadcast_object(self, obj: Any) -> Any:
-        self._calls += 1
-        return self.hvd.broadcast_object(obj, root_rank=0, name=f"object_{self._calls}")
+        return self.hvd.broadcast_object(obj, root_rank=0, name=self._name("object"))
+
+    def barrier(self) -> None:
+        self.hvd.barrier()
 
     def prepare(self, model: Any, optimizer: Any) -> Any:
-        optimizer = self.hvd.DistributedOptimizer(
-            optimizer, named_parameters=model.named_parameters()
-        )
+        self.sparse = sparse_tables(model)
+        if not self.sparse:
+            optimizer = self.hvd.DistributedOptimizer(
+                optimizer, named_parameters=model.named_parameters()
+            )
         self.hvd.broadcast_parameters(model.state_dict(), root_rank=0)
         self.hvd.broadcast_optimizer_state(optimizer, root_rank=0)
         return optimizer
 
     def exchange(self, model: Any, optimizer: Any) -> None:
-        # The all-reduces started during backward; wait for them here, so a step's time splits
-        # into its exchange and its update.
-        optimizer.synchronize()
+        if not self.sparse:
+            # The all-reduces started during backward; wait for them here, so a step's time
+            # splits into its exchange and its update.
+            optimizer.synchronize()
+            return
+        if self.size == 1:
+            return
+        hvd = self.hvd
+        parts = packed(self.sparse)
+        dense = dense_gradients(model, self.sparse)
+        gathers = [hvd.allgather_async(t, name=self._name("gather")) for t in to_gather(parts)]
+        reduced = hvd.grouped_allreduce_async_(dense, op=hvd.Average, name=self._name("dense"))
+        gathered = [hvd.synchronize(handle) for handle in gathers]
+        hvd.synchronize(reduced)
+        set_gathered(parts, gathered, self.size)
 
     def update(self, optimizer: Any) -> None:
+        if self.sparse:
+            optimizer.step()
+            return
         with optimizer.skip_synchronize():
             optimizer.step()
 
 
 class TorchDistComm(LocalComm):
-    """torch.distributed, as started by TorchDistributor (env:// rendezvous; gloo or NCCL)."""
+    """torch.distributed, as started by TorchDistributor (env:// rendezvous; gloo or NCCL): after
+    backward, one all-reduce of the dense gradients flattened and, for sparse embedding
+    gradients, the packed all-gather of `recspark.training.exchange`."""
 
     name = "torch_distributor"
 
@@ -180,6 +222,7 @@ class TorchDistComm(LocalComm):
         self.rank, self.size = dist.get_rank(), dist.get_world_size()
         self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
         self.local_size = int(os.environ.get("LOCAL_WORLD_SIZE", str(self.size)))
+        self.sparse: list[torch.Tensor] = []
 
     def allreduce_sum(self, tensor: Any) -> Any:
         out = tensor.clone()
@@ -191,40 +234,42 @@ class TorchDistComm(LocalComm):
         self.dist.broadcast_object_list(holder, src=0)
         return holder[0]
 
+    def barrier(self) -> None:
+        self.dist.barrier()
+
     def prepare(self, model: Any, optimizer: Any) -> Any:
+        self.sparse = sparse_tables(model)
         for tensor in model.state_dict().values():
             self.dist.broadcast(tensor, src=0)
         return optimizer
 
-    def exchange(self, model: Any, optimizer: Any) -> None:
-        for param in model.parameters():
-            if param.grad is None:
-                continue
-            if param.grad.is_sparse:
-                param.grad = self._gathered(param.grad.coalesce())
-            else:
-                self.dist.all_reduce(param.grad)
-                param.grad /= self.size
+    def _gather(self, tensor: torch.Tensor) -> torch.Tensor:
+        """All-gather along dim 0 of tensors whose first size differs between ranks (padded to
+        the largest: gloo gathers equal sizes)."""
+        size = torch.tensor([tensor.shape[0]], device=tensor.device)
+        sizes = [torch.zeros_like(size) for _ in range(self.size)]
+        self.dist.all_gather(sizes, size)
+        padded = tensor.new_zeros((max(int(s) for s in sizes), *tensor.shape[1:]))
+        padded[: len(tensor)] = tensor
+        parts = [torch.empty_like(padded) for _ in range(self.size)]
+        self.dist.all_gather(parts, padded)
+        return torch.cat([p[: int(s)] for p, s in zip(parts, sizes, strict=True)])
 
-    def _gathered(self, grad: torch.Tensor) -> torch.Tensor:
-        """The mean of the ranks' sparse gradients: an all-gather of their touched rows (padded
-        to the largest rank's count: gloo gathers equal sizes), not of the table."""
-        rows, values = grad.indices()[0], grad.values()
-        counts = [torch.zeros(1, dtype=torch.long, device=rows.device) for _ in range(self.size)]
-        self.dist.all_gather(counts, torch.tensor([len(rows)], device=rows.device))
-        most = int(max(int(c) for c in counts))
-        padded_rows = torch.zeros(most, dtype=rows.dtype, device=rows.device)
-        padded_rows[: len(rows)] = rows
-        padded = values.new_zeros((most, *values.shape[1:]))
-        padded[: len(rows)] = values
-        all_rows = [torch.empty_like(padded_rows) for _ in range(self.size)]
-        all_values = [torch.empty_like(padded) for _ in range(self.size)]
-        self.dist.all_gather(all_rows, padded_rows)
-        self.dist.all_gather(all_values, padded)
-        keep = [slice(0, int(c)) for c in counts]
-        indices = torch.cat([r[k] for r, k in zip(all_rows, keep, strict=True)]).unsqueeze(0)
-        gathered = torch.cat([v[k] for v, k in zip(all_values, keep, strict=True)]) / self.size
-        return torch.sparse_coo_tensor(indices, gathered, grad.shape, check_invariants=False)
+    def exchange(self, model: Any, optimizer: Any) -> None:
+        from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
+
+        if self.size == 1:
+            return
+        dense = dense_gradients(model, self.sparse)
+        if dense:
+            flat = _flatten_dense_tensors(dense)
+            self.dist.all_reduce(flat)
+            flat /= self.size
+            for grad, mean in zip(dense, _unflatten_dense_tensors(flat, dense), strict=True):
+                grad.copy_(mean)
+        if self.sparse:
+            parts = packed(self.sparse)
+            set_gathered(parts, [self._gather(t) for t in to_gather(parts)], self.size)
 
 
 # -- the loop ------------------------------------------------------------------------------------
@@ -443,6 +488,7 @@ class EpochRun:
     sent_bytes_per_step: float = 0.0
     input_s: float = 0.0  # waiting for the next batch (Petastorm or memory)
     compute_s: float = 0.0  # forward and backward
+    idle_s: float = 0.0  # waiting for the slowest rank (with `measure_idle` only)
     exchange_s: float = 0.0  # waiting for the ranks' gradients (all-reduce / all-gather)
     update_s: float = 0.0  # the optimizer step
 
@@ -494,6 +540,9 @@ def _train_epoch(
             run.samples += rows
             clock.lap("compute_s")
         sent += sent_bytes(model)
+        if params.measure_idle:
+            comm.barrier()
+            clock.lap("idle_s")
         comm.exchange(model, optimizer)
         clock.lap("exchange_s")
         comm.update(optimizer)
@@ -542,7 +591,7 @@ def fit(
         metric = validation_ndcg(model, validation, params.eval_k, device)
         if not math.isfinite(run.loss):
             raise FloatingPointError(f"training diverged at epoch {epoch}: loss {run.loss}")
-        phases = (run.input_s, run.compute_s, run.exchange_s, run.update_s)
+        phases = (run.input_s, run.compute_s, run.exchange_s, run.update_s, run.idle_s)
         stats = EpochStats(
             epoch, run.loss, metric, run.samples / run.seconds, run.seconds,
             run.sent_bytes_per_step, *phases,
