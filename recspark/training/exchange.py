@@ -1,19 +1,17 @@
-"""The ranks' gradient exchange for models with sparse embedding gradients.
+"""The torch.distributed ranks' gradient exchange for models with sparse embedding gradients.
 
 Every step, after the last backward:
-- the dense gradients (MLPs, attention, positions) are averaged in one grouped all-reduce;
+- the dense gradients (MLPs, attention, positions) are averaged in one flattened all-reduce;
 - every sparse embedding table's touched rows travel in one packed all-gather: the row counts of
   each table (a few integers), the row indices of all tables, their gradient rows, flattened.
-  That is three collectives a step whatever the number of tables (Horovod's own sparse path
-  issues two all-gathers per table, each with its own latency), and it runs after backward
-  instead of in Horovod's background thread beside it, which on a machine with a core per rank
-  competes with the other rank's compute.
+  That is three all-gathers a step whatever the number of tables, instead of two per table.
 
 Each rank then holds the same uncoalesced sparse gradient per table, the mean over ranks
 (`LazyAdam` coalesces it), so every rank applies the same update. The launcher gathers
 (`to_gather`, along the first dimension, sizes differing between ranks) and hands the result to
-`set_gathered`; Horovod issues the all-gathers and the dense all-reduce at once, so they share
-one cycle of its background thread.
+`set_gathered`. Horovod does not use it: its own sparse path (an all-gather per table, overlapped
+with backward by `DistributedOptimizer`) measured faster here than this packed exchange after
+backward (`benchmarks/train.py --catalogs`, README).
 """
 
 from __future__ import annotations

@@ -12,8 +12,9 @@ NDCG@k, print one line (loss, validation, samples/s, ETA), checkpoint (rank 0) a
 validation has not improved for `patience` epochs. The best epoch's parameters are returned.
 
 Sampled losses train with sparse embedding gradients and `LazyAdam` (`recspark.training.optim`):
-the ranks then exchange the rows a step touched (one packed all-gather of every table's rows,
-`recspark.training.exchange`), so the bytes a rank sends per step
+the ranks then exchange the rows a step touched (Horovod's sparse all-gather of each table's
+rows; under torch.distributed one packed all-gather of every table's, `recspark.training.exchange`),
+so the bytes a rank sends per step
 (`EpochStats.sent_bytes_per_step`) follow the batch, not the catalog. The shared sampled
 negatives are drawn from a generator seeded by the step, the same on every rank.
 
@@ -141,10 +142,10 @@ class LocalComm:
 
 
 class HorovodComm(LocalComm):
-    """Horovod (gloo on CPU, NCCL on GPU). Dense models: gradients averaged by
-    `DistributedOptimizer` while backward runs. Models with sparse embedding gradients: after
-    backward, one grouped all-reduce of the dense gradients and one packed all-gather of the
-    tables' touched rows (`recspark.training.exchange`)."""
+    """Horovod: gradients averaged by `DistributedOptimizer` while backward runs (gloo on CPU,
+    NCCL on GPU); sparse embedding gradients by Horovod's sparse path, an all-gather of each
+    table's touched rows and their indices (measured faster here than one packed all-gather after
+    backward: it overlaps with backward, `benchmarks/train.py --catalogs`)."""
 
     name = "horovod"
 
@@ -156,7 +157,6 @@ class HorovodComm(LocalComm):
         self.rank, self.size = hvd.rank(), hvd.size()
         self.local_rank, self.local_size = hvd.local_rank(), hvd.local_size()
         self._calls = 0
-        self.sparse: list[torch.Tensor] = []
 
     def _name(self, kind: str) -> str:
         self._calls += 1
@@ -168,40 +168,21 @@ class HorovodComm(LocalComm):
     def broadcast_object(self, obj: Any) -> Any:
         return self.hvd.broadcast_object(obj, root_rank=0, name=self._name("object"))
 
-    def barrier(self) -> None:
-        self.hvd.barrier()
-
     def prepare(self, model: Any, optimizer: Any) -> Any:
-        self.sparse = sparse_tables(model)
-        if not self.sparse:
-            optimizer = self.hvd.DistributedOptimizer(
-                optimizer, named_parameters=model.named_parameters()
-            )
+        optimizer = self.hvd.DistributedOptimizer(
+            optimizer, named_parameters=model.named_parameters()
+        )
         self.hvd.broadcast_parameters(model.state_dict(), root_rank=0)
         self.hvd.broadcast_optimizer_state(optimizer, root_rank=0)
         return optimizer
 
     def exchange(self, model: Any, optimizer: Any) -> None:
-        if not self.sparse:
-            # The all-reduces started during backward; wait for them here, so a step's time
-            # splits into its exchange and its update.
-            optimizer.synchronize()
-            return
-        if self.size == 1:
-            return
-        hvd = self.hvd
-        parts = packed(self.sparse)
-        dense = dense_gradients(model, self.sparse)
-        gathers = [hvd.allgather_async(t, name=self._name("gather")) for t in to_gather(parts)]
-        reduced = hvd.grouped_allreduce_async_(dense, op=hvd.Average, name=self._name("dense"))
-        gathered = [hvd.synchronize(handle) for handle in gathers]
-        hvd.synchronize(reduced)
-        set_gathered(parts, gathered, self.size)
+        # The exchange started during backward; wait for it here, so a step's time splits into
+        # its exchange and its update. `barrier` stays a no-op: Horovod would queue it behind
+        # those collectives, so the wait for a slower rank is part of the exchange.
+        optimizer.synchronize()
 
     def update(self, optimizer: Any) -> None:
-        if self.sparse:
-            optimizer.step()
-            return
         with optimizer.skip_synchronize():
             optimizer.step()
 
