@@ -218,11 +218,12 @@ def _measured(history: Sequence[Any], steps: int) -> dict[str, float]:
     """samples/s (median of the epochs after the first); of the last epoch: the gradient bytes a
     rank sent per step and rank 0's milliseconds per step by phase."""
     last = history[-1]
-    phases = ("input_s", "compute_s", "idle_s", "exchange_s", "update_s")
+    from recspark.training.loop import PHASES
+
     return {
         "samples_per_s": _speed(history),
         "sent_bytes_per_step": float(last.sent_bytes_per_step),
-        **{p.replace("_s", "_ms"): 1000 * float(getattr(last, p)) / steps for p in phases},
+        **{p.replace("_s", "_ms"): 1000 * float(getattr(last, p)) / steps for p in PHASES},
         "step_ms": 1000 * float(last.seconds) / steps,
     }
 

@@ -41,17 +41,18 @@ def sparse_tables(model: torch.nn.Module) -> list[torch.Tensor]:
 
 
 def packed(tables: list[torch.Tensor]) -> SparseParts:
-    """The tables' sparse gradients (none: no rows), coalesced and packed."""
+    """The tables' sparse gradients (none: no rows), packed as they are: the gradient hook of
+    `coalesce_sparse_gradients` already made their rows distinct, and `LazyAdam` sums any
+    repeated row of the gathered gradient, so no second sort here."""
     counts, rows, values = [], [], []
     for table in tables:
         grad = table.grad
         if grad is None:
             counts.append(0)
             continue
-        grad = grad.coalesce()
         counts.append(grad._nnz())
-        rows.append(grad.indices()[0])
-        values.append(grad.values().reshape(-1))
+        rows.append(grad._indices()[0])
+        values.append(grad._values().reshape(-1))
     device = tables[0].device
     return SparseParts(
         tables,

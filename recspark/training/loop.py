@@ -459,6 +459,10 @@ def step_generator(seed: int, step: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + step)
 
 
+# The phases of a step, timed by `_Clock` into `EpochRun` and reported in `EpochStats`.
+PHASES = ("input_s", "compute_s", "idle_s", "exchange_s", "update_s")
+
+
 @dataclass
 class EpochRun:
     """One epoch's training: rows and loss summed over the ranks; this rank's time by phase."""
@@ -572,10 +576,10 @@ def fit(
         metric = validation_ndcg(model, validation, params.eval_k, device)
         if not math.isfinite(run.loss):
             raise FloatingPointError(f"training diverged at epoch {epoch}: loss {run.loss}")
-        phases = (run.input_s, run.compute_s, run.exchange_s, run.update_s, run.idle_s)
         stats = EpochStats(
             epoch, run.loss, metric, run.samples / run.seconds, run.seconds,
-            run.sent_bytes_per_step, *phases,
+            sent_bytes_per_step=run.sent_bytes_per_step,
+            **{phase: getattr(run, phase) for phase in PHASES},
         )  # fmt: skip
         progress.record(stats, model)
         if comm.rank == 0:
