@@ -198,6 +198,8 @@ class SasrecConfig(Section):
     dropout: float = 0.5
     # SASRec's own schedule; None: the train.* value.
     epochs: Count | None = 100
+    # Sequences one fit may see (epochs x sequences, capped; recspark/training/schedule.py).
+    max_samples: Count | None = 600_000
     learning_rate: float | None = 0.001
     weight_decay: float | None = None
     patience: int | None = 5
@@ -222,6 +224,8 @@ class TrainConfig(Section):
     num_proc: Count = 2
     embedding_dim: Count = 64
     epochs: Count = 8
+    # Training rows one fit may see (epochs x rows, capped; recspark/training/schedule.py).
+    max_samples: Count | None = 4_000_000
     batch_size: Count = 256
     learning_rate: float = 0.0025
     weight_decay: float = 0.0

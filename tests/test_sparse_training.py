@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator
+from datetime import date
 from typing import Any
 
 import numpy as np
@@ -15,6 +16,7 @@ from pyspark.sql import SparkSession
 from recspark.config import load_config
 from recspark.models.registry import build_model
 from recspark.models.sampled import Candidates, draw_candidates, sampled_softmax
+from recspark.training import train as train_stage
 from recspark.training.loop import (
     Batch,
     LocalComm,
@@ -25,6 +27,7 @@ from recspark.training.loop import (
     train_worker,
 )
 from recspark.training.optim import LazyAdam
+from recspark.training.schedule import Schedule, schedule
 
 from .conftest import CONF_DIR
 
@@ -214,3 +217,29 @@ def test_bf16_autocast_trains_and_the_step_splits_into_its_phases() -> None:
     phases = last.input_s + last.compute_s + last.exchange_s + last.update_s
     assert 0 < phases <= last.seconds
     assert last.compute_s > 0 and last.update_s > 0
+
+
+def test_schedules_cap_the_samples_of_a_fit_and_keep_whole_passes_where_they_fit() -> None:
+    assert schedule(8, 1000, 100, None) == Schedule(8, 10, capped=False)
+    assert schedule(8, 1000, 100, 8000) == Schedule(8, 10, capped=False)
+    assert schedule(8, 1000, 100, 3500) == Schedule(3, 10, capped=True)  # 3 whole passes
+    assert schedule(8, 100_000, 100, 2000) == Schedule(4, 5, capped=True)  # 4 partial rounds
+    assert schedule(2, 100_000, 100, 2000) == Schedule(2, 10, capped=True)
+    assert schedule(8, 100_000, 100, 150) == Schedule(1, 1, capped=True)
+
+
+def test_the_stage_trains_within_max_samples_whatever_the_number_of_rows() -> None:
+    overrides = ["train.max_samples=2000", "train.batch_size=32", "train.num_proc=1"]
+    config = load_config(CONF_DIR, "test", overrides)
+    rows = _rows(6, 4000)
+    params = train_stage._params(config, "two_tower", N_USERS, N_ITEMS, 4000, date.min, {})
+    assert (params.epochs, params.steps_per_epoch, params.max_samples) == (4, 15, 2000)
+    params = dataclasses.replace(params, checkpoint_path=None, threads=1)
+    validation = {k: v[:64] for k, v in _rows(7, 64).items()}
+    with MemoryRows(rows).batches(LocalComm(), params) as batches:
+        result = fit(LocalComm(), batches, validation, params)
+    assert sum(epoch.samples_per_s * epoch.seconds for epoch in result.history) == pytest.approx(
+        4 * 15 * 32
+    )
+    uncapped = train_stage._params(config, "two_tower", N_USERS, N_ITEMS, 100, date.min, {})
+    assert uncapped.epochs == config.train.epochs and uncapped.steps_per_epoch == 3

@@ -74,6 +74,7 @@ class TrainParams:
     weight_decay: float
     seed: int
     steps_per_epoch: int
+    max_samples: int | None = None  # the sample budget that set epochs x steps (a record)
     loss: LossName = "softmax"
     negatives: int = 0
     use_history: bool = True

@@ -76,6 +76,7 @@ from recspark.training.loop import (
     Validation,
     train_worker,
 )
+from recspark.training.schedule import schedule
 from recspark.training.shipped import shipped_archives, wrap
 from recspark.vocab import GradientModel, choices
 
@@ -145,17 +146,21 @@ def _params(
     sasrec = cfg.sasrec
     own = sasrec if model == "sasrec" else None  # SASRec's schedule, where it sets one
     batch_size = sasrec.batch_size if own else cfg.batch_size
+    epochs = _own(own, "epochs", cfg.epochs)
+    max_samples = sasrec.max_samples if own else cfg.max_samples
+    plan = schedule(epochs, n_rows, batch_size * cfg.num_proc, max_samples if n_rows else None)
     base = TrainParams(
         model=model,
         n_users=n_users,
         n_items=n_items,
         embedding_dim=cfg.embedding_dim,
-        epochs=_own(own, "epochs", cfg.epochs),
+        epochs=plan.epochs,
         batch_size=batch_size,
         learning_rate=_own(own, "learning_rate", cfg.learning_rate),
         weight_decay=_own(own, "weight_decay", cfg.weight_decay),
         seed=cfg.seed,
-        steps_per_epoch=max(1, n_rows // (batch_size * cfg.num_proc)),
+        steps_per_epoch=plan.steps_per_epoch,
+        max_samples=max_samples,
         loss=cfg.loss_for(n_items),
         negatives=cfg.negatives,
         sparse_gradients=cfg.sparse_gradients,
@@ -255,7 +260,8 @@ def _fit_on_ranks(
         print(
             f"[train] {model}: {n_rows:,} rows, {n_users:,} users, {inputs.n_items:,} items, "
             f"{len(validation[ITEM_INDEX]):,} validation users, {cfg.num_proc} ranks "
-            f"({cfg.launcher}), {params.steps_per_epoch} steps/epoch, loss {params.loss}",
+            f"({cfg.launcher}), up to {params.epochs} epochs of {params.steps_per_epoch} steps "
+            f"(max_samples {params.max_samples or 'none'}), loss {params.loss}",
             file=sys.stderr,
             flush=True,
         )
