@@ -15,7 +15,8 @@ from recspark.models.two_tower import TwoTower
 from recspark.ranking.blend import blend_factors
 from recspark.ranking.factors import HistoryFactors, IdFactors, grown, known_users
 from recspark.training.candidates import Trained, closed_form, closed_form_parts
-from recspark.training.reuse import Kept, capped, retrain_reason, within_catalog
+from recspark.training.reuse import Kept, capped, retrain_reason, settings_hash, within_catalog
+from recspark.training.train import candidate_settings
 
 from .conftest import CONF_DIR
 
@@ -120,3 +121,15 @@ def test_a_kept_closed_form_fit_is_not_refit() -> None:
     assert closed_form_parts({"als": fit(None)}, "als") == ["als"]
     assert closed_form_parts({"als": fit(0)}, "als") == ["als"]  # trained this run
     assert closed_form_parts({"als": fit(1)}, "als") == []  # a fit of an earlier run
+
+
+def test_a_kept_fit_is_retrained_when_its_loss_threshold_or_sample_budget_changes() -> None:
+    def settings(*overrides: str) -> str:
+        config = load_config(CONF_DIR, "test", list(overrides))
+        return settings_hash(candidate_settings(config, "two_tower"))
+
+    base = settings()
+    assert settings() == base
+    assert settings("train.sampled_softmax_above=10") != base
+    assert settings("train.max_samples=1000") != base
+    assert settings("train.loss=sampled_softmax") != base

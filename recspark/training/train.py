@@ -366,7 +366,11 @@ def candidate_settings(config: Config, name: str) -> dict[str, Any]:
     """What shapes a candidate's fit: a kept fit serves later runs only with the same."""
     if is_gradient_model(name):
         params = dataclasses.asdict(_params(config, name, 0, 0, 0, dt.date.min, {}))
-        return {k: v for k, v in params.items() if k not in _DATA_PARAMS}
+        settings = {k: v for k, v in params.items() if k not in _DATA_PARAMS}
+        # `auto` resolves by catalog size (at 0 items: softmax): keep the setting and threshold.
+        settings["loss"] = config.train.loss
+        settings["sampled_softmax_above"] = config.train.sampled_softmax_above
+        return settings
     if name == "ease":
         return {"model": name, "l2": config.train.ease.l2}
     return {"model": name, "seed": config.train.seed, **config.evaluate.als.model_dump()}
