@@ -9,7 +9,7 @@ worker processes (Spark's Python workers and the training ranks, summed at each 
 
 Usage:
     python benchmarks/pipeline_scale.py --sizes 1000000 10000000 [--root /tmp/recspark-scale]
-        [--set key=value ...] [--json out.json]
+        [--set key=value ...] [--json out.json] [--start STAGE]
 """
 
 from __future__ import annotations
@@ -73,12 +73,13 @@ class MemorySampler:
             self.stop.wait(0.5)
 
 
-def _one(size: int, root: Path, overrides: list[str]) -> dict[str, Any]:
+def _one(size: int, root: Path, overrides: list[str], start: str = STAGES[0]) -> dict[str, Any]:
     from recspark.config import load_config
     from recspark.pipeline import run_generate, run_stages
     from recspark.session import build_spark
 
-    shutil.rmtree(root, ignore_errors=True)
+    if start == STAGES[0]:
+        shutil.rmtree(root, ignore_errors=True)
     config = load_config(
         CONF,
         "local",
@@ -97,7 +98,7 @@ def _one(size: int, root: Path, overrides: list[str]) -> dict[str, Any]:
     sampler.reset()
     sampler.thread.start()
     stages: list[dict[str, Any]] = []
-    for stage in STAGES:
+    for stage in STAGES[STAGES.index(start) :]:
         print(f"[scale] {size:,}: {stage} ...", file=sys.stderr, flush=True)
         started = time.perf_counter()
         if stage == "generate":
@@ -123,15 +124,22 @@ def main() -> int:
     parser.add_argument("--root", type=Path, default=Path("/tmp/recspark-scale"))
     parser.add_argument("--set", action="append", default=[], help="config override, repeatable")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument(
+        "--start",
+        choices=STAGES,
+        default=STAGES[0],
+        help="run from this stage on the folder an earlier run left (default: a fresh folder)",
+    )
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        result = _one(args.one, args.root / str(args.one), args.set)
+        result = _one(args.one, args.root / str(args.one), args.set, args.start)
         print("RESULT " + json.dumps(result))
         return 0
     results = []
     for size in args.sizes:
         command = [sys.executable, __file__, "--one", str(size), "--root", str(args.root)]
+        command += ["--start", args.start]
         for override in args.set:
             command += ["--set", override]
         done = subprocess.run(command, stdout=subprocess.PIPE, text=True)

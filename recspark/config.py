@@ -330,6 +330,7 @@ class ScoreConfig(Section):
     precision: Precision = "float32"
     explain_history: Annotated[int, Field(ge=0)] = 200
     min_coverage: Annotated[float, Field(ge=0.0, le=1.0)] = 0.01
+    min_coverage_items: Count | None = 100
     exact_max_items: int = 500_000
     max_candidates: Count = 500
     candidate_history: Count = 50

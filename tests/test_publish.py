@@ -193,7 +193,8 @@ def test_a_failed_validation_leaves_the_published_run(spark: SparkSession, confi
     recs_path = config.table_path("recommendations")
     before = _rows(read_table(spark, recs_path, RUN_DATE))
     latest_before = _rows(read_table(spark, config.table_path("recommendations_latest")))
-    strict = _with(config, "score.min_coverage=1.0")  # no model recommends every item
+    # no model recommends every item
+    strict = _with(config, "score.min_coverage=1.0", "score.min_coverage_items=null")
     with pytest.raises(ValidationError, match=r"coverage .* below score.min_coverage"):
         run_stages(spark, strict, RUN_DATE, ["score"])
     assert _rows(read_table(spark, recs_path, RUN_DATE)) == before
@@ -340,3 +341,17 @@ def test_users_with_a_short_shortlist_get_fewer_rows_and_the_run_publishes(
     compared = got.join(users, "user_id").join(sizes, "user_index", "left").fillna(0, ["size"])
     assert compared.filter(F.col("count") < k).count() > 0  # the case this test is about
     assert compared.filter(F.col("count") != F.least(F.lit(k), F.col("size"))).count() == 0
+
+
+def test_the_coverage_floor_is_a_share_of_the_catalog_capped_in_items(spark: SparkSession) -> None:
+    users = spark.createDataFrame([("u1", 1), ("u2", 1)], "user_id string, n_expected int")
+    seen = spark.createDataFrame([], "user_id string, item_id string")
+    recs = _recs(spark, [("u1", 1, "a", 1.0), ("u2", 1, "b", 1.0)])  # 2 distinct items
+
+    def problems(n_items: int, cap: int | None) -> list[str]:
+        return validate_recommendations(recs, Expectation(users, seen, n_items, 0.01, cap))[0]
+
+    assert problems(200, None) == []  # floor 2 items
+    assert "below score.min_coverage" in problems(300, None)[0]  # floor 3
+    assert problems(100_000, 2) == []  # 1,000 items capped at 2
+    assert "below score.min_coverage" in problems(100_000, 3)[0]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 from dataclasses import dataclass
 
 from delta.tables import DeltaTable
@@ -50,12 +51,19 @@ class Expectation:
         seen: (user_id, item_id) pairs that must not be recommended.
         n_items: the catalog size (for coverage).
         min_coverage: the smallest fraction of the catalog that must be recommended to someone.
+        min_coverage_items: that floor in items is never above this many (None: no cap).
     """
 
     users: DataFrame
     seen: DataFrame
     n_items: int
     min_coverage: float
+    min_coverage_items: int | None = None
+
+    def coverage_floor(self) -> int:
+        """The fewest distinct items a valid run recommends."""
+        floor = math.ceil(self.min_coverage * self.n_items - 1e-9)
+        return floor if self.min_coverage_items is None else min(floor, self.min_coverage_items)
 
 
 def validate_recommendations(recs: DataFrame, expect: Expectation) -> tuple[list[str], float]:
@@ -105,10 +113,12 @@ def validate_recommendations(recs: DataFrame, expect: Expectation) -> tuple[list
         problems.append(f"{n_bad} rows with a score that is not a finite number")
     n_recommended = recs.select(ITEM_ID).distinct().count()
     coverage = n_recommended / expect.n_items if expect.n_items else 0.0
-    if coverage < expect.min_coverage:
+    floor = expect.coverage_floor()
+    if n_recommended < floor:
         problems.append(
             f"catalog coverage {coverage:.2%} ({n_recommended} of {expect.n_items} items) is "
-            f"below score.min_coverage {expect.min_coverage:.2%}"
+            f"below score.min_coverage {expect.min_coverage:.2%} ({floor} items; at most "
+            f"score.min_coverage_items {expect.min_coverage_items})"
         )
     return problems, coverage
 

@@ -174,7 +174,7 @@ def expected_rows(users: DataFrame, n_items: int, k: int, warm: DataFrame | None
     return expected.join(from_shortlist, USER_INDEX, "left_anti").unionByName(from_shortlist)
 
 
-def expectation(data: ScoringData, expected: DataFrame, min_coverage: float) -> Expectation:
+def expectation(data: ScoringData, expected: DataFrame, score: ScoreConfig) -> Expectation:
     """What the validation checks the run against, by original ids."""
     return Expectation(
         users=expected.join(data.user_map, USER_INDEX).select(USER_ID, "n_expected"),
@@ -182,7 +182,8 @@ def expectation(data: ScoringData, expected: DataFrame, min_coverage: float) -> 
         .join(data.item_map, ITEM_INDEX)
         .select(USER_ID, ITEM_ID),
         n_items=data.n_items,
-        min_coverage=min_coverage,
+        min_coverage=score.min_coverage,
+        min_coverage_items=score.min_coverage_items,
     )
 
 
@@ -215,7 +216,7 @@ def run_score(spark: SparkSession, config: Config, run_date: dt.date) -> ScoreRe
         )
         expected = expected_rows(users, data.n_items, score.k, warm if shortlisted else None)
         coverage = stage_validate_publish(
-            spark, config, run_date, recs, expectation(data, expected, score.min_coverage)
+            spark, config, run_date, recs, expectation(data, expected, score)
         )
         n_cold, n_scored = cold.count(), users.count()
     finally:
