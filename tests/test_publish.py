@@ -355,3 +355,4 @@ def test_the_coverage_floor_is_a_share_of_the_catalog_capped_in_items(spark: Spa
     assert "below score.min_coverage" in problems(300, None)[0]  # floor 3
     assert problems(100_000, 2) == []  # 1,000 items capped at 2
     assert "below score.min_coverage" in problems(100_000, 3)[0]
+    assert "below score.min_coverage" in problems(0, None)[0]  # no catalog: nothing is covered

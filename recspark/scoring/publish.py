@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import math
 from dataclasses import dataclass
 
 from delta.tables import DeltaTable
@@ -59,11 +58,6 @@ class Expectation:
     n_items: int
     min_coverage: float
     min_coverage_items: int | None = None
-
-    def coverage_floor(self) -> int:
-        """The fewest distinct items a valid run recommends."""
-        floor = math.ceil(self.min_coverage * self.n_items - 1e-9)
-        return floor if self.min_coverage_items is None else min(floor, self.min_coverage_items)
 
 
 def validate_recommendations(recs: DataFrame, expect: Expectation) -> tuple[list[str], float]:
@@ -113,12 +107,12 @@ def validate_recommendations(recs: DataFrame, expect: Expectation) -> tuple[list
         problems.append(f"{n_bad} rows with a score that is not a finite number")
     n_recommended = recs.select(ITEM_ID).distinct().count()
     coverage = n_recommended / expect.n_items if expect.n_items else 0.0
-    floor = expect.coverage_floor()
-    if n_recommended < floor:
+    cap = expect.min_coverage_items
+    if coverage < expect.min_coverage and (cap is None or n_recommended < cap):
+        capped = "" if cap is None else f" (or score.min_coverage_items {cap} items)"
         problems.append(
             f"catalog coverage {coverage:.2%} ({n_recommended} of {expect.n_items} items) is "
-            f"below score.min_coverage {expect.min_coverage:.2%} ({floor} items; at most "
-            f"score.min_coverage_items {expect.min_coverage_items})"
+            f"below score.min_coverage {expect.min_coverage:.2%}{capped}"
         )
     return problems, coverage
 
