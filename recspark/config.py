@@ -232,6 +232,7 @@ class TrainConfig(Section):
     loss: LossSetting = "auto"
     sampled_softmax_above: Count = 50000
     negatives: Annotated[int, Field(ge=0)] = 1024
+    in_batch_negatives: Annotated[int, Field(ge=0)] = 1024
     sparse_gradients: bool = True
     bf16: bool = False
     use_history: bool = True

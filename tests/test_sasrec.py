@@ -204,3 +204,20 @@ def test_a_model_pickled_with_the_earlier_bias_parameter_still_scores() -> None:
     items = loaded.item_vectors()
     assert items.shape == (N_ITEMS, 17)
     torch.testing.assert_close(items[:, -1], old_bias)
+
+
+def test_dropout_zeroes_a_share_p_and_scales_the_rest_as_nn_dropout_does() -> None:
+    from recspark.models.sasrec import _Dropout
+
+    torch.manual_seed(0)
+    drop = _Dropout(0.5)
+    x = torch.full((200, 100), 2.0, requires_grad=True)
+    y = drop(x)
+    kept = y != 0
+    assert 0.45 < float(kept.float().mean()) < 0.55
+    assert torch.equal(y[kept], torch.full_like(y[kept], 4.0))  # 2 / (1 - 0.5)
+    y.sum().backward()
+    assert x.grad is not None and torch.equal(x.grad, kept * 2.0)  # the mask, scaled
+    assert torch.equal(drop.eval()(x), x)
+    with pytest.raises(ValueError, match="dropout"):
+        _Dropout(1.0)

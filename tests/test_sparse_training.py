@@ -76,9 +76,12 @@ def test_sampled_softmax_over_the_whole_catalog_is_the_full_softmax() -> None:
     torch.manual_seed(0)
     logits = torch.randn(5, 12)
     targets = torch.tensor([3, 3, 0, 11, 7])
-    every_item = Candidates(torch.arange(12), targets, torch.full((12,), 0.7))
+    # Every item a candidate, one correction for all: it cancels, and each row's own item among
+    # the candidates is masked (its logit is the own column).
+    every_item = Candidates(torch.arange(12), torch.full((12,), 0.7), torch.full((5,), 0.7))
+    own = logits[torch.arange(5), targets]
     torch.testing.assert_close(
-        sampled_softmax(logits, every_item, targets), F.cross_entropy(logits, targets)
+        sampled_softmax(own, logits - 0.7, every_item, targets), F.cross_entropy(logits, targets)
     )
 
 
@@ -88,21 +91,45 @@ def test_candidates_carry_the_log_q_correction_and_mask_accidental_hits() -> Non
     generator = torch.Generator().manual_seed(1)
     drawn = draw_candidates(targets, 10, 6, prior, generator)
     assert drawn.items[:3].tolist() == [2, 5, 9]  # the distinct positives first
-    assert drawn.items[drawn.target_column].tolist() == targets.tolist()
-    expected = torch.log(4 * prior[drawn.items] + 6 / 10)
-    torch.testing.assert_close(drawn.log_expected, expected)
-    # A sampled copy of a row's own positive (item 5 in column 3, row 1's positive in column
-    # 1) is masked for that row only; for the other rows it is a negative like any other.
+    assert len(drawn.items) == 3 + 6
+    # The chance to be a candidate: among 4 positives drawn from q (counted once), or drawn
+    # among 6 uniform samples of 10 items.
+    chance = 1 - (1 - prior) ** 4 + 6 / 10
+    torch.testing.assert_close(drawn.log_expected, torch.log(chance[drawn.items]))
+    torch.testing.assert_close(drawn.target_log_expected, torch.log(chance[targets]))
+    # Row 1's positive (5) is candidate column 1 and, sampled again, column 3: both masked for
+    # row 1 only; for the other rows they are negatives like any other.
     items = torch.tensor([2, 5, 9, 5])
-    hit = Candidates(items, torch.tensor([0, 1, 0, 2]), torch.zeros(4))
-    logits = torch.randn(4, 4)
+    hit = Candidates(items, torch.zeros(4), torch.zeros(4))
+    own, logits = torch.randn(4), torch.randn(4, 4)
     mask = torch.zeros(4, 4, dtype=torch.bool)
-    mask[1, 3] = True
-    manual = F.cross_entropy(
-        logits.masked_fill(mask, torch.finfo(logits.dtype).min), hit.target_column
-    )
-    torch.testing.assert_close(sampled_softmax(logits, hit, targets), manual)
-    assert not torch.isclose(manual, F.cross_entropy(logits, hit.target_column))
+    mask[[0, 1, 1, 2, 3], [0, 1, 3, 0, 2]] = True
+    both = torch.cat([own[:, None], logits.masked_fill(mask, torch.finfo(logits.dtype).min)], 1)
+    manual = F.cross_entropy(both, torch.zeros(4, dtype=torch.long))
+    torch.testing.assert_close(sampled_softmax(own, logits.clone(), hit, targets), manual)
+    first = torch.zeros(4, dtype=torch.long)
+    unmasked = F.cross_entropy(torch.cat([own[:, None], logits], 1), first)
+    assert not torch.isclose(manual, unmasked)
+
+
+def test_a_batch_larger_than_max_in_batch_takes_the_positives_of_a_seeded_sample_of_rows() -> None:
+    targets = torch.arange(100) % 40  # 40 distinct items, each in 2 or 3 rows
+    prior = torch.full((50,), 1 / 50)
+
+    def drawn(seed: int) -> Any:
+        generator = torch.Generator().manual_seed(seed)
+        return draw_candidates(targets, 50, 8, prior, generator, max_in_batch=10)
+
+    first, again, other = drawn(3), drawn(3), drawn(4)
+    in_batch = first.items[:-8]
+    assert 1 <= len(in_batch) <= 10 and set(in_batch.tolist()) <= set(targets.tolist())
+    assert torch.equal(in_batch, torch.unique(in_batch))
+    assert torch.equal(first.items, again.items)  # the same generator draws the same rows
+    assert not torch.equal(first.items, other.items)
+    chance = 1 - (1 - prior) ** 10 + 8 / 50  # K = 10 rows, not the batch's 100
+    torch.testing.assert_close(first.log_expected, torch.log(chance[first.items]))
+    every = draw_candidates(targets, 50, 8, prior, torch.Generator().manual_seed(3))
+    assert len(every.items) == 40 + 8
 
 
 def _rows(seed: int, n: int) -> dict[str, np.ndarray[Any, Any]]:
@@ -129,6 +156,7 @@ def _params(model: str) -> TrainParams:
         steps_per_epoch=12,
         loss="sampled_softmax",
         negatives=64,
+        in_batch_negatives=16,  # of a batch of 32 rows: the sampled rows must agree across ranks
         history_dropout=0.0,
         patience=0,
         threads=1,
@@ -207,7 +235,7 @@ def test_sasrec_trains_with_either_loss_and_auto_picks_by_catalog_size(loss: str
 
 
 def test_bf16_autocast_trains_and_the_step_splits_into_its_phases() -> None:
-    params = dataclasses.replace(_params("two_tower"), bf16=True, epochs=3)
+    params = dataclasses.replace(_params("two_tower"), bf16=True, epochs=5, learning_rate=0.05)
     rows = MemoryRows(_rows(4, 2000))
     validation = {k: v[:64] for k, v in _rows(5, 64).items()}
     with rows.batches(LocalComm(), params) as batches:

@@ -130,12 +130,13 @@ class SequentialRecommender(torch.nn.Module):
         loss: LossName = "softmax",
         negatives: int = 0,
         generator: torch.Generator | None = None,
+        in_batch: int | None = None,
     ) -> torch.Tensor:
-        """Next-item loss along the sequences: the sampled softmax or (any other loss) the full
-        softmax."""
+        """Next-item loss along the sequences: the sampled softmax (in-batch negatives from up
+        to `in_batch` positions) or (any other loss) the full softmax."""
         inputs, targets = self.sasrec.sequences_to_training(batch["history"])
         n_negatives = max(negatives, 0) if loss == "sampled_softmax" else None
-        return self.sasrec.loss(inputs, targets, n_negatives, generator)
+        return self.sasrec.loss(inputs, targets, n_negatives, generator, in_batch)
 
     def validation_logits(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         users = self.sasrec.user_vectors_from_sequences(batch["history"])

@@ -20,10 +20,31 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from recspark.models.sampled import draw_candidates, prior_from_counts, sampled_softmax
+from recspark.models.sampled import (
+    candidate_logits,
+    draw_candidates,
+    prior_from_counts,
+    sampled_softmax,
+)
 from recspark.ranking.factors import IdFactors
 
 LENGTH_GROUPS = 4  # `loss` encodes a batch in this many groups of rows of similar length
+
+
+class _Dropout(nn.Module):
+    """Dropout as `nn.Dropout` computes it, with the mask from `torch.rand_like`: on CPU about
+    2.5x faster than `F.dropout`'s Bernoulli draws, which took a fifth of a SASRec step."""
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {p}")
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        return x * ((torch.rand_like(x) >= self.p) * (1.0 / (1.0 - self.p)))
 
 
 class _Block(nn.Module):
@@ -40,10 +61,10 @@ class _Block(nn.Module):
         self.ffn = nn.Sequential(
             nn.Linear(dim, ffn_mult * dim),
             nn.GELU(),
-            nn.Dropout(dropout),
+            _Dropout(dropout),
             nn.Linear(ffn_mult * dim, dim),
         )
-        self.drop = nn.Dropout(dropout)
+        self.drop = _Dropout(dropout)
 
     def forward(self, x: torch.Tensor, attend: torch.Tensor) -> torch.Tensor:
         """`x` (B, L, d); `attend` (B, 1, L, L) bool, True where query i may look at key j."""
@@ -104,7 +125,7 @@ class SASRec(nn.Module):
         if self.item_bias is not None:
             nn.init.zeros_(self.item_bias.weight)
         self.register_buffer("sampling_prior", None, persistent=False)
-        self.emb_drop = nn.Dropout(dropout)
+        self.emb_drop = _Dropout(dropout)
         self.blocks = nn.ModuleList(
             _Block(dim, n_heads, dropout, ffn_mult) for _ in range(n_layers)
         )
@@ -188,6 +209,7 @@ class SASRec(nn.Module):
         target: torch.Tensor,
         n_negatives: int | None = None,
         generator: torch.Generator | None = None,
+        max_in_batch: int | None = None,
     ) -> torch.Tensor:
         """Mean next-item cross-entropy over positions where both input and target are real.
 
@@ -195,9 +217,13 @@ class SASRec(nn.Module):
             seq: (B, L) left-padded input items.
             target: (B, L) the item after each input position; `n_items` (padding) is ignored.
             n_negatives: None for the full softmax over the catalog; an int M >= 0 for the
-                sampled softmax against the batch's distinct targets and M items drawn uniformly
-                (with replacement, by `generator`) and shared by the batch, logQ-corrected by the
-                items' share of the training targets (`set_sampling_prior`).
+                sampled softmax (`recspark.models.sampled`): each position's target against the
+                targets of up to `max_in_batch` positions of the batch (in-batch negatives) and M
+                items drawn uniformly (with replacement, by `generator`) and shared by the batch,
+                logQ-corrected by the items' share of the training targets
+                (`set_sampling_prior`).
+            generator: draws the shared negatives and the in-batch positions.
+            max_in_batch: the most positions whose targets are in-batch negatives (None: all).
         """
         h, y = self._real_states(seq, target)
         if not len(y):
@@ -205,8 +231,13 @@ class SASRec(nn.Module):
         if n_negatives is None:
             return F.cross_entropy(self._score(h), y)
         prior = getattr(self, "sampling_prior", None)
-        drawn = draw_candidates(y, self.n_items, n_negatives, prior, generator)
-        return sampled_softmax(self._score(h, drawn.items), drawn, y)
+        drawn = draw_candidates(y, self.n_items, n_negatives, prior, generator, max_in_batch)
+        own = (h * self.item_emb(y)).sum(-1)
+        own_bias = self._bias(y)
+        if own_bias is not None:
+            own = own + own_bias
+        logits = candidate_logits(h, self.item_emb(drawn.items), self._bias(drawn.items), drawn)
+        return sampled_softmax(own, logits, drawn, y)
 
     def _real_states(
         self, seq: torch.Tensor, target: torch.Tensor

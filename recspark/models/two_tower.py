@@ -32,7 +32,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from recspark.models.sampled import draw_candidates, prior_from_counts, sampled_softmax
+from recspark.models.sampled import (
+    candidate_logits,
+    draw_candidates,
+    prior_from_counts,
+    sampled_softmax,
+)
 from recspark.ranking.factors import IdFactors
 from recspark.vocab import LossName, choices
 
@@ -116,19 +121,21 @@ class TwoTower(nn.Module):
         loss: LossName = "softmax",
         negatives: int = 0,
         generator: torch.Generator | None = None,
+        in_batch: int | None = None,
     ) -> torch.Tensor:
         """Mean loss of a batch of positives (see the module docstring for `loss`); `generator`
-        draws the sampled negatives (one seeded per step makes every rank draw the same)."""
+        draws the sampled negatives (one seeded per step makes every rank draw the same);
+        `in_batch`: the most rows whose positives are the sampled softmax's in-batch negatives."""
         users, items = batch["user_index"], batch["item_index"]
         user_vectors = self.user_vectors(users, self._training_history(batch))
         if loss == "softmax":
             return F.cross_entropy(self.item_logits(user_vectors, None), items)
         if loss == "sampled_softmax":
             prior = getattr(self, "sampling_prior", None)
-            drawn = draw_candidates(items, self.n_items, negatives, prior, generator)
-            logits = user_vectors @ self.item_tower(drawn.items).T
-            logits = logits + self.item_bias(drawn.items).squeeze(-1)
-            return sampled_softmax(logits, drawn, items)
+            drawn = draw_candidates(items, self.n_items, negatives, prior, generator, in_batch)
+            vectors, bias = self.item_tower(drawn.items), self.item_bias(drawn.items)[:, 0]
+            logits = candidate_logits(user_vectors, vectors, bias, drawn)
+            return sampled_softmax(self.item_logits(user_vectors, items), logits, drawn, items)
         if loss == "bpr":
             negative = torch.randint(0, self.n_items, items.shape, generator=generator)
             negative = negative.to(items.device)

@@ -77,6 +77,7 @@ class TrainParams:
     max_samples: int | None = None  # the sample budget that set epochs x steps (a record)
     loss: LossName = "softmax"
     negatives: int = 0
+    in_batch_negatives: int | None = None  # rows whose positives are in-batch negatives (None: all)
     use_history: bool = True
     history_dropout: float = 0.0
     sasrec: SasrecParams = field(default_factory=SasrecParams)
@@ -519,7 +520,9 @@ def _train_epoch(
             # Every batch of the step draws the same shared negatives, as the ranks do.
             generator = step_generator(params.seed, global_step)
             with _autocast(params, device):
-                loss = model.batch_loss(batch, params.loss, params.negatives, generator)
+                loss = model.batch_loss(
+                    batch, params.loss, params.negatives, generator, params.in_batch_negatives
+                )
             (loss / params.accumulate).backward()
             rows = len(batch[USER_INDEX])
             loss_sum += float(loss.item()) * rows

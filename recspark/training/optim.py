@@ -89,18 +89,22 @@ def _dense_update(
 def _sparse_update(
     param: torch.Tensor, grad: torch.Tensor, state: dict[str, Any], group: dict[str, Any]
 ) -> None:
+    """Adam on the gradient's rows: gathered once, updated in place, written back once (
+    index_select / index_copy_ / index_add_, several times faster on CPU than indexing)."""
     beta1, beta2 = group["betas"]
     grad = grad.coalesce()
     rows, values = grad.indices()[0], grad.values()
     if group["weight_decay"]:
-        values = values.add(param[rows], alpha=group["weight_decay"])
-    exp_avg = state["exp_avg"][rows].lerp_(values, 1 - beta1)
-    exp_avg_sq = state["exp_avg_sq"][rows].mul_(beta2).addcmul_(values, values, value=1 - beta2)
-    state["exp_avg"][rows] = exp_avg
-    state["exp_avg_sq"][rows] = exp_avg_sq
+        values = values.add(param.index_select(0, rows), alpha=group["weight_decay"])
+    exp_avg = state["exp_avg"].index_select(0, rows).lerp_(values, 1 - beta1)
+    exp_avg_sq = state["exp_avg_sq"].index_select(0, rows)
+    exp_avg_sq.mul_(beta2).addcmul_(values, values, value=1 - beta2)
+    state["exp_avg"].index_copy_(0, rows, exp_avg)
+    state["exp_avg_sq"].index_copy_(0, rows, exp_avg_sq)
     step_size, correction = _scales(state, group)
-    denom = (exp_avg_sq.sqrt() / correction).add_(group["eps"])
-    param[rows] = param[rows].addcdiv_(exp_avg, denom, value=-step_size)
+    denom = exp_avg_sq.sqrt_().div_(correction).add_(group["eps"])
+    # Rows are distinct (coalesced), so adding the step to each is Adam's update of it.
+    param.index_add_(0, rows, exp_avg.div_(denom), alpha=-step_size)
 
 
 def has_sparse_gradients(model: torch.nn.Module) -> bool:

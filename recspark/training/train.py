@@ -163,6 +163,7 @@ def _params(
         max_samples=max_samples,
         loss=cfg.loss_for(n_items),
         negatives=cfg.negatives,
+        in_batch_negatives=cfg.in_batch_negatives,
         sparse_gradients=cfg.sparse_gradients,
         bf16=cfg.bf16,
         use_history=cfg.use_history,
