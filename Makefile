@@ -1,6 +1,6 @@
 # recspark: the two commands a fresh machine needs are `make demo` and `make test`.
 # Both create the virtual environment first (pinned set from pyproject.toml, Horovod built from
-# source and cached, Delta's jars put where Spark finds them).
+# source and cached, Delta's jars put where Spark finds them, Debian packages: a native BLAS).
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -19,8 +19,9 @@ export SPARK_LOCAL_IP ?= 127.0.0.1
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml scripts/build_horovod.sh scripts/fetch_delta_jars.sh
+$(STAMP): pyproject.toml scripts/build_horovod.sh scripts/fetch_delta_jars.sh scripts/system_packages.sh
 	@echo "== setting up $(VENV) (first time: downloads torch and builds Horovod, several minutes)"
+	bash scripts/system_packages.sh
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[dev]"
