@@ -322,6 +322,9 @@ class EvaluateConfig(Section):
     gate_tolerance: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.02
     active_min_interactions: Count = 5
     report: bool = True
+    # A baseline that is also a train candidate (als, ease) is scored from the train stage's fit
+    # (recspark/training/baseline_fits.py) instead of being fit again.
+    reuse_candidate_fits: bool = True
     als: AlsConfig = AlsConfig()
 
 

@@ -359,3 +359,32 @@ def mlflow_model(config: Config, version: str) -> ScoringModel:
         f"models:/{config.mlflow.registered_model}/{version}", map_location="cpu"
     )
     return model
+
+
+def test_evaluate_scores_the_train_stage_fits_of_its_closed_form_baselines(
+    spark: SparkSession, config: Config, capfd: pytest.CaptureFixture[str]
+) -> None:
+    from recspark.training import baseline_fits
+
+    both = ("train.candidates=[ease, als]", "evaluate.baselines=[popularity, als, ease]")
+    cfg = _with(config, *both)
+    capfd.readouterr()
+    results = run_stages(spark, cfg, RUN_DATE, ["train", "evaluate"])
+    served = results["train"].model_name
+    other = "als" if served == "ease" else "ease"
+    handed = baseline_fits.handed_over(results["train"].mlflow_run_id, {"als", "ease"})
+    # The served candidate was refit on every train pair: that fit is what was registered.
+    assert {name: kind for name, (_, kind) in handed.items()} == {
+        served: "refit",
+        other: "validated",
+    }
+    registered = mlflow_model(cfg, results["train"].model_version).factor_set()
+    assert np.array_equal(handed[served][0].items, registered.items)
+    # The other is scored as the train stage fit it (without the validation items), not refit.
+    assert f"[evaluate] baseline {other}: the train stage's validated fit" in capfd.readouterr().err
+    reused = results["evaluate"].metrics[other]["ndcg"]
+    fresh = run_evaluate(
+        spark, _with(config, *both, "evaluate.reuse_candidate_fits=false"), RUN_DATE
+    )
+    assert "the train stage's" not in capfd.readouterr().err
+    assert fresh.metrics[other]["ndcg"] != reused

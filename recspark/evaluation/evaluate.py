@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import sys
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -55,6 +56,7 @@ from recspark.tracking import (
     set_champion,
     setup_mlflow,
 )
+from recspark.training import baseline_fits
 from recspark.vocab import Baseline, Precision
 
 log = logging.getLogger(__name__)
@@ -125,27 +127,46 @@ def metric_rows(result: ModelResult, k: int) -> list[tuple[int, str, float, str]
 def fit_baseline(
     name: Baseline, train: DataFrame, config: Config, n_users: int, n_items: int
 ) -> FactorSet:
-    """One baseline (popularity, Spark ALS or EASE) fitted on the train split."""
+    """One baseline (popularity, Spark ALS or EASE) fitted on the train split (ALS and EASE on
+    its positive (user, item) pairs, as the train stage fits its candidates)."""
     if name == "popularity":
         return popularity_factors(train, n_users, n_items)
-    positives = filter_positive(train)
-    if name == "ease":
-        positives = positives.select(USER_INDEX, ITEM_INDEX)
+    positives = filter_positive(train).select(USER_INDEX, ITEM_INDEX)
     return fit_closed_form(name, positives, config, n_users, n_items).factors
 
 
 def baseline_sources(
-    train: DataFrame, config: Config, n_users: int, n_items: int, skip: str | None = None
+    train: DataFrame,
+    config: Config,
+    n_users: int,
+    n_items: int,
+    skip: str | None = None,
+    fits: Mapping[str, FactorSet] | None = None,
 ) -> dict[str, FactorSource]:
     """The configured baselines fitted on the train split, by name.
 
     `skip` leaves one out: the baseline that is the very model under evaluation (EASE).
+    `fits`: baselines already fit (by the train stage, `training.baseline_fits`), used as they
+    are instead of fitting them again.
     """
+    fits = fits or {}
     return {
-        name: InMemoryFactors(fit_baseline(name, train, config, n_users, n_items))
+        name: InMemoryFactors(
+            fits[name] if name in fits else fit_baseline(name, train, config, n_users, n_items)
+        )
         for name in config.evaluate.baselines
         if name != skip
     }
+
+
+def handed_over_fits(config: Config, chosen: Candidate) -> dict[str, FactorSet]:
+    """The baselines the train stage handed over (`evaluate.reuse_candidate_fits`), by name;
+    which fit each is goes to the log."""
+    names = baseline_fits.reusable(config) - {chosen.model_name}
+    handed = baseline_fits.handed_over(chosen.run_id, names)
+    for name, (_, kind) in handed.items():
+        print(f"[evaluate] baseline {name}: the train stage's {kind} fit", file=sys.stderr)
+    return {name: factors for name, (factors, _) in handed.items()}
 
 
 def gate(
@@ -370,7 +391,10 @@ def run_evaluate(spark: SparkSession, config: Config, run_date: dt.date) -> Eval
     data = evaluation_data(spark, config, run_date)
     models = model_sources(config, chosen)
     finite = factors_are_finite(models[chosen.model_name].load())
-    baselines = baseline_sources(data.train, config, data.n_users, data.n_items, chosen.model_name)
+    fits = handed_over_fits(config, chosen)
+    baselines = baseline_sources(
+        data.train, config, data.n_users, data.n_items, chosen.model_name, fits
+    )
     sources: dict[str, FactorSource] = {**models, **baselines}
     precision, batch = config.score.precision, config.score.users_per_batch
     measured, n_users = measure_all(data, sources, precision, list(baselines), ev, batch)

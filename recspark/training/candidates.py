@@ -51,6 +51,8 @@ class Trained:
     # `train.retrain_every`: where its fit is kept and its age (age 0, run "": trained this run).
     kept: Kept | None = None
     store: ScoringModel | None = None  # the validated fit to keep for later runs (before refit)
+    # The fit handed to the evaluate stage as its baseline, and which (`training.baseline_fits`).
+    baseline: tuple[FactorSet, str] | None = None
 
     @property
     def reused(self) -> bool:

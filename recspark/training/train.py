@@ -47,7 +47,7 @@ from recspark.results import EpochStats, TrainResult
 from recspark.runs import code_version, config_hash
 from recspark.schemas import ITEM_INDEX, USER_INDEX
 from recspark.tracking import NoModelError, champion_version, setup_mlflow
-from recspark.training import reuse
+from recspark.training import baseline_fits, reuse
 from recspark.training.candidates import (
     BLEND,
     Plan,
@@ -333,17 +333,34 @@ def _closed_form(
     return closed_form(model, {"model": name, "n_items": n_items, **params}, seconds)
 
 
-def _refit(config: Config, trained: dict[str, Trained], best: str, inputs: TrainingInputs) -> None:
-    """Refit the closed-form models the winner serves on every train pair (`train.refit`)."""
+def _refit(
+    config: Config, trained: dict[str, Trained], best: str, inputs: TrainingInputs
+) -> dict[str, Trained]:
+    """Refit the closed-form models the winner serves on every train pair (`train.refit`);
+    the refit fits by name."""
     parts = closed_form_parts(trained, best) if config.train.refit else []
     if not parts:
-        return
+        return {}
     refit = {
         name: _closed_form(name, config, inputs.positives, inputs.n_users, inputs.n_items)
         for name in parts
     }
     print(f"[train] refit {', '.join(parts)} on every train pair", file=sys.stderr, flush=True)
     trained[best] = with_refit(trained, best, refit)
+    return refit
+
+
+def _hand_over_baselines(
+    config: Config, trained: dict[str, Trained], refit: Mapping[str, Trained]
+) -> None:
+    """Attach to each closed-form candidate that is also a baseline the fit the evaluate stage
+    scores as that baseline (`training.baseline_fits`): the refit one where there is one."""
+    for name in baseline_fits.reusable(config):
+        one = trained.get(name)
+        if one is None or one.reused:
+            continue
+        fit, kind = (refit[name], "refit") if name in refit else (one, "validated")
+        trained[name] = dataclasses.replace(one, baseline=(fit.model.factor_set(), kind))
 
 
 def _train_one(
@@ -486,7 +503,7 @@ def train_candidates(
             _say_validated(BLEND, trained[BLEND], k)
         best = winner(trained, list(config.train.candidates))
         print(f"[train] selected {best} of {list(trained)}", file=sys.stderr, flush=True)
-        _refit(config, trained, best, inputs)
+        _hand_over_baselines(config, trained, _refit(config, trained, best, inputs))
     finally:
         inputs.release()
     return trained, plan, best
@@ -601,6 +618,8 @@ def _log_candidate(mlflow: Any, run_id: str, name: str, trained: Trained, k: int
         mlflow.set_tags(kept.tags())
     if trained.store is not None:
         reuse.store(mlflow, trained.store)
+    if trained.baseline is not None:
+        baseline_fits.store(mlflow, *trained.baseline)
     _log_history(mlflow, trained.history)
     mlflow.log_metric("train_seconds", trained.seconds)
     if trained.val_ndcg == trained.val_ndcg:
