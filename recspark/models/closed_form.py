@@ -2,9 +2,9 @@
 candidates (and their refit) and the evaluate stage's baselines.
 
 The settings are `train.ease` (l2, max_items) and `evaluate.als` (rank, reg_param, alpha,
-max_iter) with `train.seed`. The caller chooses the pairs: ALS reads a strength column where the
-DataFrame has one (`models.als.fit_als`); the train stage passes bare (user, item) pairs, the
-evaluate stage's ALS baseline the positives with their strength.
+max_iter) with `train.seed`. The caller chooses the pairs: both stages pass bare positive
+(user, item) pairs, the setting ALS was tuned on (`models.als.fit_als` would read a strength
+column as the rating where the DataFrame has one).
 """
 
 from __future__ import annotations
