@@ -626,6 +626,14 @@ def _log_candidate(mlflow: Any, run_id: str, name: str, trained: Trained, k: int
         mlflow.log_metric(f"candidate_val_ndcg_at_{k}", trained.val_ndcg)
 
 
+def model_requirements() -> list[str]:
+    """What loading a registered model needs besides recspark itself (the pickles name its
+    classes: install its wheel, `make package`, where the model is served)."""
+    import importlib.metadata as metadata
+
+    return [f"{name}=={metadata.version(name)}" for name in ("torch", "numpy", "mlflow")]
+
+
 def _register(
     spark: SparkSession, config: Config, mlflow: Any, trained: Trained, run_date: dt.date
 ) -> str:
@@ -644,6 +652,8 @@ def _register(
         registered_model_name=name,
         serialization_format="pickle",
         signature=_signature(trained.model),
+        # Stated, not inferred: inference imports the model in a subprocess (4 s a registration).
+        pip_requirements=model_requirements(),
     )
     version = str(info.registered_model_version)
     client = MlflowClient()
