@@ -8,6 +8,8 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.recspark-setup
 AIRFLOW_VENV  ?= .venv-airflow
 AIRFLOW_STAMP := $(AIRFLOW_VENV)/.recspark-airflow-setup
+READERS_VENV  ?= .venv-readers
+READERS_STAMP := $(READERS_VENV)/.recspark-readers-setup
 RUN_DATE ?= 2026-01-01
 PYTEST_ARGS ?=
 
@@ -15,7 +17,7 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 # Spark binds to loopback only: this is a single machine and tests must not use other addresses.
 export SPARK_LOCAL_IP ?= 127.0.0.1
 
-.PHONY: setup airflow-setup demo package test test-all lint clean
+.PHONY: setup airflow-setup readers-setup demo package test test-all lint clean
 
 setup: $(STAMP)
 
@@ -32,8 +34,15 @@ $(STAMP): pyproject.toml scripts/build_horovod.sh scripts/fetch_delta_jars.sh sc
 # Airflow (tests/test_airflow_dag.py, airflow_dags/) in its own environment: its pins clash with ours.
 airflow-setup: $(AIRFLOW_STAMP)
 
-$(AIRFLOW_STAMP): scripts/setup_airflow.sh
+$(AIRFLOW_STAMP): scripts/setup_airflow.sh scripts/side_venv.sh
 	bash scripts/setup_airflow.sh $(PYTHON) $(AIRFLOW_VENV)
+
+# delta-rs, pandas, polars and DuckDB (tests/test_readers.py) in their own environment: delta-rs
+# needs a newer pyarrow than Petastorm allows.
+readers-setup: $(READERS_STAMP)
+
+$(READERS_STAMP): scripts/setup_readers.sh scripts/side_venv.sh
+	bash scripts/setup_readers.sh $(PYTHON) $(READERS_VENV)
 
 demo: setup
 	$(VENV)/bin/recspark demo --conf conf --env local --run-date $(RUN_DATE)
@@ -44,10 +53,10 @@ package: setup
 	bash scripts/package.sh $(PY) dist
 
 # --durations=15: every run prints its fifteen slowest tests (the suite's time budget is watched).
-test: setup airflow-setup lint
+test: setup airflow-setup readers-setup lint
 	$(PY) -m pytest -m "not slow" --durations=15 $(PYTEST_ARGS)
 
-test-all: setup airflow-setup lint
+test-all: setup airflow-setup readers-setup lint
 	$(PY) -m pytest --durations=15 $(PYTEST_ARGS)
 
 # ruff, mypy --strict, the import layers (contracts in pyproject.toml) and function length.
@@ -58,4 +67,4 @@ lint: setup
 	$(PY) scripts/check_function_length.py recspark
 
 clean:
-	rm -rf lakehouse data work mlruns spark-warehouse
+	rm -rf lakehouse data work mlruns spark-warehouse metastore_db reports derby.log

@@ -14,21 +14,7 @@ PYTHON="${1:-python3}"
 VENV="${2:-.venv-airflow}"
 AIRFLOW_VERSION="3.3.2"
 SPARK_PROVIDER_VERSION="6.3.4"
-STAMP="$VENV/.recspark-airflow-setup"
 WANT="apache-airflow==$AIRFLOW_VERSION apache-airflow-providers-apache-spark==$SPARK_PROVIDER_VERSION"
-
-if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$WANT" && -x "$VENV/bin/airflow" ]]; then
-    echo "== $VENV is up to date ($WANT)"
-    touch "$STAMP"  # newer than this script, for make
-    exit 0
-fi
-
-echo "== setting up $VENV ($WANT; first time: a minute or two)"
-start=$(date +%s)
-"$PYTHON" -m venv "$VENV"
-"$VENV/bin/python" -m pip install --quiet --upgrade pip
-"$VENV/bin/python" -m pip install --quiet $WANT
-# Check the install: the provider's hook must import in this environment.
-"$VENV/bin/python" -c "import airflow.providers.apache.spark.operators.spark_submit"
-echo "$WANT" > "$STAMP"
-echo "== $VENV ready in $(( $(date +%s) - start )) s"
+# The provider's hook must import in this environment.
+exec bash "$(dirname "$0")/side_venv.sh" "$PYTHON" "$VENV" "$VENV/.recspark-airflow-setup" "$WANT" \
+    "import airflow.providers.apache.spark.operators.spark_submit"

@@ -6,14 +6,16 @@
 #   otherwise computes in Java: measured here, ALS (rank 128) 2.2x faster with it. The serial
 #   build, because Spark already runs one task per core: the threaded build (libopenblas0-pthread)
 #   oversubscribes the cores and made ALS 2x slower than Java (unless OPENBLAS_NUM_THREADS=1).
+# - redis-server: the online export's store; the tests start their own on a loopback port.
+# - chromium: the tests render the run report in it, headless.
 #
 # Installing needs root and apt-get (as on this project's machines and CI). Elsewhere it names
 # what is missing and fails; RECSPARK_SKIP_SYSTEM_PACKAGES=1 goes on without them (ALS then runs
-# on Java BLAS, slower, and tests/test_native_blas.py fails).
+# on Java BLAS, slower; the tests that need them fail).
 #
 # Usage: scripts/system_packages.sh
 set -euo pipefail
-PACKAGES=(libopenblas0-serial)
+PACKAGES=(libopenblas0-serial redis-server chromium)
 missing=()
 for package in "${PACKAGES[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then
