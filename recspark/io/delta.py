@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
+from typing import Any
 
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
@@ -115,6 +117,23 @@ def merge_new_rows(
     if last is None or last["version"] == before or last["operation"] != "MERGE":
         return 0
     return int(last["operationMetrics"].get("numTargetRowsInserted", 0))
+
+
+_COMMIT = re.compile(r"^(\d{20})\.json$")
+
+
+def delta_version(spark: SparkSession, path: str) -> int | None:
+    """The current version of the Delta table at `path` (None: no table there), read from the
+    commit files' names in `_delta_log/` (`00000000000000000012.json` is version 12): a
+    listing, no Spark job, where `DeltaTable.history` runs one (a second a table)."""
+    jvm: Any = spark.sparkContext._jvm
+    log = jvm.org.apache.hadoop.fs.Path(f"{path.rstrip('/')}/_delta_log")
+    fs = log.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    if not fs.exists(log):
+        return None
+    names = (status.getPath().getName() for status in fs.listStatus(log))
+    versions = [int(found.group(1)) for found in map(_COMMIT.match, names) if found]
+    return max(versions) if versions else None
 
 
 def _version(table: DeltaTable) -> int:
