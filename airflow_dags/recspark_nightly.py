@@ -1,4 +1,5 @@
-"""recspark nightly: ingest >> featurize >> train >> evaluate >> score, one spark-submit each.
+"""recspark nightly: ingest >> featurize >> train >> evaluate >> score >> export >> report, one
+spark-submit each.
 
 Airflow 3 DAG (tried with apache-airflow 3.3.2 and apache-airflow-providers-apache-spark 6.3.4,
 both installed by `scripts/setup_airflow.sh` into `.venv-airflow`, apart from the project's
@@ -82,6 +83,8 @@ STAGE_TIMEOUTS = {
     "train": dt.timedelta(hours=3),
     "evaluate": dt.timedelta(hours=1),
     "score": dt.timedelta(hours=1),
+    "export": dt.timedelta(hours=1),
+    "report": dt.timedelta(minutes=30),
 }
 PROJECT_DIR = str(Path(__file__).resolve().parent.parent)
 
@@ -137,7 +140,8 @@ RETRY_DELAY = dt.timedelta(minutes=float(_parse_time_setting("recspark_retry_del
 DOC_MD = f"""
 ### recspark nightly
 
-`ingest >> featurize >> train >> evaluate >> score` for the run's logical date (`ds`),
+`ingest >> featurize >> train >> evaluate >> score >> export >> report` for the run's logical
+date (`ds`),
 each stage one `spark-submit jobs/<stage>.py` through the connection `{CONN_ID}`.
 
 **Idempotent: retries, reruns and backfills are safe.** Each stage replaces its own `run_date`

@@ -132,6 +132,24 @@ def build_parser() -> argparse.ArgumentParser:
         "removed and scoring waits for a model that passes the gate or is promoted.",
     )
     _common(demote, with_run_date=False)
+    catalog = sub.add_parser(
+        "catalog",
+        help="register every recspark table in the Spark catalog (catalog.database)",
+        description="Create catalog.database in the configured metastore and point an entry at "
+        "every existing recspark table (the stages do this as they write; run it after "
+        "moving a lakehouse or changing the metastore). Prints the tables by name.",
+    )
+    _common(catalog, with_run_date=False)
+    sql_server = sub.add_parser(
+        "sql-server",
+        help="serve the catalog over JDBC/ODBC (Spark Thrift server) until stopped",
+        description="Register the tables, then start Spark's Thrift JDBC/ODBC server "
+        "(HiveServer2 protocol) on catalog.sql_host:catalog.sql_port (default "
+        "127.0.0.1:10000, no authentication) and serve until SIGINT or SIGTERM. Clients: "
+        "beeline -u jdbc:hive2://127.0.0.1:10000, PyHive, jaydebeapi, BI tools. With the "
+        "embedded metastore, stop it before a nightly run on the same root (one JVM at a time).",
+    )
+    _common(sql_server, with_run_date=False)
     demo = sub.add_parser(
         "demo",
         help="generate synthetic data, run every stage, print a summary",
@@ -223,7 +241,54 @@ def _run(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def _catalog(config: Config, args: argparse.Namespace) -> int:
+    from recspark.io.catalog import register_tables
+    from recspark.session import build_spark
+
+    if not config.catalog.enabled:
+        print("recspark: catalog.enabled is false: no catalog to register in", file=sys.stderr)
+        return 2
+    spark = build_spark(config)
+    register_tables(spark, config)
+    database = config.catalog.database
+    for table in sorted(t.name for t in spark.catalog.listTables(database)):
+        print(f"{database}.{table}")
+    return 0
+
+
+def _sql_server(config: Config, args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from recspark.io import sql_server
+    from recspark.io.catalog import register_tables
+    from recspark.session import build_spark
+
+    if not config.catalog.enabled:
+        print(
+            "recspark: catalog.enabled is false: the SQL server serves the catalog", file=sys.stderr
+        )
+        return 2
+    spark = build_spark(config, sql_server.server_conf(config))
+    register_tables(spark, config)
+    sql_server.start(spark)
+    catalog = config.catalog
+    print(
+        f"recspark SQL server on jdbc:hive2://{catalog.sql_host}:{catalog.sql_port} "
+        f"(database {catalog.database}); Ctrl-C stops it",
+        flush=True,
+    )
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    spark.stop()
+    return 0
+
+
 COMMANDS: dict[str, Callable[[Config, argparse.Namespace], int]] = {
+    "catalog": _catalog,
+    "sql-server": _sql_server,
     "backfill": _backfill,
     "promote": _promote_or_demote,
     "demote": _promote_or_demote,

@@ -9,12 +9,21 @@ they came from.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 from recspark.vocab import (
     Baseline,
@@ -22,7 +31,9 @@ from recspark.vocab import (
     Launcher,
     LossName,
     LossSetting,
+    MetastoreKind,
     NegativeSampling,
+    OnlineStoreName,
     Precision,
     ReaderPool,
     SourceFormat,
@@ -66,6 +77,20 @@ def _as_text(value: Any) -> Any:
 
 
 Text = Annotated[str, BeforeValidator(_as_text)]
+
+
+def _identifier(value: str) -> str:
+    """A name that goes into SQL text as it is: refused unless a plain lower-case identifier
+    (the Hive metastore lower-cases names; nothing else can break out of the quoting)."""
+    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,127}", value):
+        raise ValueError(
+            f"must be a lower-case SQL identifier (a-z, 0-9, _; not starting with a digit), "
+            f"got {value!r}"
+        )
+    return value
+
+
+Identifier = Annotated[str, BeforeValidator(_as_text), AfterValidator(_identifier)]
 Count = Annotated[int, Field(ge=1)]
 RawColumn = Literal["user_id", "item_id", "event_type", "value", "event_ts"]
 
@@ -87,24 +112,25 @@ class PathsConfig(Section):
     lakehouse: Text = "lakehouse"
     raw: Text = "data/raw"
     work: Text = "work"
+    reports: Text = "reports"
 
 
 class TablesConfig(Section):
-    interactions: Text = "interactions"
-    interactions_quarantine: Text = "interactions_quarantine"
-    user_ids: Text = "user_ids"
-    item_ids: Text = "item_ids"
-    train_interactions: Text = "train_interactions"
-    holdout: Text = "holdout"
-    training_set: Text = "training_set"
-    model_metrics: Text = "model_metrics"
-    recommendations: Text = "recommendations"
-    recommendations_staging: Text = "recommendations_staging"
-    recommendations_latest: Text = "recommendations_latest"
-    pipeline_runs: Text = "pipeline_runs"
-    user_features: Text = "user_features"
-    item_features: Text = "item_features"
-    user_sequences: Text = "user_sequences"
+    interactions: Identifier = "interactions"
+    interactions_quarantine: Identifier = "interactions_quarantine"
+    user_ids: Identifier = "user_ids"
+    item_ids: Identifier = "item_ids"
+    train_interactions: Identifier = "train_interactions"
+    holdout: Identifier = "holdout"
+    training_set: Identifier = "training_set"
+    model_metrics: Identifier = "model_metrics"
+    recommendations: Identifier = "recommendations"
+    recommendations_staging: Identifier = "recommendations_staging"
+    recommendations_latest: Identifier = "recommendations_latest"
+    pipeline_runs: Identifier = "pipeline_runs"
+    user_features: Identifier = "user_features"
+    item_features: Identifier = "item_features"
+    user_sequences: Identifier = "user_sequences"
 
 
 TableKey = Literal[
@@ -364,6 +390,32 @@ class SyntheticConfig(Section):
     seed: int = 7
 
 
+class CatalogConfig(Section):
+    enabled: bool = True
+    database: Identifier = "recspark"
+    metastore: MetastoreKind = "embedded"
+    metastore_uri: Text | None = None
+    metastore_db: Text = "metastore_db"
+    warehouse: Text = "spark-warehouse"
+    sql_host: Text = "127.0.0.1"
+    sql_port: Count = 10000
+
+    @model_validator(mode="after")
+    def _external_needs_a_uri(self) -> Self:
+        if self.metastore == "external" and not self.metastore_uri:
+            raise RuleError("metastore_uri", "catalog.metastore external needs its thrift:// URI")
+        return self
+
+
+class OnlineConfig(Section):
+    store: OnlineStoreName | None = None
+    redis_url: Text = "redis://127.0.0.1:6379/0"
+    key_prefix: Text = "recspark"
+    batch_size: Count = 1000
+    keep_versions: Count = 2
+    expire_after_s: Count = 3600
+
+
 class Config(Section):
     spark: SparkConfig = SparkConfig()
     paths: PathsConfig = PathsConfig()
@@ -376,6 +428,8 @@ class Config(Section):
     mlflow: MlflowConfig = MlflowConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
     score: ScoreConfig = ScoreConfig()
+    catalog: CatalogConfig = CatalogConfig()
+    online: OnlineConfig = OnlineConfig()
     synthetic: SyntheticConfig = SyntheticConfig()
     # Where the configuration was loaded from; set by load_config, never read from files.
     project_root: str = Field(".", exclude=True)

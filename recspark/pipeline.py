@@ -16,7 +16,10 @@ from recspark.etl.ingest import run_ingest
 from recspark.etl.stream import run_ingest_stream
 from recspark.evaluation.evaluate import run_evaluate
 from recspark.features.featurize import run_featurize
+from recspark.io.catalog import register_tables
 from recspark.io.synthetic import write_synthetic
+from recspark.online.export import run_export
+from recspark.report.stage import run_report
 from recspark.results import GenerateResult, PipelineRun, StageResult, StageRun
 from recspark.runs import CURRENT_RUN_ID, StageOutcome, record_stage_run
 from recspark.scoring.score import run_score
@@ -62,6 +65,8 @@ STAGES: dict[StageName, Stage] = {
     "train": run_train,
     "evaluate": run_evaluate,
     "score": run_score,
+    "export": run_export,
+    "report": run_report,
 }
 
 
@@ -103,6 +108,7 @@ def _run_stage(
     record_stage_run(
         spark, config, StageOutcome(name, started_at, seconds, result), run_id, run_date
     )
+    register_tables(spark, config)  # the tables it wrote, by name (new ones only)
     progress(f"stage {name} done in {seconds}s")
     return StageRun(name, result, seconds)
 

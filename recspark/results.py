@@ -134,11 +134,45 @@ class ScoreResult:
     coverage: float  # share of the catalog recommended to someone
 
 
+@dataclass(frozen=True)
+class ExportResult:
+    """The online export: the version current in the store after it."""
+
+    store: str | None  # online.store (None: export off)
+    version: str | None  # <run_date>.<run_id> of the published run
+    users: int  # users written this time (0 when nothing had to be written)
+    action: str  # written | kept (already current) | switched (made current again) | off
+
+
+@dataclass(frozen=True)
+class ReportResult:
+    """The run report: where it was written and the MLflow run it was logged to."""
+
+    path: str
+    bytes: int
+    mlflow_run_id: str | None
+
+
 StageResult = (
-    GenerateResult | IngestResult | FeaturizeResult | TrainResult | EvaluateResult | ScoreResult
+    GenerateResult
+    | IngestResult
+    | FeaturizeResult
+    | TrainResult
+    | EvaluateResult
+    | ScoreResult
+    | ExportResult
+    | ReportResult
 )
 R = TypeVar(
-    "R", GenerateResult, IngestResult, FeaturizeResult, TrainResult, EvaluateResult, ScoreResult
+    "R",
+    GenerateResult,
+    IngestResult,
+    FeaturizeResult,
+    TrainResult,
+    EvaluateResult,
+    ScoreResult,
+    ExportResult,
+    ReportResult,
 )
 
 
@@ -197,10 +231,12 @@ def as_details(result: StageResult, **extra: Any) -> dict[str, Any]:
 __all__ = [
     "EpochStats",
     "EvaluateResult",
+    "ExportResult",
     "FeaturizeResult",
     "GenerateResult",
     "IngestResult",
     "PipelineRun",
+    "ReportResult",
     "ScoreResult",
     "StageResult",
     "StageRun",

@@ -1,9 +1,12 @@
-"""The one SparkSession builder, with Delta Lake configured."""
+"""The one SparkSession builder, with Delta Lake and the catalog's metastore configured."""
 
 from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
 
 from pyspark.sql import SparkSession
 
@@ -20,7 +23,36 @@ def launched_by_spark_submit() -> bool:
     return "PYSPARK_GATEWAY_PORT" in os.environ
 
 
-def build_spark(config: Config) -> SparkSession:
+def catalog_conf(config: Config) -> dict[str, str]:
+    """Spark settings for the catalog's metastore (`recspark.io.catalog`; none when
+    `catalog.enabled` is false): Hive's, embedded Derby under paths.root or an external one."""
+    catalog = config.catalog
+    if not catalog.enabled:
+        return {}
+    conf = {
+        "spark.sql.catalogImplementation": "hive",
+        "spark.sql.warehouse.dir": config.path(catalog.warehouse),
+    }
+    if catalog.metastore == "external":
+        conf["spark.hadoop.hive.metastore.uris"] = str(catalog.metastore_uri)
+    else:
+        folder = config.path(catalog.metastore_db)
+        conf["spark.hadoop.javax.jdo.option.ConnectionURL"] = (
+            f"jdbc:derby:;databaseName={folder};create=true"
+        )
+    return conf
+
+
+def _derby_log_beside_the_metastore(spark: SparkSession, config: Config) -> None:
+    """Derby writes derby.log into the working directory unless told otherwise: put it beside
+    the metastore (before the metastore is first opened, which is lazy)."""
+    if config.catalog.enabled and config.catalog.metastore == "embedded":
+        log = Path(config.path(config.catalog.metastore_db)).parent / "derby.log"
+        jvm: Any = spark.sparkContext._jvm
+        jvm.java.lang.System.setProperty("derby.stream.error.file", str(log))
+
+
+def build_spark(config: Config, extra_conf: Mapping[str, str] | None = None) -> SparkSession:
     """Get or create the SparkSession for `config`, Delta enabled.
 
     The master from config is used only when Python starts Spark itself; under spark-submit the
@@ -32,8 +64,10 @@ def build_spark(config: Config) -> SparkSession:
     builder = SparkSession.builder.appName(config.spark.app_name)
     if config.spark.master and not launched_by_spark_submit():
         builder = builder.master(config.spark.master)
-    for key, value in {**DELTA_CONF, **config.spark.conf}.items():
+    settings = {**DELTA_CONF, **catalog_conf(config), **config.spark.conf, **(extra_conf or {})}
+    for key, value in settings.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
+    _derby_log_beside_the_metastore(spark, config)
     return spark

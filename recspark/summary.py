@@ -10,10 +10,12 @@ from collections.abc import Callable, Sequence
 
 from recspark.results import (
     EvaluateResult,
+    ExportResult,
     FeaturizeResult,
     GenerateResult,
     IngestResult,
     PipelineRun,
+    ReportResult,
     ScoreResult,
     StageResult,
     TrainResult,
@@ -94,6 +96,20 @@ def score_lines(s: ScoreResult) -> list[str]:
     ]
 
 
+def export_lines(x: ExportResult) -> list[str]:
+    what = {
+        "off": "off (online.store is null)",
+        "kept": f"version {x.version} already current in {x.store}",
+        "switched": f"version {x.version} made current again in {x.store}",
+        "written": f"{x.users:,} users written to {x.store} as version {x.version}, now current",
+    }[x.action]
+    return [f"  export       {what}"]
+
+
+def report_lines(r: ReportResult) -> list[str]:
+    return [f"  report       {r.path}"]
+
+
 def sample_lines(samples: Sequence[UserSample]) -> list[str]:
     """One line per sample user: their best items, each with its score and explanation."""
     lines = []
@@ -115,6 +131,8 @@ def stage_lines(result: StageResult) -> list[str]:
         (TrainResult, train_lines),
         (EvaluateResult, evaluate_lines),
         (ScoreResult, score_lines),
+        (ExportResult, export_lines),
+        (ReportResult, report_lines),
     ]
     return next(fmt(result) for kind, fmt in formatters if isinstance(result, kind))
 

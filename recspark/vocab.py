@@ -33,6 +33,8 @@ SourcePreset = Literal[
     "s3rec_sequences",
 ]
 SyntheticFormat = Literal["csv", "parquet"]
+OnlineStoreName = Literal["redis"]  # online.store: where the export stage writes
+MetastoreKind = Literal["embedded", "external"]  # catalog.metastore
 RowKind = Literal["pairs", "sequences"]  # the training rows a gradient model reads
 
 

@@ -73,3 +73,19 @@ def featurized_copy(
         return config
 
     return copy
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real redis-server (Debian's, installed by `make setup`) on a free loopback port, no
+    persistence, for the whole test run."""
+    from .servers import free_port, serving
+
+    folder = tmp_path_factory.mktemp("redis")
+    port = free_port()
+    command = [
+        shutil.which("redis-server") or "/usr/bin/redis-server", "--bind", "127.0.0.1",
+        "--port", str(port), "--save", "", "--appendonly", "no", "--dir", str(folder),
+    ]  # fmt: skip
+    with serving(command, port, folder / "redis.log", timeout_s=30):
+        yield f"redis://127.0.0.1:{port}/0"

@@ -257,6 +257,7 @@ def test_registered_model_has_signature_id_maps_and_data_versions(
     import mlflow
     import torch
 
+    from recspark.models.served import load_scoring_model
     from recspark.training.train import table_versions
 
     setup_mlflow(base_config)
@@ -269,7 +270,7 @@ def test_registered_model_has_signature_id_maps_and_data_versions(
     assert artifacts == {"id_maps/user_ids", "id_maps/item_ids"}
     uri = f"models:/{base_config.mlflow.registered_model}/{results['train'].model_version}"
     assert mlflow.models.get_model_info(uri).signature is not None
-    model = mlflow.pytorch.load_model(uri, map_location="cpu")
+    model = load_scoring_model(uri)  # the pyfunc's `scoring_model` artifact
     n_items = read_table(spark, base_config.table_path("item_ids")).count()
     if model.mixed:  # a blend: the user index, then the multi-hot of the seen items
         inputs = torch.zeros(2, 1 + n_items)

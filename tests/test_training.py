@@ -178,7 +178,8 @@ def _register(config: Config, factors: IdFactors, tag_date: str) -> str:
 def test_gate_refuses_worse_and_nan_models_and_scoring_reads_the_alias(
     spark: SparkSession, config: Config
 ) -> None:
-    config = _with(config, "evaluate.baselines=[popularity]")  # the gate needs popularity only
+    # The gate needs popularity only, and any model that beats it: EASE, closed form.
+    config = _with(config, "train.candidates=[ease]", "evaluate.baselines=[popularity]")
     good = run_stages(spark, config, RUN_DATE, ["train", "evaluate"])
     assert good["evaluate"].gate_passed, good["evaluate"].gate_reason
     champion = str(champion_version(config).version)
@@ -352,12 +353,10 @@ def test_a_candidate_retrained_every_n_runs_is_kept_and_re_evaluated_between(
 
 
 def mlflow_model(config: Config, version: str) -> ScoringModel:
-    import mlflow.pytorch
+    from recspark.models.served import load_scoring_model
 
     setup_mlflow(config)
-    model: ScoringModel = mlflow.pytorch.load_model(
-        f"models:/{config.mlflow.registered_model}/{version}", map_location="cpu"
-    )
+    model: ScoringModel = load_scoring_model(f"models:/{config.mlflow.registered_model}/{version}")
     return model
 
 

@@ -74,11 +74,12 @@ class MlflowModelFactors:
 
     def load(self) -> FactorSet:
         import mlflow
-        import mlflow.pytorch
+
+        from recspark.models.served import load_scoring_model
 
         mlflow.set_tracking_uri(self.tracking_uri)
         mlflow.set_registry_uri(self.tracking_uri)
-        model = mlflow.pytorch.load_model(self.model_uri, map_location="cpu")
+        model = load_scoring_model(self.model_uri)
         if isinstance(model, ScoringModel):
             return model.factor_set()
         users, items = model.factors()  # a bare TwoTower logged by recspark 0.1

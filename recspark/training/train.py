@@ -4,7 +4,8 @@ Every candidate of `train.candidates` is trained on the same rows and validated 
 (`recspark.training.candidates`): `two_tower` and `sasrec` data-parallel by `train.launcher`
 (`horovod` or `torch_distributor`) on `train.num_proc` ranks, `ease` in closed form from an
 item-item Gram matrix built in Spark, `blend` as weights over the others fit on validation. The
-best by validation NDCG is logged as a `ScoringModel` (the trained network plus the vectors
+best by validation NDCG is logged as the pyfunc that answers by user id (`recspark.models.served`,
+its `scoring_model` artifact a `ScoringModel`: the trained network plus the vectors
 scoring reads) and registered under `mlflow.registered_model`, its kind in the `model_name` tag,
 with its run date, config hash and the Delta versions of the tables it was trained on. One MLflow
 parent run per stage holds one child run per candidate.
@@ -26,12 +27,11 @@ from pathlib import Path
 from typing import Any, TypeGuard
 
 import numpy as np
-from delta.tables import DeltaTable
 from numpy.typing import NDArray
 from pyspark.sql import DataFrame, SparkSession
 
 from recspark.config import Config, TableKey
-from recspark.io.delta import read_table
+from recspark.io.delta import delta_version, read_table
 from recspark.models.base import ScoringModel
 from recspark.models.closed_form import fit_closed_form
 from recspark.models.registry import (
@@ -77,6 +77,7 @@ from recspark.training.loop import (
     train_worker,
 )
 from recspark.training.schedule import schedule
+from recspark.training.served import write_serving_tables
 from recspark.training.shipped import shipped_archives, wrap
 from recspark.vocab import GradientModel, choices
 
@@ -105,15 +106,7 @@ def is_gradient_model(model: str) -> TypeGuard[GradientModel]:
 
 def table_versions(spark: SparkSession, config: Config) -> DataVersions:
     """The current Delta version of each input table (None where it does not exist)."""
-    versions: DataVersions = {}
-    for key in INPUT_TABLES:
-        path = config.table_path(key)
-        if not DeltaTable.isDeltaTable(spark, path):
-            versions[key] = None
-            continue
-        last = DeltaTable.forPath(spark, path).history(1).first()
-        versions[key] = None if last is None else int(last["version"])
-    return versions
+    return {key: delta_version(spark, config.table_path(key)) for key in INPUT_TABLES}
 
 
 def checkpoint_folder(config: Config, run_date: dt.date) -> Path:
@@ -185,7 +178,7 @@ def _params(
 
 def _champion_state(config: Config, model_name: str) -> StateDict | None:
     """The champion's network parameters for a warm start (None: no champion, other model)."""
-    import mlflow.pytorch
+    from recspark.models.served import load_scoring_model
 
     if not config.train.warm_start:
         return None
@@ -193,9 +186,7 @@ def _champion_state(config: Config, model_name: str) -> StateDict | None:
         version = champion_version(config)
     except NoModelError:
         return None
-    champion = mlflow.pytorch.load_model(
-        f"models:/{config.mlflow.registered_model}/{version.version}", map_location="cpu"
-    )
+    champion = load_scoring_model(f"models:/{config.mlflow.registered_model}/{version.version}")
     if getattr(champion, "model_name", None) != model_name or champion.network is None:
         return None
     state: StateDict = champion.network.state_dict()
@@ -550,10 +541,19 @@ def run_train(spark: SparkSession, config: Config, run_date: dt.date) -> TrainRe
 
 
 # -- MLflow ------------------------------------------------------------------------------------
+def _shared_scratch(config: Config) -> Any:
+    """A scratch folder under `paths.work`, removed after use: Spark's executors write there and
+    the driver reads it, so on a cluster it must be the shared mount `paths.work` is (a local
+    temporary folder of the driver is not where executors on other nodes write)."""
+    base = Path(config.work_path) / "registration"
+    base.mkdir(parents=True, exist_ok=True)
+    return tempfile.TemporaryDirectory(dir=base)
+
+
 def _log_id_maps(spark: SparkSession, config: Config, mlflow: Any) -> None:
     """The id maps (original id <-> index) the model's vectors are indexed by, as Parquet."""
     id_maps: tuple[TableKey, ...] = ("user_ids", "item_ids")
-    with tempfile.TemporaryDirectory() as tmp:
+    with _shared_scratch(config) as tmp:
         for key in id_maps:
             target = Path(tmp) / key
             read_table(spark, config.table_path(key)).coalesce(1).write.parquet(
@@ -561,22 +561,6 @@ def _log_id_maps(spark: SparkSession, config: Config, mlflow: Any) -> None:
             )
             for part in target.glob("part-*.parquet"):
                 mlflow.log_artifact(str(part), artifact_path=f"id_maps/{key}")
-
-
-def _signature(model: ScoringModel) -> Any:
-    import numpy as np
-    import torch
-    from mlflow.models import infer_signature
-
-    if model.history_based:
-        example = np.zeros((1, model.n_items), dtype=np.float32)
-    elif model.mixed:
-        example = np.zeros((1, 1 + model.n_items), dtype=np.float32)
-    else:
-        example = np.zeros((1,), dtype=np.int64)
-    with torch.no_grad():
-        output = model(torch.as_tensor(example)).numpy()
-    return infer_signature(example, output)
 
 
 def run_tags(
@@ -627,39 +611,59 @@ def _log_candidate(mlflow: Any, run_id: str, name: str, trained: Trained, k: int
 
 
 def model_requirements() -> list[str]:
-    """What loading a registered model needs besides recspark itself (the pickles name its
-    classes: install its wheel, `make package`, where the model is served)."""
+    """What loading a registered model needs besides recspark itself (its classes are pickled
+    by reference: install its wheel, `make package`, where the model is served)."""
     import importlib.metadata as metadata
 
-    return [f"{name}=={metadata.version(name)}" for name in ("torch", "numpy", "mlflow")]
+    needed = ("torch", "numpy", "pandas", "pyarrow", "mlflow")
+    return [f"{name}=={metadata.version(name)}" for name in needed]
 
 
 def _register(
     spark: SparkSession, config: Config, mlflow: Any, trained: Trained, run_date: dt.date
 ) -> str:
-    """Log the winner's model in the current (child) run and register it; its version."""
-    import mlflow.pytorch
+    """Log the winner in the current (child) run as the pyfunc that answers by user id
+    (`recspark.models.served`), with the model and the run's serving tables as its artifacts,
+    and register it; its version."""
+    import mlflow.pyfunc
+    import pandas as pd
+    import torch
     from mlflow.tracking import MlflowClient
+
+    from recspark.models import served
 
     name = config.mlflow.registered_model
     mlflow.log_dict(config.model_dump(mode="json"), "config.json")
     _log_id_maps(spark, config, mlflow)
-    # Pickle, not MLflow 3's default 'pt2' (a traced graph): scoring needs the module's
-    # factor_set() method, which only the pickled nn.Module keeps.
-    info = mlflow.pytorch.log_model(
-        trained.model,
-        name="model",
-        registered_model_name=name,
-        serialization_format="pickle",
-        signature=_signature(trained.model),
-        # Stated, not inferred: inference imports the model in a subprocess (4 s a registration).
-        pip_requirements=model_requirements(),
-    )
+    with _shared_scratch(config) as tmp:
+        folder = Path(tmp)
+        model_file = folder / "scoring_model.pt"
+        torch.save(trained.model, model_file)
+        artifacts = {
+            served.MODEL_ARTIFACT: str(model_file),
+            **write_serving_tables(spark, config, run_date, folder),
+        }
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=served.UserIdRecommender(config.score.k),
+            artifacts=artifacts,
+            signature=served.signature(),
+            input_example=pd.DataFrame({served.USER_ID: [_a_user_id(spark, config)], "k": [3]}),
+            registered_model_name=name,
+            # Stated, not inferred: inference imports the model in a subprocess (4 s a run).
+            pip_requirements=model_requirements(),
+        )
     version = str(info.registered_model_version)
     client = MlflowClient()
     client.set_model_version_tag(name, version, "run_date", run_date.isoformat())
     client.set_model_version_tag(name, version, "model_name", trained.model.model_name)
     return version
+
+
+def _a_user_id(spark: SparkSession, config: Config) -> str:
+    """A user id of the id map, for the model's input example."""
+    row = read_table(spark, config.table_path("user_ids")).select("user_id").first()
+    return "" if row is None else str(row[0])
 
 
 def _log_to_mlflow(

@@ -1,0 +1,126 @@
+"""Key-value stores an application reads recommendations from at request time.
+
+`OnlineStore` is what the export stage needs of a store; `RedisStore` is the one recspark ships.
+Another store (DynamoDB, Cassandra, ...) implements the same five methods.
+
+Layout in Redis (prefix `online.key_prefix`, default `recspark`):
+
+    {prefix}:current             the version readers use (a string)
+    {prefix}:recs:{version}      hash: user_id -> JSON {"items": [...], "scores": [...],
+                                 "reason": ..., "run_date": ..., "model_version": ...}
+    {prefix}:meta:{version}      hash: run_id, run_date, model_version, users, written_at
+    {prefix}:versions            sorted set of the versions written, by the time they went current
+
+A reader asks `GET {prefix}:current`, then `HGET {prefix}:recs:{that version} {user_id}`. A
+version's hash is complete before `current` names it and is never written again, so a reader sees
+one run's recommendations, never two mixed. When a new version goes current, the ones before the
+`keep_versions` newest get an expiry (`expire_after_s`, time for readers that fetched the old
+pointer to finish) and then disappear.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+
+class OnlineStore(Protocol):
+    """What the export stage needs of a store (see the module docstring for Redis's layout)."""
+
+    def current(self) -> str | None: ...
+
+    def is_complete(self, version: str) -> bool: ...
+
+    def clear(self, version: str) -> None: ...
+
+    def write(self, version: str, rows: Iterable[tuple[str, str]]) -> int: ...
+
+    def publish(self, version: str, meta: Mapping[str, str]) -> list[str]: ...
+
+
+@dataclass(frozen=True)
+class RedisStore:
+    """The Redis layout of the module docstring. Picklable: each Spark task opens its own
+    connection from the URL."""
+
+    url: str
+    prefix: str = "recspark"
+    batch_size: int = 1000
+    keep_versions: int = 2
+    expire_after_s: int = 3600
+    timeout_s: float = 10.0
+
+    def client(self) -> Any:
+        import redis
+
+        return redis.Redis.from_url(
+            self.url, socket_timeout=self.timeout_s, socket_connect_timeout=self.timeout_s
+        )
+
+    def key(self, *parts: str) -> str:
+        return ":".join((self.prefix, *parts))
+
+    def current(self) -> str | None:
+        value = self.client().get(self.key("current"))
+        return None if value is None else value.decode()
+
+    def is_complete(self, version: str) -> bool:
+        """Whether `version` was written whole and published (its metadata exists)."""
+        return bool(self.client().exists(self.key("meta", version)))
+
+    def clear(self, version: str) -> None:
+        """Drop what an earlier, failed attempt wrote under `version` (never the current one)."""
+        if version == self.current():
+            raise ValueError(f"version {version} is current: it is never rewritten")
+        self.client().unlink(self.key("recs", version), self.key("meta", version))
+
+    def write(self, version: str, rows: Iterable[tuple[str, str]]) -> int:
+        """HSET (user_id, JSON) rows into the version's hash, `batch_size` users per pipelined
+        round trip; the number written."""
+        client, key, written = self.client(), self.key("recs", version), 0
+        batch: dict[str, str] = {}
+        for user_id, payload in rows:
+            batch[user_id] = payload
+            if len(batch) >= self.batch_size:
+                written += _flush(client, key, batch)
+        return written + _flush(client, key, batch)
+
+    def publish(self, version: str, meta: Mapping[str, str]) -> list[str]:
+        """Make `version` current in one transaction; the older versions set to expire."""
+        client = self.client()
+        versions_key = self.key("versions")
+        now = time.time()
+        pipe = client.pipeline(transaction=True)
+        pipe.hset(self.key("meta", version), mapping={**meta, "written_at": f"{now:.3f}"})
+        pipe.persist(self.key("recs", version))
+        pipe.persist(self.key("meta", version))
+        pipe.set(self.key("current"), version)
+        pipe.zadd(versions_key, {version: now})
+        pipe.execute()
+        newest = {v.decode() for v in client.zrevrange(versions_key, 0, self.keep_versions - 1)}
+        expiring = [
+            v.decode() for v in client.zrange(versions_key, 0, -1) if v.decode() not in newest
+        ]
+        if expiring:
+            pipe = client.pipeline(transaction=True)
+            for old in expiring:
+                pipe.expire(self.key("recs", old), self.expire_after_s)
+                pipe.expire(self.key("meta", old), self.expire_after_s)
+            pipe.zrem(versions_key, *expiring)
+            pipe.execute()
+        return expiring
+
+
+def _flush(client: Any, key: str, batch: dict[str, str]) -> int:
+    """One HSET of the batch's fields (then emptied); how many it held."""
+    if not batch:
+        return 0
+    n = len(batch)
+    client.hset(key, mapping=batch)
+    batch.clear()
+    return n
+
+
+__all__ = ["OnlineStore", "RedisStore"]
