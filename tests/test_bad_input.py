@@ -38,6 +38,17 @@ LINES = [
     ("u3,i1,rating,,2026-03-01 09:00:00", "rating_out_of_range"),
     ("u3,i404,view,,2026-03-01 08:00:00", "unknown_item"),
     ("  u4 , i2 , VIEW ,,2026-03-01 10:00:00", None),
+    ("\x00u5,i1,view,,2026-03-01 08:00:00", "control_character"),
+    ("\x1b[2Ju5,i1,view,,2026-03-01 08:00:00", "control_character"),
+    ("u5,i1\x07,view,,2026-03-01 08:00:00", "control_character"),
+    ("u5\x7f,i2,view,,2026-03-01 08:00:00", "control_character"),
+    ("u5,i\x85,view,,2026-03-01 08:00:00", "control_character"),
+]
+# Lines that are not UTF-8: a stray continuation byte, a truncated sequence, an overlong NUL.
+NOT_UTF8 = [
+    (b"u\xff6,i1,view,,2026-03-01 08:00:00", "invalid_utf8"),
+    (b"u6,i\xe2\x82,view,,2026-03-01 08:00:00", "invalid_utf8"),
+    (b"u\xc0\x806,i2,view,,2026-03-01 08:00:00", "invalid_utf8"),
 ]
 
 
@@ -48,16 +59,17 @@ def test_every_broken_line_gets_its_reason(spark: SparkSession, tmp_path: Path) 
     )
     events = Path(config.raw_path) / "events"
     events.mkdir(parents=True)
-    (events / "broken.csv").write_text("\n".join(line for line, _ in LINES) + "\n")
+    text = [line.encode() for line, _ in LINES] + [line for line, _ in NOT_UTF8]
+    (events / "broken.csv").write_bytes(b"\n".join(text) + b"\n")
     catalog = Path(config.raw_path) / "items"
     catalog.mkdir()
     (catalog / "items.csv").write_text("item_id,category\ni1,a\ni2,b\n")
 
     result = run_ingest(spark, config, RUN_DATE)
 
-    expected_reasons = [reason for _, reason in LINES if reason]
-    assert result.rows_in == len(LINES)
-    assert result.clean == len(LINES) - len(expected_reasons)
+    expected_reasons = [reason for _, reason in LINES + NOT_UTF8 if reason]
+    assert result.rows_in == len(LINES) + len(NOT_UTF8)
+    assert result.clean == result.rows_in - len(expected_reasons)
     quarantine = read_table(spark, config.table_path("interactions_quarantine"), RUN_DATE)
     expected = spark.createDataFrame(
         sorted((reason,) for reason in expected_reasons), "reason string"

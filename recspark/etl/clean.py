@@ -1,9 +1,9 @@
 """Cleaning transforms: parse raw text columns, give every bad row one named reason.
 
 Reasons, first that applies wins (the order is the order of checks below):
-`malformed_record`, `null_key`, `bad_timestamp`, `future_timestamp`, `too_old`,
-`unknown_event_type`, `bad_value`, `rating_out_of_range`, `unknown_item`, `duplicate`,
-`near_duplicate`, `bot_like_user`.
+`malformed_record`, `null_key`, `control_character`, `invalid_utf8`, `bad_timestamp`,
+`future_timestamp`, `too_old`, `unknown_event_type`, `bad_value`, `rating_out_of_range`,
+`unknown_item`, `duplicate`, `near_duplicate`, `bot_like_user`.
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ from recspark.schemas import (
 REASONS = [
     "malformed_record",
     "null_key",
+    "control_character",
+    "invalid_utf8",
     "bad_timestamp",
     "future_timestamp",
     "too_old",
@@ -50,6 +52,20 @@ PARSED_VALUE = "_parsed_value"
 
 def is_blank(col: Column) -> Column:
     return col.isNull() | (F.trim(col) == "")
+
+
+# C0 controls (NUL, BEL, ESC, TAB, CR, LF, ...), DEL and the C1 controls: never part of an id.
+CONTROL_CHARACTERS = "[\\x{0}-\\x{1F}\\x{7F}-\\x{9F}]"
+# What a UTF-8 decoder (Spark's text readers) puts in place of bytes that are not UTF-8.
+REPLACEMENT_CHARACTER = "\ufffd"
+
+
+def has_control_character(col: Column) -> Column:
+    return col.rlike(CONTROL_CHARACTERS)
+
+
+def has_invalid_utf8(col: Column) -> Column:
+    return F.instr(col, REPLACEMENT_CHARACTER) > 0
 
 
 def with_reason(
@@ -85,6 +101,11 @@ def with_reason(
             | is_blank(F.col(EVENT_TS)),
             "null_key",
         )
+        .when(
+            has_control_character(F.col(USER_ID)) | has_control_character(F.col(ITEM_ID)),
+            "control_character",
+        )
+        .when(has_invalid_utf8(F.col(USER_ID)) | has_invalid_utf8(F.col(ITEM_ID)), "invalid_utf8")
         .when(ts.isNull(), "bad_timestamp")
         .when(F.lit(latest_ts is not None) & (ts > F.lit(latest_ts)), "future_timestamp")
         .when(F.lit(earliest_ts is not None) & (ts < F.lit(earliest_ts)), "too_old")
