@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from recspark import exit_codes
 from recspark.config import Config, ConfigError, load_config
 from recspark.stages import DEMO, NIGHTLY, StageName
 
@@ -27,6 +29,8 @@ def _date(text: str) -> dt.date:
 
 
 def _common(parser: argparse.ArgumentParser, with_run_date: bool = True) -> None:
+    parser.epilog = exit_codes.epilog()
+    parser.formatter_class = _HelpFormatter
     parser.add_argument(
         "--conf",
         default="conf",
@@ -45,6 +49,13 @@ def _common(parser: argparse.ArgumentParser, with_run_date: bool = True) -> None
             help="the run date the stage works for, YYYY-MM-DD (default: today)",
         )
     parser.add_argument(
+        "--debug",
+        action="store_true",
+        default=os.environ.get("RECSPARK_DEBUG", "") not in ("", "0"),
+        help="on an expected failure, show the traceback instead of the one-line message "
+        "(also RECSPARK_DEBUG=1)",
+    )
+    parser.add_argument(
         "--set",
         dest="overrides",
         action="append",
@@ -54,11 +65,22 @@ def _common(parser: argparse.ArgumentParser, with_run_date: bool = True) -> None
     )
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """Wraps descriptions as usual; keeps the exit-code table's lines."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if text.startswith("exit codes:"):
+            return text
+        return super()._fill_text(text, width, indent)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="recspark",
         description="Spark-based batch recommendation engine: ingest -> featurize -> train "
         "(Horovod) -> evaluate -> score, on Delta tables with an MLflow registry.",
+        epilog=exit_codes.epilog(),
+        formatter_class=_HelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run = sub.add_parser(
@@ -162,21 +184,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _promote_or_demote(config: Config, args: argparse.Namespace) -> int:
-    from recspark.tracking import NoModelError, demote, promote, setup_mlflow
+    from recspark.tracking import demote, promote, setup_mlflow
 
     setup_mlflow(config)
     name = config.mlflow.registered_model
-    try:
-        if args.command == "promote":
-            now = promote(config, args.version)
-            print(f"{name} version {now.version} is now the champion")
-        else:
-            old, new = demote(config)
-            after = f"version {new.version} is the champion again" if new else "no champion"
-            print(f"{name} version {old.version} demoted; {after}")
-    except NoModelError as exc:
-        print(f"recspark: {exc}", file=sys.stderr)
-        return 2
+    if args.command == "promote":
+        now = promote(config, args.version)
+        print(f"{name} version {now.version} is now the champion")
+    else:
+        old, new = demote(config)
+        after = f"version {new.version} is the champion again" if new else "no champion"
+        print(f"{name} version {old.version} demoted; {after}")
     return 0
 
 
@@ -307,5 +325,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = load_config(args.conf, args.env, args.overrides)
     except ConfigError as exc:
         print(f"recspark: configuration error: {exc}", file=sys.stderr)
-        return 2
-    return COMMANDS[args.command](config, args)
+        return exit_codes.USAGE
+    try:
+        return COMMANDS[args.command](config, args)
+    except Exception as exc:
+        from recspark.failures import classify, one_line
+
+        failure = classify(exc)
+        if failure is None or args.debug:
+            raise
+        print(one_line(exc, failure), file=sys.stderr, flush=True)
+        return failure.code

@@ -103,6 +103,7 @@ def _run_stage(
         error = f"{type(exc).__name__}: {exc}"[:2000]
         failed = StageOutcome(name, started_at, time.perf_counter() - started, error=error)
         record_stage_run(spark, config, failed, run_id, run_date)
+        exc.add_note(f"stage {name} ({run_date})")  # the CLI's one line names the stage
         raise
     seconds = round(time.perf_counter() - started, 1)
     record_stage_run(

@@ -12,11 +12,42 @@ class NoModelError(LookupError):
     """The registry has no model version for what was asked."""
 
 
+class TrackingUnreachableError(ConnectionError):
+    """The configured MLflow tracking server does not answer."""
+
+
+def check_tracking_server(uri: str, timeout_s: float = 10.0) -> None:
+    """Fail fast, naming the URI, when an http(s) tracking server does not answer its health check.
+
+    (MLflow's own client retries for minutes before it gives up.)
+    """
+    import urllib.error
+    import urllib.request
+
+    if not uri.startswith(("http://", "https://")):
+        return
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout_s):
+            return
+    except urllib.error.HTTPError:
+        return  # it answers (a server or proxy without /health)
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise TrackingUnreachableError(
+            f"mlflow.tracking_uri: the tracking server at {uri} does not answer ({reason})"
+        ) from exc
+
+
 def setup_mlflow(config: Config) -> Any:
-    """Point MLflow at the configured store; create the experiment if needed. Returns mlflow."""
+    """Point MLflow at the configured store; create the experiment if needed. Returns mlflow.
+
+    Raises:
+        TrackingUnreachableError: an http(s) tracking server does not answer.
+    """
     import mlflow
 
     uri = config.mlflow_tracking_uri
+    check_tracking_server(uri)
     if uri.startswith("sqlite:///"):
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(uri)

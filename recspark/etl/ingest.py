@@ -29,7 +29,13 @@ from recspark.etl.clean import (
     with_unknown_items,
 )
 from recspark.io.delta import merge_new_rows, write_run_partition
-from recspark.io.sources import SourceError, item_catalog, read_raw_events, resolve_source
+from recspark.io.sources import (
+    SourceError,
+    has_data_files,
+    item_catalog,
+    read_raw_events,
+    resolve_source,
+)
 from recspark.results import IngestResult
 from recspark.rules import run_date_end
 from recspark.schemas import EVENT_DATE, EVENT_ID, REASON, RUN_DATE
@@ -141,11 +147,16 @@ def read_source(spark: SparkSession, config: Config, run_date: dt.date) -> DataF
     """The raw events of `run_date` as text columns (see `recspark.io.sources`).
 
     Raises:
-        SourceError: the source path does not exist.
+        SourceError: the source path does not exist, or holds no data files.
     """
     path = source_path(config, run_date)
     if "://" not in path and not Path(path).exists():
         raise SourceError(f"source.path: {path} does not exist")
+    if not has_data_files(spark, path):
+        raise SourceError(
+            f"source.path: {path} holds no data files for run date {run_date} (did the landing "
+            "job run?)"
+        )
     return read_raw_events(spark, config.source, path, run_date)
 
 

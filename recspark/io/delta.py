@@ -69,11 +69,24 @@ class MissingTableError(FileNotFoundError):
     """A stage needs a table an earlier stage should have written."""
 
 
+class UnreadableTableError(OSError):
+    """A Delta table exists but its log cannot be read (corrupt or missing commit files)."""
+
+
 def read_table(spark: SparkSession, path: str, run_date: dt.date | None = None) -> DataFrame:
-    """Read a Delta table, optionally just one run_date partition."""
+    """Read a Delta table, optionally just one run_date partition.
+
+    Raises:
+        MissingTableError: no Delta table at `path`.
+        UnreadableTableError: its transaction log cannot be read (names the path and the cause).
+    """
     if not table_exists(spark, path):
         raise MissingTableError(f"no Delta table at {path}: run the stage that writes it first")
-    df = spark.read.format("delta").load(path)
+    try:
+        df = spark.read.format("delta").load(path)
+    except Exception as exc:  # Spark's errors have no common class worth naming here
+        cause = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        raise UnreadableTableError(f"the Delta table at {path} cannot be read: {cause}") from exc
     if run_date is not None:
         df = df.filter(F.col(RUN_DATE) == F.lit(run_date))
     return df

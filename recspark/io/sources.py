@@ -152,6 +152,28 @@ def _with_corrupt(names: list[str]) -> T.StructType:
     return T.StructType([*fields, T.StructField(CORRUPT, T.StringType())])
 
 
+def has_data_files(spark: SparkSession, path: str) -> bool:
+    """Whether `path` (a file, or a folder searched recursively) holds a file Spark would read.
+
+    Through Hadoop's file system, so object stores count too; names starting with `.` or `_`
+    (`_SUCCESS`, `.crc`, `_delta_log` entries) are not data.
+    """
+    jvm = spark.sparkContext._jvm
+    assert jvm is not None
+    hadoop_path = jvm.org.apache.hadoop.fs.Path(path)
+    fs = hadoop_path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    if not fs.exists(hadoop_path):
+        return False
+    root = str(fs.makeQualified(hadoop_path).toUri().getPath())
+    files = fs.listFiles(hadoop_path, True)
+    while files.hasNext():
+        status = files.next()
+        below = str(status.getPath().toUri().getPath()).removeprefix(root).split("/")
+        if status.getLen() > 0 and not any(n.startswith((".", "_")) for n in below if n):
+            return True
+    return False
+
+
 def reader_spec(
     spark: SparkSession, source: SourceConfig, path: str
 ) -> tuple[str, T.StructType | None, dict[str, str]]:

@@ -1,0 +1,109 @@
+"""Expected operational failures: one line for the operator and a documented exit code.
+
+`recspark` (and every `jobs/*.py`) turns these into `recspark: <what failed> (<what to do>; exit N)`
+on stderr and the exit code (`recspark.exit_codes`), without a traceback; `--debug` or
+RECSPARK_DEBUG=1 re-raises. Anything else is a bug: Python's traceback and exit code 1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from recspark import exit_codes as codes
+from recspark.config import ConfigError
+from recspark.etl.ingest import AccountingError
+from recspark.io.delta import MissingTableError, SchemaMismatchError, UnreadableTableError
+from recspark.io.sources import SourceError
+from recspark.online.export import OnlineExportError
+from recspark.scoring.publish import ValidationError
+from recspark.tracking import NoModelError, TrackingUnreachableError
+from recspark.training.train import TrainingError
+
+
+@dataclass(frozen=True)
+class Failure:
+    code: int
+    hint: str  # what to do, appended to the exception's own message
+
+
+# (exception classes, code, what to do), first match wins.
+_KNOWN: list[tuple[tuple[type[BaseException], ...], int, str]] = [
+    ((ConfigError,), codes.USAGE, "fix the configuration"),
+    (
+        (SourceError, AccountingError),
+        codes.INPUT,
+        "check `source` in the configuration and the files",
+    ),
+    (
+        (MissingTableError, UnreadableTableError, SchemaMismatchError),
+        codes.TABLE,
+        "run the stage that writes it, or restore the table (see Failure modes in the README)",
+    ),
+    (
+        (NoModelError,),
+        codes.NO_MODEL,
+        "look at model_metrics and the evaluation report; `recspark promote --version N` "
+        "promotes a version by hand",
+    ),
+    (
+        (TrackingUnreachableError,),
+        codes.TRACKING,
+        "start the tracking server or fix mlflow.tracking_uri",
+    ),
+    ((TrainingError,), codes.TRAINING, "look at the training rows and the MLflow run of this date"),
+    (
+        (ValidationError,),
+        codes.VALIDATION,
+        "the previous recommendations stay published; fix and rerun score",
+    ),
+    ((OnlineExportError,), codes.ONLINE_STORE, "check the store (online.*) and rerun export"),
+]
+
+# Delta's conflict exceptions, by their JVM class (a py4j error) or their Python class.
+_CONFLICTS = (
+    "DeltaConcurrentModificationException",
+    "ConcurrentWriteException",
+    "MetadataChangedException",
+    "ProtocolChangedException",
+    "ConcurrentAppendException",
+    "ConcurrentDeleteReadException",
+    "ConcurrentDeleteDeleteException",
+    "ConcurrentTransactionException",
+)
+_CONFLICT_HINT = (
+    "another run wrote the same table at the same time: let it finish, then rerun this stage "
+    "for the date (every stage replaces only its date, so nothing is doubled)"
+)
+
+
+def _is_delta_conflict(exc: BaseException) -> bool:
+    if type(exc).__name__ in _CONFLICTS and type(exc).__module__.startswith("delta."):
+        return True
+    java = getattr(exc, "java_exception", None)  # py4j.protocol.Py4JJavaError
+    if java is None:
+        return False
+    try:
+        name = str(java.getClass().getName())
+    except Exception:  # a dead JVM: not a conflict we can name
+        return False
+    return name.startswith("io.delta.exceptions.") and name.rsplit(".", 1)[1] in _CONFLICTS
+
+
+def classify(exc: BaseException) -> Failure | None:
+    """The exit code and advice for an expected failure; None for anything else (a bug)."""
+    for classes, code, hint in _KNOWN:
+        if isinstance(exc, classes):
+            return Failure(code, hint)
+    if _is_delta_conflict(exc):
+        return Failure(codes.CONFLICT, _CONFLICT_HINT)
+    return None
+
+
+def one_line(exc: BaseException, failure: Failure) -> str:
+    """`recspark: [stage S (D): ]<message>: <what to do>` on one line."""
+    notes = [n for n in getattr(exc, "__notes__", []) if n.startswith("stage ")]
+    message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if type(exc).__name__ in _CONFLICTS or getattr(exc, "java_exception", None) is not None:
+        message = f"Delta write conflict ({message[:300]})"
+    where = f"{notes[0]}: " if notes else ""
+    return f"recspark: {where}{message} ({failure.hint}; exit {failure.code})"
