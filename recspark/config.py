@@ -159,6 +159,7 @@ class SourceConfig(Section):
     path: Text = "events"
     header: bool = False
     delimiter: Text = ","
+    multiline: bool = False
     columns: list[Text] = ["user_id", "item_id", "event_type", "value", "event_ts"]
     mapping: dict[RawColumn, Text] = {}
     constants: dict[RawColumn, Text] = {}

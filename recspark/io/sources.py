@@ -128,10 +128,26 @@ def _delimiter(source: SourceConfig) -> str:
     return "\t" if source.format == "tsv" and source.delimiter == "," else source.delimiter
 
 
+def rfc4180_options(source: SourceConfig) -> dict[str, str]:
+    """Spark CSV options for RFC 4180 fields: quoted, a doubled quote inside is one quote.
+
+    Spark's default escape is a backslash, which would keep `""` in a value (and its quotes).
+    The reader keeps the spaces around fields (ingest trims those of ids and event types).
+    """
+    return {
+        "sep": _delimiter(source),
+        "quote": '"',
+        "escape": '"',
+        "multiLine": str(source.multiline).lower(),
+        "ignoreLeadingWhiteSpace": "false",
+        "ignoreTrailingWhiteSpace": "false",
+    }
+
+
 def _text_schema(spark: SparkSession, source: SourceConfig, path: str) -> T.StructType:
     if source.header:
         # Field names come from the header: read it once (the first file's first line).
-        header = spark.read.option("sep", _delimiter(source)).option("header", True).csv(path)
+        header = spark.read.options(**rfc4180_options(source)).option("header", True).csv(path)
         names = header.columns
     else:
         names = list(source.columns)
@@ -186,8 +202,8 @@ def reader_spec(
     if source.format in TEXT_FORMATS:
         options = {
             "header": str(source.header).lower(),
-            "sep": _delimiter(source),
             "enforceSchema": "true",
+            **rfc4180_options(source),
             **permissive,
         }
         return "csv", _text_schema(spark, source, path), options
