@@ -23,7 +23,7 @@ EXIT_CODES: dict[int, str] = {
     USAGE: "bad command line or configuration",
     INPUT: "the input: no source files, an unreadable source, rows unaccounted for",
     TABLE: "a table is missing or unreadable",
-    NO_MODEL: "no model: the gate has refused every model so far, or none for the date",
+    NO_MODEL: "no model: the gate refused every model so far; none for the date; no such version",
     TRACKING: "the MLflow tracking server does not answer",
     CONFLICT: "a concurrent write to the same Delta table (another run of the same date)",
     TRAINING: "training produced no usable model",

@@ -13,6 +13,7 @@ from mlflow.tracking import MlflowClient
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from recspark import exit_codes
 from recspark.config import Config, load_config
 from recspark.io.delta import read_table
 from recspark.models.base import ScoringModel
@@ -104,7 +105,7 @@ def test_promote_and_demote(config: Config) -> None:
         [sys.executable, "-m", "recspark", "promote", "--version", "999", *common],
         cwd=PROJECT, env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
-    assert bad.returncode == 2 and "has no version '999'" in bad.stderr
+    assert bad.returncode == exit_codes.NO_MODEL and "has no version '999'" in bad.stderr
 
 
 def test_score_publishes_explained_recommendations(spark: SparkSession, config: Config) -> None:
