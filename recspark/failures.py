@@ -12,7 +12,12 @@ from dataclasses import dataclass
 from recspark import exit_codes as codes
 from recspark.config import ConfigError
 from recspark.etl.ingest import AccountingError
-from recspark.io.delta import MissingTableError, SchemaMismatchError, UnreadableTableError
+from recspark.io.delta import (
+    MissingTableError,
+    SchemaMismatchError,
+    UnreadableTableError,
+    first_line,
+)
 from recspark.io.sources import SourceError
 from recspark.online.export import OnlineExportError
 from recspark.scoring.publish import ValidationError
@@ -102,8 +107,8 @@ def classify(exc: BaseException) -> Failure | None:
 def one_line(exc: BaseException, failure: Failure) -> str:
     """`recspark: [stage S (D): ]<message>: <what to do>` on one line."""
     notes = [n for n in getattr(exc, "__notes__", []) if n.startswith("stage ")]
-    message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    if type(exc).__name__ in _CONFLICTS or getattr(exc, "java_exception", None) is not None:
-        message = f"Delta write conflict ({message[:300]})"
+    message = first_line(exc)
+    if failure.code == codes.CONFLICT:
+        message = f"Delta write conflict ({first_line(exc, 300)})"
     where = f"{notes[0]}: " if notes else ""
     return f"recspark: {where}{message} ({failure.hint}; exit {failure.code})"

@@ -69,6 +69,12 @@ class MissingTableError(FileNotFoundError):
     """A stage needs a table an earlier stage should have written."""
 
 
+def first_line(exc: BaseException, limit: int | None = None) -> str:
+    """The first line of an error's message (Spark's run on for pages), or its class name."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:limit] if text else type(exc).__name__
+
+
 class UnreadableTableError(OSError):
     """A Delta table exists but its log cannot be read (corrupt or missing commit files)."""
 
@@ -85,7 +91,7 @@ def read_table(spark: SparkSession, path: str, run_date: dt.date | None = None) 
     try:
         df = spark.read.format("delta").load(path)
     except Exception as exc:  # Spark's errors have no common class worth naming here
-        cause = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        cause = first_line(exc, 300)
         raise UnreadableTableError(f"the Delta table at {path} cannot be read: {cause}") from exc
     if run_date is not None:
         df = df.filter(F.col(RUN_DATE) == F.lit(run_date))
