@@ -131,6 +131,7 @@ class TablesConfig(Section):
     user_features: Identifier = "user_features"
     item_features: Identifier = "item_features"
     user_sequences: Identifier = "user_sequences"
+    run_health: Identifier = "run_health"
 
 
 TableKey = Literal[
@@ -149,6 +150,7 @@ TableKey = Literal[
     "user_features",
     "item_features",
     "user_sequences",
+    "run_health",
 ]
 """The keys of `tables` (tests/test_config.py checks they are the fields of TablesConfig)."""
 
@@ -417,6 +419,38 @@ class OnlineConfig(Section):
     expire_after_s: Count = 3600
 
 
+Threshold = Annotated[float, Field(ge=0.0)] | None
+
+
+class CheckThresholds(Section):
+    """A monitoring check's bounds on its compared figure (recspark/health.py); null: none."""
+
+    warn_below: Threshold = None
+    fail_below: Threshold = None
+    warn_above: Threshold = None
+    fail_above: Threshold = None
+
+
+class ChecksConfig(Section):
+    rows_in: CheckThresholds = CheckThresholds(
+        warn_below=0.7, fail_below=0.4, warn_above=2.0, fail_above=None
+    )
+    quarantine_rate: CheckThresholds = CheckThresholds(warn_above=3.0, fail_above=10.0)
+    new_users: CheckThresholds = CheckThresholds(warn_above=3.0, fail_above=10.0)
+    new_items: CheckThresholds = CheckThresholds(warn_above=3.0, fail_above=10.0)
+    model_ndcg: CheckThresholds = CheckThresholds(warn_below=0.9, fail_below=0.7)
+    churn: CheckThresholds = CheckThresholds(warn_above=0.8, fail_above=0.98)
+    coverage: CheckThresholds = CheckThresholds(warn_below=0.7, fail_below=0.3)
+
+
+class MonitoringConfig(Section):
+    enabled: bool = True
+    trailing_runs: Count = 7
+    min_trailing_runs: Count = 3
+    rate_floor: Annotated[float, Field(gt=0.0, le=1.0)] = 0.001
+    checks: ChecksConfig = ChecksConfig()
+
+
 class Config(Section):
     spark: SparkConfig = SparkConfig()
     paths: PathsConfig = PathsConfig()
@@ -431,6 +465,7 @@ class Config(Section):
     score: ScoreConfig = ScoreConfig()
     catalog: CatalogConfig = CatalogConfig()
     online: OnlineConfig = OnlineConfig()
+    monitoring: MonitoringConfig = MonitoringConfig()
     synthetic: SyntheticConfig = SyntheticConfig()
     # Where the configuration was loaded from; set by load_config, never read from files.
     project_root: str = Field(".", exclude=True)

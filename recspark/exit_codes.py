@@ -17,6 +17,7 @@ CONFLICT = 7
 TRAINING = 8
 VALIDATION = 9
 ONLINE_STORE = 10
+HEALTH = 11
 
 EXIT_CODES: dict[int, str] = {
     BUG: "unexpected error (a bug): Python's traceback",
@@ -29,6 +30,7 @@ EXIT_CODES: dict[int, str] = {
     TRAINING: "training produced no usable model",
     VALIDATION: "the run's recommendations failed validation: nothing published",
     ONLINE_STORE: "the online store could not be written: the previous version stays current",
+    HEALTH: "a monitoring check failed (run_health): the night stopped, nothing published",
 }
 
 

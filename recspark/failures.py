@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from recspark import exit_codes as codes
 from recspark.config import ConfigError
 from recspark.etl.ingest import AccountingError
+from recspark.health import HealthCheckError
 from recspark.io.delta import (
     MissingTableError,
     SchemaMismatchError,
@@ -62,6 +63,12 @@ _KNOWN: list[tuple[tuple[type[BaseException], ...], int, str]] = [
         "the previous recommendations stay published; fix and rerun score",
     ),
     ((OnlineExportError,), codes.ONLINE_STORE, "check the store (online.*) and rerun export"),
+    (
+        (HealthCheckError,),
+        codes.HEALTH,
+        "look at run_health and the day's data; to accept the day, rerun the stage with the "
+        "check's threshold relaxed (--set monitoring.checks.NAME.fail_...=null)",
+    ),
 ]
 
 # Delta's conflict exceptions, by their JVM class (a py4j error) or their Python class.

@@ -130,6 +130,24 @@ RECOMMENDATIONS = T.StructType(
     ]
 )
 
+# Appended by the monitoring checks (recspark/health.py): one row per check and subject per run.
+RUN_HEALTH = T.StructType(
+    [
+        T.StructField("run_id", T.StringType(), False),
+        T.StructField("run_date", T.DateType(), False),
+        T.StructField("phase", T.StringType(), False),  # after_ingest | before_publish
+        T.StructField("checked_at", T.TimestampType(), False),
+        T.StructField("check", T.StringType(), False),
+        T.StructField("subject", T.StringType(), False),  # all, or a quarantine reason
+        T.StructField("value", T.DoubleType(), True),
+        T.StructField("baseline", T.DoubleType(), True),  # median over the trailing runs
+        T.StructField("compared", T.DoubleType(), True),  # value / baseline (churn: value)
+        T.StructField("status", T.StringType(), False),  # ok | warn | fail | no_baseline | skipped
+        T.StructField("thresholds", T.StringType(), False),  # JSON of the check's config
+        T.StructField("message", T.StringType(), False),
+    ]
+)
+
 # Appended once per stage run (a log).
 PIPELINE_RUNS = T.StructType(
     [

@@ -136,6 +136,7 @@ def test_a_real_delta_write_conflict_is_classified(spark: SparkSession, tmp_path
 
 def test_every_exit_code_has_its_failures_and_anything_else_is_a_bug() -> None:
     from recspark.etl.ingest import AccountingError
+    from recspark.health import HealthCheckError
     from recspark.io.delta import MissingTableError
     from recspark.io.sources import SourceError
     from recspark.online.export import OnlineExportError
@@ -152,6 +153,7 @@ def test_every_exit_code_has_its_failures_and_anything_else_is_a_bug() -> None:
         exit_codes.TRAINING: TrainingError("training diverged"),
         exit_codes.VALIDATION: ValidationError(RUN_DATE, ["no rows"]),
         exit_codes.ONLINE_STORE: OnlineExportError("redis down"),
+        exit_codes.HEALTH: HealthCheckError("rows_in[all] = 300: ratio 0.3 < fail_below 0.4"),
     }
     assert classify(AccountingError("3 rows unaccounted")) is not None
     named = {code for code, exc in examples.items() if (f := classify(exc)) and f.code == code}

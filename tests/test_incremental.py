@@ -27,6 +27,9 @@ NIGHTLY_SETTINGS = [
     "synthetic.n_interactions=3000",
     "synthetic.late_rate=0.2",
     "synthetic.defect_rate=0.05",
+    # The last days' landings hold only late events (a few percent of a usual day): monitoring
+    # would rightly stop them (tests/test_health.py); these tests are about the MERGE.
+    "monitoring.enabled=false",
 ]
 
 

@@ -28,6 +28,7 @@ from recspark.etl.clean import (
     with_reason,
     with_unknown_items,
 )
+from recspark.health import check_after_ingest
 from recspark.io.delta import merge_new_rows, write_run_partition
 from recspark.io.sources import (
     SourceError,
@@ -185,6 +186,7 @@ def run_ingest(spark: SparkSession, config: Config, run_date: dt.date) -> Ingest
     Raises:
         SourceError: the source path does not exist.
         AccountingError: the counts do not add up (nothing is written).
+        HealthCheckError: a monitoring check failed (the rows are written; run_health says why).
     """
     raw_df = read_source(spark, config, run_date)
     checked_df = check_rows(raw_df, config, run_date, item_catalog(spark, config)).persist()
@@ -200,4 +202,5 @@ def run_ingest(spark: SparkSession, config: Config, run_date: dt.date) -> Ingest
     finally:
         checked_df.unpersist()
     log.info("ingest %s: %s", run_date, result)
+    check_after_ingest(spark, config, run_date, result)
     return result

@@ -21,6 +21,7 @@ from pyspark.sql import functions as F
 
 from recspark import schemas
 from recspark.config import Config
+from recspark.health import check_before_publish
 from recspark.io.delta import overwrite_table, read_table, table_exists, write_run_partition
 from recspark.schemas import ITEM_ID, RANK, RUN_DATE, SCORE, USER_ID
 
@@ -118,15 +119,22 @@ def validate_recommendations(recs: DataFrame, expect: Expectation) -> tuple[list
 
 
 def stage_validate_publish(
-    spark: SparkSession, config: Config, run_date: dt.date, recs: DataFrame, expect: Expectation
+    spark: SparkSession,
+    config: Config,
+    run_date: dt.date,
+    recs: DataFrame,
+    expect: Expectation,
+    model_version: str,
 ) -> float:
-    """Write `recs` to staging, validate it there, and publish it only if it is valid.
+    """Write `recs` to staging, validate it there, run the monitoring checks, and publish it
+    only if it is valid and no check failed.
 
     Returns:
         The run's catalog coverage (rounded to 4 digits).
 
     Raises:
         ValidationError: naming every failed check; nothing published is changed.
+        recspark.health.HealthCheckError: a monitoring check failed; nothing published changed.
     """
     staging = config.table_path("recommendations_staging")
     write_run_partition(recs, staging, run_date, schemas.RECOMMENDATIONS, "recommendations_staging")
@@ -134,6 +142,7 @@ def stage_validate_publish(
     problems, coverage = validate_recommendations(staged, expect)
     if problems:
         raise ValidationError(run_date, problems)
+    check_before_publish(spark, config, run_date, staged, model_version, coverage)
     write_run_partition(
         staged,
         config.table_path("recommendations"),

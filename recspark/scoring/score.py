@@ -216,7 +216,7 @@ def run_score(spark: SparkSession, config: Config, run_date: dt.date) -> ScoreRe
         )
         expected = expected_rows(users, data.n_items, score.k, warm if shortlisted else None)
         coverage = stage_validate_publish(
-            spark, config, run_date, recs, expectation(data, expected, score)
+            spark, config, run_date, recs, expectation(data, expected, score), stamp.model_version
         )
         n_cold, n_scored = cold.count(), users.count()
     finally:
