@@ -311,16 +311,45 @@ def history_batches(
     return batched(table.toLocalIterator(), batch)
 
 
+def _partition_keys(spark: SparkSession, n: int) -> list[int]:
+    """One integer per partition 0..n-1 that Spark's hash partitioning into n partitions sends
+    there (pmod(murmur3(key), n) == p): repartitioning by such keys places rows exactly."""
+    found = (
+        spark.range(0, 64 * n)
+        .select("id", F.expr(f"pmod(hash(id), {n})").alias("p"))
+        .groupBy("p")
+        .agg(F.min("id").alias("id"))
+        .collect()
+    )
+    keys = {int(r["p"]): int(r["id"]) for r in found}
+    return [keys[p] for p in range(n)]
+
+
 def make_converter(spark: SparkSession, config: Config, rows: DataFrame, num_proc: int) -> Any:
-    """A Petastorm converter over `rows`, shuffled with a seed, at least two files per rank."""
+    """A Petastorm converter over `rows`, shuffled with a seed, two files per rank.
+
+    Which file a row lands in, and its place there, are functions of the row and the seed only
+    (a seeded draw picks the file, a total order sorts it), never of how the input was split
+    into partitions: the same rows give the same files, and with `train.reader_pool: dummy` the
+    same batches, every run.
+    """
     from petastorm.spark import SparkDatasetConverter, make_spark_converter
 
     cache = Path(config.work_path) / "petastorm"
     cache.mkdir(parents=True, exist_ok=True)
     spark.conf.set(SparkDatasetConverter.PARENT_CACHE_DIR_URL_CONF, cache.as_uri())
-    shuffled = rows.orderBy(
-        uniform(config.train.seed, "shuffle", F.col(USER_INDEX), F.col(ITEM_INDEX)),
-        USER_INDEX,
-        ITEM_INDEX,
-    ).repartition(max(2 * num_proc, 2))
-    return make_spark_converter(shuffled, parquet_row_group_size_bytes=256 * 1024)
+    files = max(2 * num_proc, 2)
+    keys = F.array(*[F.lit(k).cast("bigint") for k in _partition_keys(spark, files)])
+    draw = uniform(config.train.seed, "shuffle", F.col(USER_INDEX), F.col(ITEM_INDEX))
+    shuffled = (
+        rows.withColumn("_draw", draw)
+        .withColumn("_file", F.element_at(keys, (F.floor(F.col("_draw") * files) + 1).cast("int")))
+        .repartition(files, "_file")
+        .sortWithinPartitions("_draw", USER_INDEX, ITEM_INDEX)
+        .drop("_draw", "_file")
+    )
+    converter = make_spark_converter(shuffled, parquet_row_group_size_bytes=256 * 1024)
+    # Petastorm numbers row groups in the order of this list (Spark's inputFiles: any order),
+    # and shards and shuffles by those numbers: sorted, the ranks' shards are the same each run.
+    converter.file_urls = sorted(converter.file_urls)
+    return converter

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import itertools
 import math
 import os
 import sys
@@ -623,7 +624,12 @@ def memory_batches(rows: Mapping[str, Any], batch_size: int, seed: int) -> Itera
 
 
 def petastorm_batches(converter: Any, comm: Any, params: TrainParams) -> Any:
-    """A context manager yielding this rank's shard as an endless batch iterator."""
+    """A context manager yielding this rank's shard as an endless batch iterator.
+
+    Row groups come in file order every pass (Petastorm's own row-group shuffle is not
+    reproducible: its order varies from run to run with the same seed); `reshuffled` mixes the
+    rows instead, with a seeded generator, differently in each pass.
+    """
     pool: dict[str, Any] = (
         {"reader_pool_type": "dummy"} if params.reader_pool == "dummy" else {"workers_count": 1}
     )
@@ -632,8 +638,7 @@ def petastorm_batches(converter: Any, comm: Any, params: TrainParams) -> Any:
         num_epochs=None,
         cur_shard=comm.rank,
         shard_count=comm.size,
-        shuffle_row_groups=True,
-        seed=params.seed,
+        shuffle_row_groups=False,
         **pool,
     )
 
@@ -660,7 +665,30 @@ def _rank_batches(source: Any, comm: Any, params: TrainParams) -> Iterator[Itera
             yield batches
         return
     with petastorm_batches(source, comm, params) as loader:
-        yield iter(loader)
+        yield reshuffled(iter(loader), SHUFFLE_WINDOW, params.seed * 7919 + comm.rank)
+
+
+# Batches whose rows `reshuffled` permutes together (16 x 256 rows: 4,096 at the default batch).
+SHUFFLE_WINDOW = 16
+
+
+def reshuffled(batches: Iterator[Batch], window: int, seed: int) -> Iterator[Batch]:
+    """The rows of each `window` consecutive batches permuted together, by a generator seeded
+    with (seed, window number): the same input stream gives the same batches every run, and
+    each pass over a rank's shard is mixed differently. Batch sizes are kept."""
+    for number in itertools.count():
+        chunk = list(itertools.islice(batches, window))
+        if not chunk:
+            return
+        joined = {key: torch.cat([b[key] for b in chunk]) for key in chunk[0]}
+        sizes = [len(next(iter(b.values()))) for b in chunk]
+        generator = torch.Generator().manual_seed(seed * 1_000_003 + number)
+        order = torch.randperm(sum(sizes), generator=generator)
+        start = 0
+        for size in sizes:
+            index = order[start : start + size]
+            start += size
+            yield {key: value[index] for key, value in joined.items()}
 
 
 def train_worker(
