@@ -172,6 +172,30 @@ def build_parser() -> argparse.ArgumentParser:
         "embedded metastore, stop it before a nightly run on the same root (one JVM at a time).",
     )
     _common(sql_server, with_run_date=False)
+    forget = sub.add_parser(
+        "forget",
+        help="erase users: their rows in every table, the id map, the online store, history",
+        description="Delete the users' rows from every table (interactions, quarantine, "
+        "features, sequences, splits, training set, recommendations), make their id-map "
+        "entries tombstones (the index is never reused), delete their online-store entries and "
+        "VACUUM the changed tables with privacy.vacuum_retention_hours (time travel to the "
+        "versions that held them goes too). The next training run has none of their data. "
+        "Each request is a row of the forget_requests table (counts, no ids). Ids as the "
+        "source sends them (pseudonymised with the ingest key when ingest.pseudonymise_users "
+        "is on). Prefer --users-file: ids on a command line stay in shell histories and logs.",
+    )
+    forget.add_argument(
+        "--user",
+        dest="users",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="a user id (repeatable)",
+    )
+    forget.add_argument(
+        "--users-file", help="a file with one user id per line (blank lines ignored)"
+    )
+    _common(forget, with_run_date=False)
     demo = sub.add_parser(
         "demo",
         help="generate synthetic data, run every stage, print a summary",
@@ -304,7 +328,35 @@ def _sql_server(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def _forget(config: Config, args: argparse.Namespace) -> int:
+    from recspark.privacy import forget
+    from recspark.session import build_spark
+
+    users = list(args.users)
+    if args.users_file:
+        try:
+            users += Path(args.users_file).read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            print(f"recspark: --users-file {args.users_file}: {exc.strerror}", file=sys.stderr)
+            return exit_codes.USAGE
+    users = [u for u in users if u.strip()]
+    if not users:
+        print("recspark: forget: give at least one --user ID or --users-file", file=sys.stderr)
+        return exit_codes.USAGE
+    result = forget(build_spark(config), config, users)
+    rows = ", ".join(f"{table} {n}" for table, n in sorted(result.rows_deleted.items()) if n)
+    online = "" if result.online_deleted is None else f"; online store {result.online_deleted}"
+    print(
+        f"forget request {result.request_id}: {result.users_requested} users asked, "
+        f"{result.users_found} in the id map; rows deleted: {rows or 'none'}{online}; "
+        f"vacuumed: {', '.join(result.vacuumed) or 'nothing'} "
+        f"(retention {config.privacy.vacuum_retention_hours:g} h)"
+    )
+    return 0
+
+
 COMMANDS: dict[str, Callable[[Config, argparse.Namespace], int]] = {
+    "forget": _forget,
     "catalog": _catalog,
     "sql-server": _sql_server,
     "backfill": _backfill,

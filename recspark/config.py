@@ -132,6 +132,7 @@ class TablesConfig(Section):
     item_features: Identifier = "item_features"
     user_sequences: Identifier = "user_sequences"
     run_health: Identifier = "run_health"
+    forget_requests: Identifier = "forget_requests"
 
 
 TableKey = Literal[
@@ -151,6 +152,7 @@ TableKey = Literal[
     "item_features",
     "user_sequences",
     "run_health",
+    "forget_requests",
 ]
 """The keys of `tables` (tests/test_config.py checks they are the fields of TablesConfig)."""
 
@@ -186,6 +188,9 @@ class IngestConfig(Section):
     min_timestamp: Text | None = "1995-01-01 00:00:00"
     near_duplicate_window_s: float = 0.0
     max_events_per_user_day: int | None = 5000
+    pseudonymise_users: bool = False
+    pseudonym_key_env: Text = "RECSPARK_PSEUDONYM_KEY"
+    pseudonym_key_file: Text | None = None
 
 
 class StreamConfig(Section):
@@ -451,6 +456,10 @@ class MonitoringConfig(Section):
     checks: ChecksConfig = ChecksConfig()
 
 
+class PrivacyConfig(Section):
+    vacuum_retention_hours: Annotated[float, Field(ge=0.0)] = 0.0
+
+
 class Config(Section):
     spark: SparkConfig = SparkConfig()
     paths: PathsConfig = PathsConfig()
@@ -466,6 +475,7 @@ class Config(Section):
     catalog: CatalogConfig = CatalogConfig()
     online: OnlineConfig = OnlineConfig()
     monitoring: MonitoringConfig = MonitoringConfig()
+    privacy: PrivacyConfig = PrivacyConfig()
     synthetic: SyntheticConfig = SyntheticConfig()
     # Where the configuration was loaded from; set by load_config, never read from files.
     project_root: str = Field(".", exclude=True)

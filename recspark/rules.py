@@ -7,7 +7,7 @@ import datetime as dt
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from recspark.schemas import STRENGTH
+from recspark.schemas import FORGOTTEN, STRENGTH, USER_ID
 
 
 def is_positive(strength: Column | None = None) -> Column:
@@ -25,6 +25,12 @@ def filter_positive(pairs_df: DataFrame) -> DataFrame:
     return pairs_df.filter(is_positive())
 
 
+def live_users(user_map: DataFrame) -> DataFrame:
+    """The rows of the `user_ids` map that are users, not the tombstones of forgotten ones
+    (whose indices stay taken, so the map still sizes the models)."""
+    return user_map.filter(~F.col(USER_ID).startswith(FORGOTTEN))
+
+
 def run_date_end(run_date: dt.date) -> dt.datetime:
     """The end of a run date: midnight after it (UTC, naive like Spark's session timestamps).
 
@@ -34,4 +40,4 @@ def run_date_end(run_date: dt.date) -> dt.datetime:
     return dt.datetime.combine(run_date + dt.timedelta(days=1), dt.time())
 
 
-__all__ = ["filter_positive", "is_positive", "run_date_end"]
+__all__ = ["filter_positive", "is_positive", "live_users", "run_date_end"]

@@ -64,6 +64,10 @@ INTERACTIONS_QUARANTINE = T.StructType(
     ]
 )
 
+# A forgotten user's row in `user_ids` (`recspark forget`): the id replaced by this prefix and the
+# index, so the index is never given again; a NUL never survives ingest, so no real id matches.
+FORGOTTEN = "\x00forgotten:"
+
 ID_MAP_USERS = T.StructType(
     [
         T.StructField(USER_ID, T.StringType(), False),
@@ -127,6 +131,22 @@ RECOMMENDATIONS = T.StructType(
         T.StructField("model_version", T.StringType(), False),
         T.StructField("run_id", T.StringType(), False),
         T.StructField(RUN_DATE, T.DateType(), False),
+    ]
+)
+
+# Appended by `recspark forget`: one row per request, no user ids (GDPR article 17 audit).
+FORGET_REQUESTS = T.StructType(
+    [
+        T.StructField("request_id", T.StringType(), False),
+        T.StructField("requested_at", T.TimestampType(), False),
+        T.StructField("finished_at", T.TimestampType(), False),
+        T.StructField("status", T.StringType(), False),  # completed | failed
+        T.StructField("users_requested", T.LongType(), False),
+        T.StructField("users_found", T.LongType(), False),  # in the id map
+        T.StructField("rows_deleted", T.MapType(T.StringType(), T.LongType()), False),
+        T.StructField("online_deleted", T.LongType(), True),  # entries in the online store
+        T.StructField("vacuum_retention_hours", T.DoubleType(), False),
+        T.StructField("error", T.StringType(), True),
     ]
 )
 

@@ -28,6 +28,7 @@ from recspark.etl.clean import (
     with_reason,
     with_unknown_items,
 )
+from recspark.etl.pseudonym import pseudonymised
 from recspark.health import check_after_ingest
 from recspark.io.delta import merge_new_rows, write_run_partition
 from recspark.io.sources import (
@@ -117,6 +118,7 @@ def commit_checked(
     Raises:
         AccountingError: rows in != clean + quarantined (nothing is written).
     """
+    checked_df = pseudonymised(checked_df, config)
     counts = {r[REASON]: r["count"] for r in checked_df.groupBy(REASON).count().collect()}
     clean, quarantined, by_reason = tally(counts, rows_in, run_date)
     ingest = config.ingest

@@ -1,7 +1,7 @@
 """Key-value stores an application reads recommendations from at request time.
 
 `OnlineStore` is what the export stage needs of a store; `RedisStore` is the one recspark ships.
-Another store (DynamoDB, Cassandra, ...) implements the same five methods.
+Another store (DynamoDB, Cassandra, ...) implements the same six methods.
 
 Layout in Redis (prefix `online.key_prefix`, default `recspark`):
 
@@ -38,6 +38,8 @@ class OnlineStore(Protocol):
     def write(self, version: str, rows: Iterable[tuple[str, str]]) -> int: ...
 
     def publish(self, version: str, meta: Mapping[str, str]) -> list[str]: ...
+
+    def forget(self, user_ids: Iterable[str]) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -111,6 +113,22 @@ class RedisStore:
             pipe.zrem(versions_key, *expiring)
             pipe.execute()
         return expiring
+
+    def forget(self, user_ids: Iterable[str]) -> int:
+        """Delete the users' entries from every version (`recspark forget`): the one exception
+        to "a version is never written again"; how many entries were deleted."""
+        fields = list(user_ids)
+        if not fields:
+            return 0
+        return _forget_fields(self.client(), self.key("recs", "*"), fields)
+
+
+def _forget_fields(client: Any, pattern: str, fields: list[str]) -> int:
+    """HDEL `fields` from every hash whose key matches `pattern`; how many were deleted."""
+    deleted = 0
+    for key in client.scan_iter(match=pattern, count=1000):
+        deleted += int(client.hdel(key, *fields))
+    return deleted
 
 
 def _flush(client: Any, key: str, batch: dict[str, str]) -> int:

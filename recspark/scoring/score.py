@@ -23,7 +23,7 @@ from recspark.io.delta import read_table
 from recspark.models.popularity import popularity_factors
 from recspark.ranking.factors import known_users
 from recspark.results import ScoreResult
-from recspark.rules import filter_positive
+from recspark.rules import filter_positive, live_users
 from recspark.runs import current_run_id
 from recspark.schemas import (
     EXPLANATION,
@@ -77,15 +77,17 @@ class ScoringData:
     n_items: int
     seen_pairs: DataFrame  # train and held-out pairs: none may be recommended
     users: DataFrame  # (user_index, seen_items) of every known user
+    n_users: int  # user indices given so far (forgotten users' included: indices are kept)
 
 
 def _read(spark: SparkSession, config: Config, run_date: dt.date) -> ScoringData:
     item_map = read_table(spark, config.table_path("item_ids"))
-    user_map = read_table(spark, config.table_path("user_ids"))
+    every_user = read_table(spark, config.table_path("user_ids"))
+    user_map = live_users(every_user)  # not the forgotten ones
     train = read_table(spark, config.table_path("train_interactions"), run_date)
     seen_pairs = train.unionByName(read_table(spark, config.table_path("holdout"), run_date))
     users = users_with_seen(user_map, seen_pairs)
-    return ScoringData(user_map, item_map, item_map.count(), seen_pairs, users)
+    return ScoringData(user_map, item_map, item_map.count(), seen_pairs, users, every_user.count())
 
 
 def with_shortlists(
@@ -209,7 +211,7 @@ def run_score(spark: SparkSession, config: Config, run_date: dt.date) -> ScoreRe
         shortlisted = data.n_items > score.exact_max_items
         if shortlisted:
             warm = with_shortlists(warm, positives, data, score)
-        n_users = data.user_map.count()
+        n_users = data.n_users
         popular = InMemoryFactors(popularity_factors(positives, n_users, data.n_items))
         recs = with_ids(
             ranked(warm, cold, model, popular, score), data.user_map, data.item_map, stamp

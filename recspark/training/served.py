@@ -16,7 +16,7 @@ from pyspark.sql import functions as F
 from recspark.config import Config
 from recspark.io.delta import read_table
 from recspark.models.served import ITEMS_ARTIFACT, USER_ID, USERS_ARTIFACT
-from recspark.rules import filter_positive, is_positive
+from recspark.rules import filter_positive, is_positive, live_users
 from recspark.schemas import ITEM_ID, ITEM_INDEX, USER_INDEX
 
 
@@ -58,7 +58,9 @@ def write_serving_tables(
         read_table(spark, config.table_path("holdout"), run_date)
     )
     tables = {
-        USERS_ARTIFACT: serving_users(read_table(spark, config.table_path("user_ids")), pairs),
+        USERS_ARTIFACT: serving_users(
+            live_users(read_table(spark, config.table_path("user_ids"))), pairs
+        ),
         ITEMS_ARTIFACT: serving_items(read_table(spark, config.table_path("item_ids")), pairs),
     }
     paths = {}

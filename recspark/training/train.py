@@ -44,6 +44,7 @@ from recspark.models.registry import (
 from recspark.models.two_tower import TwoTower
 from recspark.ranking.factors import grown, known_users
 from recspark.results import EpochStats, TrainResult
+from recspark.rules import live_users
 from recspark.runs import code_version, config_hash
 from recspark.schemas import ITEM_INDEX, USER_INDEX
 from recspark.tracking import NoModelError, champion_version, setup_mlflow
@@ -662,7 +663,8 @@ def _register(
 
 def _a_user_id(spark: SparkSession, config: Config) -> str:
     """A user id of the id map, for the model's input example."""
-    row = read_table(spark, config.table_path("user_ids")).select("user_id").first()
+    users = live_users(read_table(spark, config.table_path("user_ids")))
+    row = users.select("user_id").first()
     return "" if row is None else str(row[0])
 
 

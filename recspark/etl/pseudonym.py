@@ -1,0 +1,82 @@
+"""Pseudonymised user ids: HMAC-SHA256 of each id under a secret key (`ingest.pseudonymise_users`).
+
+The key never passes through config, logs or MLflow: it is read from the environment variable
+`ingest.pseudonym_key_env` or, when that is unset, from the first line of the secret file
+`ingest.pseudonym_key_file`, and reaches the executors inside the (pickled) function that applies
+it, not as a literal in a Spark plan. What it protects and what it does not: README, "Privacy".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql.pandas.functions import pandas_udf
+
+from recspark.config import Config, ConfigError, IngestConfig
+from recspark.schemas import RAW_RECORD, USER_ID
+
+MIN_KEY_CHARS = 32
+
+
+def pseudonym_key(ingest: IngestConfig, root: Config | None = None) -> bytes:
+    """The HMAC key from the environment or the secret file (relative to paths.root of `root`).
+
+    Raises:
+        ConfigError: no key, or one shorter than MIN_KEY_CHARS characters.
+    """
+    key = os.environ.get(ingest.pseudonym_key_env, "")
+    where = f"environment variable {ingest.pseudonym_key_env}"
+    if not key and ingest.pseudonym_key_file:
+        path = Path(root.path(ingest.pseudonym_key_file) if root else ingest.pseudonym_key_file)
+        where = f"ingest.pseudonym_key_file {path}"
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            raise ConfigError(f"{where}: cannot be read ({exc.strerror})") from None
+        key = lines[0].strip() if lines else ""
+    if len(key) < MIN_KEY_CHARS:
+        state = "is not set" if not key else f"holds fewer than {MIN_KEY_CHARS} characters"
+        raise ConfigError(
+            f"ingest.pseudonymise_users is on but the key ({where}) {state}: set "
+            f"{ingest.pseudonym_key_env} or ingest.pseudonym_key_file to a secret of at least "
+            f"{MIN_KEY_CHARS} characters"
+        )
+    return key.encode("utf-8")
+
+
+def pseudonym(key: bytes, user_id: str) -> str:
+    """HMAC-SHA256(key, user_id) in hex: what a user id becomes under pseudonymisation."""
+    return hmac.new(key, user_id.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def pseudonym_column(column: Column, key: bytes) -> Column:
+    """`pseudonym` of every non-null value of a string column (nulls stay null)."""
+
+    def apply(ids: pd.Series) -> pd.Series:
+        return ids.map(lambda value: None if value is None else pseudonym(key, value))
+
+    udf: Callable[[Column], Column] = pandas_udf(apply, "string")  # type: ignore[call-overload]
+    return udf(column)
+
+
+def pseudonymised(df: DataFrame, config: Config) -> DataFrame:
+    """`df` (checked events) with user ids pseudonymised (of the id without surrounding spaces,
+    as ingest keeps it) and raw records dropped, when `ingest.pseudonymise_users` is on; `df`
+    unchanged otherwise."""
+    if not config.ingest.pseudonymise_users:
+        return df
+    key = pseudonym_key(config.ingest, config)
+    out = df.withColumn(USER_ID, pseudonym_column(F.trim(F.col(USER_ID)), key))
+    if RAW_RECORD in df.columns:
+        out = out.withColumn(RAW_RECORD, F.lit(None).cast("string"))
+    return out
+
+
+__all__ = ["pseudonym", "pseudonym_column", "pseudonym_key", "pseudonymised"]
