@@ -396,6 +396,7 @@ class SyntheticConfig(Section):
     format: SyntheticFormat = "csv"
     partitions: int = 4
     seed: int = 7
+    hostile_ids: bool = False
 
 
 class CatalogConfig(Section):

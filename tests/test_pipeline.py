@@ -282,3 +282,30 @@ def test_registered_model_has_signature_id_maps_and_data_versions(
     scores = model(inputs)
     assert scores.shape == (2, n_items)
     assert torch.isfinite(scores).all()
+
+
+def test_hostile_ids_are_kept_byte_for_byte_into_the_recommendations(
+    results: Any, spark: SparkSession, base_config: Config
+) -> None:
+    """Users with ids in other scripts, with quotes, commas and formula / SQL look-alikes
+    (synthetic.hostile_ids, RFC 4180-quoted in the raw CSV) keep them in every table."""
+    from recspark.io.synthetic import hostile_user_id
+
+    assert base_config.synthetic.hostile_ids
+    generated = {
+        odd for i in range(base_config.synthetic.n_users) if (odd := hostile_user_id(i)) is not None
+    }
+    user_map = read_table(spark, base_config.table_path("user_ids"))
+    mapped = {r[0] for r in user_map.filter(~F.col("user_id").startswith("u0")).collect()}
+    assert mapped and mapped <= generated  # nothing changed on the way in
+    assert any(not odd.isascii() for odd in mapped) and any('"' in odd for odd in mapped)
+    for key in ("interactions", "user_features", "recommendations_latest"):
+        ids = {r[0] for r in read_table(spark, base_config.table_path(key)).select("user_id")
+               .filter(~F.col("user_id").startswith("u0")).distinct().collect()}  # fmt: skip
+        assert ids == mapped, key
+    indices = user_map.filter(F.col("user_id").isin(sorted(mapped))).select("user_index")
+    for key in ("train_interactions", "user_sequences"):
+        table = read_table(spark, base_config.table_path(key))
+        assert table.join(indices, "user_index").select("user_index").distinct().count() == len(
+            mapped
+        ), key

@@ -37,8 +37,38 @@ DEFECT_KINDS = [
 ARRIVAL_DATE = "date"
 
 
-def user_id_col(index: Column) -> Column:
-    return F.format_string("u%07d", index)
+# With synthetic.hostile_ids, one user in HOSTILE_EVERY gets one of these ids (with " #<index>"
+# appended, so each is unique): what ingest must keep byte for byte, through every table and
+# into the recommendations.
+HOSTILE_USER_IDS = (
+    "=SUM(A1:A9)",
+    "'; DROP TABLE users; --",
+    'say "hi", then leave',
+    "名前の利用者",
+    "مستخدم عربي",
+    "👩‍💻 dev",
+    "+cmd|' /C calc'!A0",
+    "<b>bold</b> & co",
+    "@formula",
+)
+HOSTILE_EVERY = 97
+
+
+def user_id_col(index: Column, hostile: bool = False) -> Column:
+    plain = F.format_string("u%07d", index)
+    if not hostile:
+        return plain
+    names = F.array(*map(F.lit, HOSTILE_USER_IDS))
+    pick = F.pmod(F.floor(index / HOSTILE_EVERY), F.lit(len(HOSTILE_USER_IDS))) + 1
+    odd = F.concat(F.element_at(names, pick.cast("int")), F.lit(" #"), index.cast("string"))
+    return F.when(F.pmod(index, F.lit(HOSTILE_EVERY)) == 13, odd).otherwise(plain)
+
+
+def hostile_user_id(index: int) -> str | None:
+    """The id `user_id_col(index, hostile=True)` gives, where it is a hostile one."""
+    if index % HOSTILE_EVERY != 13:
+        return None
+    return f"{HOSTILE_USER_IDS[(index // HOSTILE_EVERY) % len(HOSTILE_USER_IDS)]} #{index}"
 
 
 def item_id_col(index: Column) -> Column:
@@ -96,7 +126,7 @@ def generate_events(spark: SparkSession, cfg: SyntheticConfig) -> DataFrame:
     )
     return df.select(
         "id",
-        user_id_col(F.col("u_idx")).alias(USER_ID),
+        user_id_col(F.col("u_idx"), cfg.hostile_ids).alias(USER_ID),
         item_id_col(F.col("i_idx")).alias(ITEM_ID),
         event_type.alias(EVENT_TYPE),
         F.when(event_type == "rating", rating.cast("int").cast("string")).alias(VALUE),
@@ -128,9 +158,17 @@ def with_defects(events_df: DataFrame) -> DataFrame:
     return broken.unionByName(duplicates)
 
 
+def csv_field(value: Column, delimiter: str = ",") -> Column:
+    """A field as RFC 4180 writes it: in double quotes (inner quotes doubled) where it holds
+    the delimiter, a quote or a line break; as it is otherwise."""
+    special = F.instr(value, delimiter) + F.instr(value, '"') + F.instr(value, "\n")
+    quoted = F.concat(F.lit('"'), F.regexp_replace(value, '"', '""'), F.lit('"'))
+    return F.when(special > 0, quoted).otherwise(value)
+
+
 def to_csv_lines(df: DataFrame, delimiter: str = ",") -> DataFrame:
-    """One text line per row; `malformed_line` rows lose their last two fields."""
-    fields = [F.coalesce(F.col(c), F.lit("")) for c in RAW_COLUMNS]
+    """One RFC 4180 text line per row; `malformed_line` rows lose their last two fields."""
+    fields = [csv_field(F.coalesce(F.col(c), F.lit("")), delimiter) for c in RAW_COLUMNS]
     full = F.concat_ws(delimiter, *fields)
     short = F.concat_ws(delimiter, *fields[:3])
     line = F.when(F.col("defect") == "malformed_line", short).otherwise(full)
