@@ -112,7 +112,7 @@ def _submit(setup: dict[str, object], app: str, *args: str) -> str:
 
 # The smallest data that still shows every job working on the cluster: a few thousand events,
 # short training, the cheap baseline (ALS on two 1-core workers costs minutes and proves nothing
-# more about the cluster).
+# more about the cluster), no catalog.
 SMALL = [
     "synthetic.n_users=300",
     "synthetic.n_items=100",
@@ -121,6 +121,7 @@ SMALL = [
     "train.candidates=[two_tower]",
     "train.epochs=3",
     "evaluate.baselines=[popularity]",
+    "catalog.enabled=false",  # the catalog's tests are elsewhere; its metastore costs each driver
 ]
 
 
