@@ -329,6 +329,7 @@ def _sql_server(config: Config, args: argparse.Namespace) -> int:
 
 
 def _forget(config: Config, args: argparse.Namespace) -> int:
+    from recspark.io.catalog import register_tables
     from recspark.privacy import forget
     from recspark.session import build_spark
 
@@ -343,7 +344,9 @@ def _forget(config: Config, args: argparse.Namespace) -> int:
     if not users:
         print("recspark: forget: give at least one --user ID or --users-file", file=sys.stderr)
         return exit_codes.USAGE
-    result = forget(build_spark(config), config, users)
+    spark = build_spark(config)
+    result = forget(spark, config, users)
+    register_tables(spark, config)  # forget_requests, by name, on its first request
     rows = ", ".join(f"{table} {n}" for table, n in sorted(result.rows_deleted.items()) if n)
     online = "" if result.online_deleted is None else f"; online store {result.online_deleted}"
     print(

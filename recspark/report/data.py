@@ -45,6 +45,19 @@ class Churn:
 
 
 @dataclass(frozen=True)
+class Check:
+    """A monitoring check of the run (the latest of its `run_health` rows)."""
+
+    phase: str
+    check: str
+    subject: str
+    value: float | None
+    baseline: float | None
+    status: str
+    message: str
+
+
+@dataclass(frozen=True)
 class Curve:
     """One candidate's training, per epoch."""
 
@@ -64,6 +77,7 @@ class ReportData:
     exposure: NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
     n_items: int = 0
     churn: Churn | None = None
+    health: list[Check] = field(default_factory=list)
 
     def details(self, stage: str) -> dict[str, Any]:
         row = self.stages.get(stage)
@@ -86,6 +100,18 @@ def stage_rows(runs: DataFrame, run_date: dt.date) -> dict[str, StageRow]:
             row["stage"], row["status"], float(row["duration_s"]), row["run_id"], details, reasons
         )
     return latest
+
+
+def health_checks(health: DataFrame, run_date: dt.date) -> list[Check]:
+    """The latest result of each (check, subject) of `run_date`, in the order they ran."""
+    rows = health.filter(F.col(RUN_DATE) == F.lit(run_date)).orderBy("checked_at").collect()
+    latest: dict[tuple[str, str], Check] = {}
+    for r in rows:
+        latest[(r["check"], r["subject"])] = Check(
+            r["phase"], r["check"], r["subject"], r["value"], r["baseline"], r["status"],
+            r["message"],
+        )  # fmt: skip
+    return list(latest.values())
 
 
 def metric_table(metrics: DataFrame, run_date: dt.date) -> dict[str, dict[str, float]]:
@@ -189,6 +215,9 @@ def gather(spark: SparkSession, config: Config, run_date: dt.date) -> ReportData
     metrics_path = config.table_path("model_metrics")
     if table_exists(spark, metrics_path):
         data.metrics = metric_table(read_table(spark, metrics_path), run_date)
+    health_path = config.table_path("run_health")
+    if table_exists(spark, health_path):
+        data.health = health_checks(read_table(spark, health_path), run_date)
     train = data.details("train")
     data.candidates = {k: float(v) for k, v in train.get("candidates", {}).items()}
     if train.get("mlflow_run_id"):
@@ -203,4 +232,4 @@ def gather(spark: SparkSession, config: Config, run_date: dt.date) -> ReportData
     return data
 
 
-__all__ = ["Churn", "Curve", "ReportData", "StageRow", "gather"]
+__all__ = ["Check", "Churn", "Curve", "ReportData", "StageRow", "gather"]

@@ -220,6 +220,28 @@ def _churn(churn: Churn | None) -> str:
     return "<h2>Churn against the previous run</h2>" + table(["", ""], facts)
 
 
+def _figure(value: float | None) -> str:
+    """A count as a count (rows in), a rate or share with 4 decimals."""
+    whole = value is not None and abs(value) >= 1 and float(value).is_integer()
+    return number(value, 0 if whole else 4)
+
+
+def _health(data: ReportData) -> str:
+    if not data.health:
+        return '<h2>Monitoring</h2><p class="muted">no checks recorded for this run date</p>'
+    css = {"fail": "bad", "warn": "bad", "ok": "good"}
+    rows = [
+        (
+            esc(c.check), esc(c.subject),
+            f'<span class="{css.get(c.status, "muted")}">{esc(c.status)}</span>',
+            _figure(c.value), _figure(c.baseline),
+        )
+        for c in data.health
+    ]  # fmt: skip
+    header = ["check", "subject", "status", "value", "trailing median"]
+    return "<h2>Monitoring (run_health)</h2>" + table(header, rows, numeric_from=3)
+
+
 def render(data: ReportData) -> str:
     """The whole page."""
     body = "".join(
@@ -232,6 +254,7 @@ def render(data: ReportData) -> str:
             _metrics(data),
             _exposure(data),
             _churn(data.churn),
+            _health(data),
         ]
     )
     return (
