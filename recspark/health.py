@@ -120,16 +120,21 @@ def _share_new(today: DataFrame, column: str, known: DataFrame | None) -> float 
 
 
 def ingest_figures(
-    spark: SparkSession, config: Config, run_date: dt.date, result: IngestResult
+    spark: SparkSession,
+    config: Config,
+    run_date: dt.date,
+    result: IngestResult,
+    trailing: list[dict[str, Any]],
 ) -> list[Figure]:
-    """rows_in, quarantine rates (overall and per reason) and new user / item shares of a day."""
+    """rows_in, quarantine rates (overall and per reason: today's and the `trailing` runs'
+    reasons) and new user / item shares of a day."""
     rows_in = result.rows_in
     rate = (lambda n: n / rows_in) if rows_in else (lambda n: 0.0)
     figures = [
         Figure("rows_in", ALL, float(rows_in)),
         Figure("quarantine_rate", ALL, rate(result.quarantined)),
     ]
-    reasons = set(result.by_reason) | set(_trailing_reasons(spark, config, run_date))
+    reasons = set(result.by_reason) | {reason for run in trailing for reason in run["by_reason"]}
     figures += [
         Figure("quarantine_rate", reason, rate(result.by_reason.get(reason, 0)))
         for reason in sorted(reasons)
@@ -232,11 +237,6 @@ def _trailing_ingests(
     ]
 
 
-def _trailing_reasons(spark: SparkSession, config: Config, run_date: dt.date) -> list[str]:
-    runs = _trailing_ingests(spark, config, run_date)
-    return sorted({reason for run in runs for reason in run["by_reason"]})
-
-
 def _ingest_trailing(runs: list[dict[str, Any]], figure: Figure) -> list[float]:
     if figure.check == "rows_in":
         return [float(run["rows_in"]) for run in runs]
@@ -276,22 +276,26 @@ def _health_trailing(
 
 # -- running the checks ----------------------------------------------------------------------
 def run_checks(
-    spark: SparkSession, config: Config, run_date: dt.date, phase: str, figures: list[Figure]
+    spark: SparkSession,
+    config: Config,
+    run_date: dt.date,
+    phase: str,
+    figures: list[Figure],
+    ingest_runs: list[dict[str, Any]] | None = None,
 ) -> list[Outcome]:
-    """Judge `figures`, append them to `run_health`, and raise if any failed.
+    """Judge `figures` (rows_in and quarantine_rate against `ingest_runs`, the trailing ingests
+    of `pipeline_runs`; the others against `run_health`), append them to `run_health`, and
+    raise if any failed.
 
     Raises:
         HealthCheckError: a check is over a `fail` threshold (its rows are written first).
     """
     mon = config.monitoring
-    if not mon.enabled:
-        return []
-    ingest_runs = _trailing_ingests(spark, config, run_date) if phase == "after_ingest" else []
     others = _health_trailing(spark, config, run_date, figures)
     outcomes = []
     for figure in figures:
         if figure.check in ("rows_in", "quarantine_rate"):
-            trailing = _ingest_trailing(ingest_runs, figure)
+            trailing = _ingest_trailing(ingest_runs or [], figure)
         else:
             trailing = others.get((figure.check, figure.subject), [])
         thresholds = getattr(mon.checks, figure.check)
@@ -333,8 +337,9 @@ def check_after_ingest(
     """The after-ingest checks of a batch ingest (see the module docstring)."""
     if not config.monitoring.enabled:
         return []
-    figures = ingest_figures(spark, config, run_date, result)
-    return run_checks(spark, config, run_date, "after_ingest", figures)
+    runs = _trailing_ingests(spark, config, run_date)  # read once: reasons and baselines
+    figures = ingest_figures(spark, config, run_date, result, runs)
+    return run_checks(spark, config, run_date, "after_ingest", figures, runs)
 
 
 def check_before_publish(
