@@ -188,6 +188,8 @@ class IngestConfig(Section):
     min_timestamp: Text | None = "1995-01-01 00:00:00"
     near_duplicate_window_s: float = 0.0
     max_events_per_user_day: int | None = 5000
+    max_value: Annotated[float, Field(ge=0.0)] | None = 1_000_000.0
+    max_id_length: Count | None = 256
     pseudonymise_users: bool = False
     pseudonym_key_env: Text = "RECSPARK_PSEUDONYM_KEY"
     pseudonym_key_file: Text | None = None

@@ -44,6 +44,14 @@ LINES = [
     ("u5,i1\x07,view,,2026-03-01 08:00:00", "control_character"),
     ("u5\x7f,i2,view,,2026-03-01 08:00:00", "control_character"),
     ("u5,i\x85,view,,2026-03-01 08:00:00", "control_character"),
+    ("u6,i1,play,NaN,2026-03-01 08:00:00", "bad_value"),
+    ("u6,i1,play,-Infinity,2026-03-01 08:00:00", "bad_value"),
+    ("u6,i1,play,-5,2026-03-01 08:00:00", "bad_value"),
+    ("u6,i1,play,1e308,2026-03-01 08:00:00", "bad_value"),
+    ("u\u200b1,i1,view,,2026-03-01 08:00:00", "invisible_character"),
+    ("u1\u00a0,i2,view,,2026-03-01 08:00:00", "invisible_character"),
+    ("\u202eu1,i2,view,,2026-03-01 08:00:00", "invisible_character"),
+    ("u" * 257 + ",i1,view,,2026-03-01 08:00:00", "id_too_long"),
 ]
 # RFC 4180 fields and ids in any script or shaped like code: clean, each id kept exactly.
 LITERAL = [

@@ -230,3 +230,131 @@ def test_bot_like_users(spark: SparkSession) -> None:
         .count()
         == 0
     )
+
+
+def _reasons(spark: SparkSession, rows: list[tuple], **limits: Any) -> list[tuple]:
+    """(user_id, value, reason) of `rows` (RAW) after with_reason with `limits`, in row order."""
+    raw = spark.createDataFrame(rows, RAW).withColumn("_n", F.monotonically_increasing_id())
+    checked = raw.transform(
+        with_reason,
+        event_weights=WEIGHTS | {"play": 1.0},
+        timestamp_format="yyyy-MM-dd HH:mm:ss",
+        rating_min=0.5,
+        rating_max=5.0,
+        **limits,
+    )
+    return [(r["user_id"], r["value"], r[REASON]) for r in checked.orderBy("_n").collect()]
+
+
+def test_non_finite_negative_and_absurd_values_are_bad(spark: SparkSession) -> None:
+    values = ["3", "0", "NaN", "Infinity", "-Infinity", "-5", "1e308", "1000000", "1000000.5"]
+    rows = [("u1", "i1", "play", v, TS, None, "f") for v in values]
+    rows.append(("u1", "i1", "rating", "-1", TS, None, "f"))  # negative rating: bad_value first
+    got = _reasons(spark, rows, max_value=1e6)
+    bad = {"NaN", "Infinity", "-Infinity", "-5", "1e308", "1000000.5", "-1"}
+    assert got == [("u1", v, "bad_value" if v in bad else None) for v in [*values, "-1"]]
+    # null: no upper bound, but non-finite and negative values stay bad
+    assert [r[2] for r in _reasons(spark, rows[6:7] + rows[2:3], max_value=None)] == [
+        None,
+        "bad_value",
+    ]
+
+
+# Ids that look like another id on screen, each with a different invisible character.
+INVISIBLE_IDS = [
+    "u\u200b1",  # zero-width space
+    "u1\u2060",  # word joiner
+    "\u200eu1",  # left-to-right mark
+    "u\u200f1",  # right-to-left mark
+    "u\u202a1\u202c",  # left-to-right embedding ... pop
+    "u\u202e1",  # right-to-left override
+    "u\u20661\u2069",  # left-to-right isolate ... pop
+    "u\u00a01",  # no-break space
+    "u\u20281",  # line separator
+    "u\u20291",  # paragraph separator
+    "u\ufeff1",  # byte-order mark (zero-width no-break space)
+    "u1\u200d",  # zero-width joiner at the end: not between two characters
+    "u\u200d1",  # zero-width joiner between ASCII letters
+    "u\u3000\u200c1",  # zero-width non-joiner after an ideographic space
+]
+# Ids that hold format characters where a script or emoji needs them: kept as written.
+VISIBLE_IDS = [
+    "\U0001f469\u200d\U0001f4bb",  # woman technologist: ZWJ between two emoji
+    "\U0001f468\u200d\U0001f469\u200d\U0001f467 family",
+    "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645",  # Persian: ZWNJ between two letters
+    "ユーザー 太郎",
+    "u 1",  # an ASCII space inside is fine
+]
+
+
+def test_invisible_characters_in_ids_are_quarantined(spark: SparkSession) -> None:
+    rows = [(user, "i1", "view", None, TS, None, "f") for user in INVISIBLE_IDS + VISIBLE_IDS]
+    rows.append(("u1", "i\u200b1", "view", None, TS, None, "f"))  # in an item id too
+    got = [reason for _, _, reason in _reasons(spark, rows)]
+    expected = ["invisible_character"] * len(INVISIBLE_IDS) + [None] * len(VISIBLE_IDS)
+    assert got == [*expected, "invisible_character"]
+
+
+def test_ids_longer_than_the_limit_are_quarantined(spark: SparkSession) -> None:
+    rows = [
+        ("u" * 8, "i1", "view", None, TS, None, "f"),
+        ("u" * 9, "i1", "view", None, TS, None, "f"),
+        ("u1", "i" * 9, "view", None, TS, None, "f"),
+        ("名" * 8, "i1", "view", None, TS, None, "f"),  # 8 characters (24 bytes)
+        (" u1 " + " " * 20, "i1", "view", None, TS, None, "f"),  # surrounding spaces trimmed
+    ]
+    got = [reason for _, _, reason in _reasons(spark, rows, max_id_length=8)]
+    assert got == [None, "id_too_long", "id_too_long", None, None]
+    assert [r for _, _, r in _reasons(spark, rows[1:2], max_id_length=None)] == [None]
+
+
+ISO_CASES = [
+    ("2026-01-01T10:00:00Z", dt.datetime(2026, 1, 1, 10, 0, 0)),
+    ("2026-01-01T10:00:00.250Z", dt.datetime(2026, 1, 1, 10, 0, 0, 250000)),
+    ("2026-01-01T10:00:00.123456789Z", dt.datetime(2026, 1, 1, 10, 0, 0, 123456)),
+    ("2026-01-01T10:00:00+01", dt.datetime(2026, 1, 1, 9, 0, 0)),
+    ("2026-01-01T10:00:00+01:00", dt.datetime(2026, 1, 1, 9, 0, 0)),
+    ("2026-01-01T10:00:00+0100", dt.datetime(2026, 1, 1, 9, 0, 0)),
+    ("2026-01-01T10:00:00-05:30", dt.datetime(2026, 1, 1, 15, 30, 0)),
+    ("2026-01-01 10:00:00", dt.datetime(2026, 1, 1, 10, 0, 0)),  # no offset: UTC
+    ("2026-01-01 10:00:00.5+00:00", dt.datetime(2026, 1, 1, 10, 0, 0, 500000)),
+    (" 2026-01-01T10:00:00Z ", dt.datetime(2026, 1, 1, 10, 0, 0)),
+    ("2026-01-01", None),  # a date alone is not a time
+    ("2026-01-01T10:00Z", None),
+    ("2026-01-01T10:00:00 Z", None),
+    ("2026-01-01T10:00:00Europe/Paris", None),
+    ("2026-02-30T10:00:00Z", None),
+    ("2026-01-01T10:00:00+01:00:00", None),
+    ("20260101T100000Z", None),
+    ("1767261600", None),
+]
+
+
+def test_iso8601_mode_reads_the_usual_variants(spark: SparkSession) -> None:
+    """One setting for every ISO 8601 variant; the result does not depend on the session zone."""
+    rows = [(f"u{n}", "i1", "view", None, text, None, "f") for n, (text, _) in enumerate(ISO_CASES)]
+    zone = spark.conf.get("spark.sql.session.timeZone")
+    got = {}
+    for session_zone in ["UTC", "America/New_York"]:
+        spark.conf.set("spark.sql.session.timeZone", session_zone)
+        try:
+            checked = spark.createDataFrame(rows, RAW).transform(
+                with_reason,
+                event_weights=WEIGHTS,
+                timestamp_format="iso8601",
+                rating_min=0.5,
+                rating_max=5.0,
+            )
+            got[session_zone] = sorted(
+                (r["event_ts"], r["_parsed_ts"].timestamp() if r["_parsed_ts"] else None, r[REASON])
+                for r in checked.collect()
+            )
+        finally:
+            spark.conf.set("spark.sql.session.timeZone", zone)
+    utc = dt.UTC
+    expected = sorted(
+        (text, ts.replace(tzinfo=utc).timestamp() if ts else None, None if ts else "bad_timestamp")
+        for text, ts in ISO_CASES
+    )
+    assert got["UTC"] == expected
+    assert got["America/New_York"] == expected

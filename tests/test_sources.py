@@ -326,3 +326,136 @@ def test_real_public_files_every_row_accounted(
     if preset == "amazon_ratings":
         assert reasons["duplicate"] > 0
     checked.unpersist()
+
+
+HEADER = "user_id,item_id,event_type,value,event_ts"
+
+
+def test_each_file_is_read_by_its_own_header(spark: SparkSession, tmp_path: Path) -> None:
+    """Files of one source may order their columns differently or add some: mapped by name."""
+    (tmp_path / "a.csv").write_text(f"{HEADER}\nu1,i1,view,,2026-01-01 10:00:00\n")
+    (tmp_path / "b.csv").write_text(
+        "item_id,user_id,event_type,value,event_ts\ni2,u2,click,,2026-01-01 11:00:00\n"
+    )
+    (tmp_path / "c.csv").write_text(
+        "user_id,note,item_id,event_type,value,event_ts,extra\n"
+        "u3,hello,i3,rating,4,2026-01-01 12:00:00,x\n"
+        "u3,bad\n"
+    )
+    # a BOM before the header (Excel's UTF-8 CSV) does not end up in the first name
+    (tmp_path / "d.csv").write_bytes(
+        b"\xef\xbb\xbf" + f"{HEADER}\r\nu4,i4,view,,2026-01-01 13:00:00\r\n".encode()
+    )
+    got = read_raw_events(spark, SourceConfig(format="csv", header=True), str(tmp_path))
+    expected = [
+        ("u1", "i1", "view", None, "2026-01-01 10:00:00", None),
+        ("u2", "i2", "click", None, "2026-01-01 11:00:00", None),
+        ("u3", "i3", "rating", "4", "2026-01-01 12:00:00", None),
+        ("u3", None, None, None, None, "u3,bad"),
+        ("u4", "i4", "view", None, "2026-01-01 13:00:00", None),
+    ]
+    assert_df_equality(
+        _raw(got),
+        spark.createDataFrame(expected, RAW_DDL),
+        ignore_row_order=True,
+        ignore_nullable=True,
+    )
+
+
+def test_a_file_lacking_a_mapped_column_is_named(spark: SparkSession, tmp_path: Path) -> None:
+    (tmp_path / "a.csv").write_text(f"{HEADER}\nu1,i1,view,,2026-01-01 10:00:00\n")
+    (tmp_path / "b.csv").write_text("user_id,item,event_type,event_ts\nu2,i2,view,2026-01-01\n")
+    with pytest.raises(SourceError, match=r"b\.csv: source has no column 'item_id' for item_id"):
+        read_raw_events(spark, SourceConfig(format="csv", header=True), str(tmp_path))
+
+
+def test_a_line_with_too_many_fields_is_malformed(spark: SparkSession, tmp_path: Path) -> None:
+    wide = ",".join(["x"] * 30_000)  # past univocity's default limit of 20,480 columns
+    (tmp_path / "e.csv").write_text(
+        f"{HEADER}\nu1,i1,view,,2026-01-01 10:00:00\n{wide}\nu2,i2,view,,2026-01-01 10:00:00\n"
+    )
+    got = read_raw_events(spark, SourceConfig(format="csv", header=True), str(tmp_path))
+    assert sorted((r["user_id"], r["raw_record"]) for r in got.collect()) == [
+        ("u1", None),
+        ("u2", None),
+        ("x", wide),
+    ]
+
+
+@pytest.mark.parametrize("name", ["events[1].csv", "events{a,b}.csv", "ev*nts?.csv", "a\\b.csv"])
+def test_file_names_are_literal(spark: SparkSession, tmp_path: Path, name: str) -> None:
+    folder = tmp_path / "landing"
+    folder.mkdir()
+    (folder / name).write_text("u1,i1,view,,2026-01-01 10:00:00\n")
+    (folder / "eventsa.csv").write_text("u2,i2,view,,2026-01-01 10:00:00\n")  # a glob would match
+    for path in (folder / name, folder):
+        got = read_raw_events(spark, SourceConfig(format="csv"), str(path))
+        users = sorted(r["user_id"] for r in got.collect())
+        assert users == (["u1"] if path != folder else ["u1", "u2"])
+
+
+def test_parquet_typed_timestamps_are_taken_as_they_are(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    ts = dt.datetime(2026, 1, 1, 10, 0, 0)
+    rows = [("u1", "i1", "view", ts, ts, dt.date(2026, 1, 1))]
+    spark.createDataFrame(
+        rows,
+        "user_id string, item_id string, event_type string, ts timestamp, "
+        "ts_ntz timestamp_ntz, day date",
+    ).write.parquet(str(tmp_path / "p"))
+    for column in ["ts", "ts_ntz", "day"]:
+        for fmt in ["yyyy-MM-dd'T'HH:mm:ss", "epoch_seconds"]:  # the text format does not matter
+            source = SourceConfig(format="parquet", mapping={"event_ts": column})
+            raw = read_raw_events(spark, source, str(tmp_path / "p"))
+            checked = raw.transform(
+                with_reason,
+                event_weights={"view": 1.0},
+                timestamp_format=fmt,
+                rating_min=0.5,
+                rating_max=5.0,
+            ).first()
+            want = ts if column != "day" else dt.datetime(2026, 1, 1)
+            assert (checked["reason"], checked["_parsed_ts"]) == (None, want), (column, fmt)
+
+
+def test_parquet_files_with_differing_types_are_read(spark: SparkSession, tmp_path: Path) -> None:
+    spark.createDataFrame(
+        [("u1", 7, "view", 1.5, "2026-01-01 10:00:00")],
+        "user_id string, item_id int, event_type string, value double, event_ts string",
+    ).write.parquet(str(tmp_path / "p" / "day=1"))
+    spark.createDataFrame(
+        [(2, "i9", "view", "2026-01-01 11:00:00", 3)],
+        "user_id long, item_id string, event_type string, event_ts string, value int",
+    ).write.parquet(str(tmp_path / "p" / "day=2"))
+    got = read_raw_events(spark, SourceConfig(format="parquet"), str(tmp_path / "p"))
+    expected = [
+        ("u1", "7", "view", "1.5", "2026-01-01 10:00:00", None),
+        ("2", "i9", "view", "3", "2026-01-01 11:00:00", None),
+    ]
+    assert_df_equality(
+        _raw(got),
+        spark.createDataFrame(expected, RAW_DDL),
+        ignore_row_order=True,
+        ignore_nullable=True,
+    )
+
+
+@pytest.mark.integration
+def test_stream_refuses_a_landing_file_with_another_header(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    """A stream has one schema: a file with another header is named, never read by position."""
+    config = load_config(
+        CONF_DIR,
+        "test",
+        [f"paths.root={tmp_path}", "source.header=true", "source.item_catalog=null"],
+    )
+    landing = Path(config.path(config.stream.landing))
+    landing.mkdir(parents=True)
+    (landing / "a.csv").write_text(f"{HEADER}\nu1,i1,view,,2026-01-01 10:00:00\n")
+    (landing / "b [2].csv").write_text(  # a name Spark's file_path percent-encodes
+        "item_id,user_id,event_type,value,event_ts\ni2,u2,view,,2026-01-01 10:00:00\n"
+    )
+    with pytest.raises(SourceError, match=r"b \[2\]\.csv: header \['item_id', 'user_id'"):
+        run_ingest_stream(spark, config, dt.date(2026, 1, 1))

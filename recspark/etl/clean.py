@@ -1,20 +1,36 @@
 """Cleaning transforms: parse raw text columns, give every bad row one named reason.
 
 Reasons, first that applies wins (the order is the order of checks below):
-`malformed_record`, `null_key`, `control_character`, `invalid_utf8`, `bad_timestamp`,
-`future_timestamp`, `too_old`, `unknown_event_type`, `bad_value`, `rating_out_of_range`,
-`unknown_item`, `duplicate`, `near_duplicate`, `bot_like_user`.
+`malformed_record`, `null_key`, `control_character`, `invalid_utf8`, `invisible_character`,
+`id_too_long`, `bad_timestamp`, `future_timestamp`, `too_old`, `unknown_event_type`,
+`bad_value`, `rating_out_of_range`, `unknown_item`, `duplicate`, `near_duplicate`,
+`bot_like_user`.
+
+Invisible characters: a user or item id (after trimming the ASCII spaces around it) may not hold
+a Unicode format character (category Cf: zero-width space, word joiner, bidi marks, embeddings,
+overrides and isolates, BOM, soft hyphen, ...) or a separator other than the ASCII space (a
+no-break or other Zs space, the line and paragraph separators Zl and Zp): such ids look on
+screen exactly like another id and would be stored as a separate user. One exception keeps real
+names and emoji intact: the zero-width joiner U+200D and non-joiner U+200C between two visible
+non-ASCII characters (emoji sequences such as 👩‍💻, Persian and Indic words). Emoji tag sequences
+(subdivision flags) are quarantined. A BOM at the very start of a file never reaches an id:
+Spark's line reader drops it.
+
+Values: a value that is not a number, not finite (NaN, ±Infinity), negative, or above
+`ingest.max_value` is `bad_value`; ratings also keep their range rule.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+import operator
+from collections.abc import Callable, Sequence
+from functools import reduce
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from recspark.io.sources import parse_timestamp
+from recspark.io.sources import EVENT_TS_TYPED, parse_timestamp
 from recspark.schemas import (
     EVENT_DATE,
     EVENT_ID,
@@ -34,6 +50,8 @@ REASONS = [
     "null_key",
     "control_character",
     "invalid_utf8",
+    "invisible_character",
+    "id_too_long",
     "bad_timestamp",
     "future_timestamp",
     "too_old",
@@ -68,6 +86,47 @@ def has_invalid_utf8(col: Column) -> Column:
     return F.instr(col, REPLACEMENT_CHARACTER) > 0
 
 
+# Format characters and separators other than the ASCII space (Java regex, code points), except
+# the joiners ZWNJ/ZWJ, which JOINER_OUT_OF_PLACE judges.
+INVISIBLE_CHARACTERS = "[\\p{Cf}\\p{Zs}\\p{Zl}\\p{Zp}&&[^ \\x{200C}\\x{200D}]]"
+# A joiner not between two visible non-ASCII characters (at an end, next to ASCII or to another
+# invisible character).
+_NOT_VISIBLE_NON_ASCII = "[\\x{0}-\\x{7F}\\p{Cf}\\p{Z}]"
+JOINER_OUT_OF_PLACE = (
+    f"(^|{_NOT_VISIBLE_NON_ASCII})[\\x{{200C}}\\x{{200D}}]"
+    f"|[\\x{{200C}}\\x{{200D}}]($|{_NOT_VISIBLE_NON_ASCII})"
+)
+
+
+def has_invisible_character(col: Column) -> Column:
+    """Whether a (trimmed) id holds a character that shows as nothing or as a plain space."""
+    trimmed = F.trim(col)
+    return trimmed.rlike(INVISIBLE_CHARACTERS) | trimmed.rlike(JOINER_OUT_OF_PLACE)
+
+
+def is_too_long(col: Column, max_length: int | None) -> Column:
+    """Whether a (trimmed) id has more than `max_length` characters (None: no limit)."""
+    if max_length is None:
+        return F.lit(False)
+    return F.length(F.trim(col)) > max_length
+
+
+def is_bad_value(value_text: Column, value: Column, max_value: float | None) -> Column:
+    """A value given but not a number, not finite, negative, or above `max_value`."""
+    is_out = F.isnan(value) | (F.abs(value) == float("inf")) | (value < 0)
+    if max_value is not None:
+        is_out = is_out | (value > max_value)
+    return ~is_blank(value_text) & (value.isNull() | is_out)
+
+
+def parsed_event_ts(raw_df: DataFrame, timestamp_format: str) -> Column:
+    """The event time: the source's typed time where it has one, else the text parsed."""
+    parsed = parse_timestamp(F.col(EVENT_TS), timestamp_format)
+    if EVENT_TS_TYPED in raw_df.columns:
+        return F.coalesce(F.col(EVENT_TS_TYPED), parsed)
+    return parsed
+
+
 def with_reason(
     raw_df: DataFrame,
     event_weights: dict[str, float],
@@ -76,41 +135,35 @@ def with_reason(
     rating_max: float,
     latest_ts: dt.datetime | None = None,
     earliest_ts: dt.datetime | None = None,
+    max_value: float | None = None,
+    max_id_length: int | None = None,
 ) -> DataFrame:
     """Add parsed `_parsed_ts`/`_parsed_value` and `reason` (null for a clean row).
 
     Args:
-        raw_df: text columns as read by `read_raw_events`.
+        raw_df: text columns as read by `read_raw_events` (and the typed event time, if any).
         event_weights: known event types (keys).
-        timestamp_format: Spark datetime pattern of `event_ts`, or epoch_seconds/epoch_millis.
+        timestamp_format: Spark datetime pattern of `event_ts`, epoch_seconds/epoch_millis, or
+            iso8601.
         rating_min: lowest valid rating value.
         rating_max: highest valid rating value.
         latest_ts: events after this are `future_timestamp` (None: no check).
         earliest_ts: events before this are `too_old` (None: no check).
+        max_value: values above this are `bad_value` (None: no upper bound).
+        max_id_length: user or item ids longer than this (characters) are `id_too_long`
+            (None: no limit).
     """
-    ts = parse_timestamp(F.col(EVENT_TS), timestamp_format)
+    ts = parsed_event_ts(raw_df, timestamp_format)
     value = F.trim(F.col(VALUE)).try_cast("double")
     event_type = F.lower(F.trim(F.col(EVENT_TYPE)))
     is_rating = event_type == RATING
     reason = (
-        F.when(F.col(RAW_RECORD).isNotNull(), "malformed_record")
-        .when(
-            is_blank(F.col(USER_ID))
-            | is_blank(F.col(ITEM_ID))
-            | is_blank(F.col(EVENT_TYPE))
-            | is_blank(F.col(EVENT_TS)),
-            "null_key",
-        )
-        .when(
-            has_control_character(F.col(USER_ID)) | has_control_character(F.col(ITEM_ID)),
-            "control_character",
-        )
-        .when(has_invalid_utf8(F.col(USER_ID)) | has_invalid_utf8(F.col(ITEM_ID)), "invalid_utf8")
+        id_reason(max_id_length)
         .when(ts.isNull(), "bad_timestamp")
         .when(F.lit(latest_ts is not None) & (ts > F.lit(latest_ts)), "future_timestamp")
         .when(F.lit(earliest_ts is not None) & (ts < F.lit(earliest_ts)), "too_old")
         .when(~event_type.isin(list(event_weights)), "unknown_event_type")
-        .when(~is_blank(F.col(VALUE)) & value.isNull(), "bad_value")
+        .when(is_bad_value(F.col(VALUE), value, max_value), "bad_value")
         .when(
             is_rating & (value.isNull() | (value < rating_min) | (value > rating_max)),
             "rating_out_of_range",
@@ -122,6 +175,30 @@ def with_reason(
         value.alias(PARSED_VALUE),
         reason.alias(REASON),
     )
+
+
+def id_reason(max_id_length: int | None) -> Column:
+    """The reasons up to the ids' own checks (a `when` chain to continue): malformed_record,
+    null_key, control_character, invalid_utf8, invisible_character, id_too_long."""
+    ids = [F.col(USER_ID), F.col(ITEM_ID)]
+    return (
+        F.when(F.col(RAW_RECORD).isNotNull(), "malformed_record")
+        .when(
+            is_blank(F.col(USER_ID))
+            | is_blank(F.col(ITEM_ID))
+            | is_blank(F.col(EVENT_TYPE))
+            | is_blank(F.col(EVENT_TS)),
+            "null_key",
+        )
+        .when(_any(has_control_character, ids), "control_character")
+        .when(_any(has_invalid_utf8, ids), "invalid_utf8")
+        .when(_any(has_invisible_character, ids), "invisible_character")
+        .when(_any(lambda c: is_too_long(c, max_id_length), ids), "id_too_long")
+    )
+
+
+def _any(check: Callable[[Column], Column], cols: Sequence[Column]) -> Column:
+    return reduce(operator.or_, [check(c) for c in cols])
 
 
 def with_unknown_items(df: DataFrame, catalog_df: DataFrame | None) -> DataFrame:

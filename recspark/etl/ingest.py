@@ -76,6 +76,8 @@ def check_rows(
             rating_max=ingest.rating_max,
             latest_ts=latest_event_ts(run_date, ingest.future_tolerance_s),
             earliest_ts=earliest,
+            max_value=ingest.max_value,
+            max_id_length=ingest.max_id_length,
         )
         .transform(with_unknown_items, catalog_df=catalog_df)
         .transform(with_duplicates)

@@ -6,6 +6,12 @@ landed, then stop), checkpointed, and hands each micro-batch to the batch logic.
 micro-batch replayed after a crash MERGEs events by their key (nothing is inserted twice) and
 appends its quarantined rows as a Delta idempotent write keyed by the batch id (`txnAppId`,
 `txnVersion`), which Delta skips when that batch was already committed.
+
+One layout per landing folder: a stream has one schema, fixed when it starts. With
+`source.header`, that is the header of the first file in the folder (by name), and every file of
+a micro-batch must have the same header: a file with another one (columns reordered, added or
+missing) stops the run with a `SourceError` naming it, instead of being read by position. The
+batch ingest reads each file by its own header.
 """
 
 from __future__ import annotations
@@ -24,9 +30,14 @@ from recspark.config import Config
 from recspark.etl.ingest import QuarantineWriter, check_rows, commit_checked
 from recspark.io.delta import conform
 from recspark.io.sources import (
+    TEXT_FORMATS,
     SourceError,
+    data_files,
+    first_line,
+    header_names,
     item_catalog,
     map_to_raw_columns,
+    path_of_file_uri,
     reader_spec,
     resolve_source,
 )
@@ -73,13 +84,54 @@ def idempotent_quarantine_writer(config: Config, batch_id: int) -> QuarantineWri
     return write
 
 
+def stream_header(spark: SparkSession, config: Config) -> list[str] | None:
+    """The field names every landing file must have: the first file's header (None when the
+    source has no header, or nothing has landed)."""
+    source = resolve_source(config.source)
+    if not (source.format in TEXT_FORMATS and source.header):
+        return None
+    files = data_files(spark, config.path(config.stream.landing))
+    return header_names(first_line(spark, files[0]), source) if files else None
+
+
+def check_headers(
+    spark: SparkSession, config: Config, raw_df: DataFrame, header: list[str] | None
+) -> None:
+    """Raise SourceError for the first file of a micro-batch whose header is not `header`."""
+    if header is None:
+        return
+    source = resolve_source(config.source)
+    uris = raw_df.select(schemas.SOURCE_FILE).distinct().collect()
+    files = sorted(path_of_file_uri(spark, r[0]) for r in uris)
+    for file in files:
+        names = header_names(first_line(spark, file), source)
+        if names != header:
+            raise SourceError(
+                f"{file}: header {names} is not the stream's {header} (a landing folder holds "
+                "one layout: land this file elsewhere or ingest it in batch, which reads each "
+                "file by its own header)"
+            )
+
+
 def batch_writer(
-    spark: SparkSession, config: Config, run_date: dt.date, results: list[IngestResult]
+    spark: SparkSession,
+    config: Config,
+    run_date: dt.date,
+    results: list[IngestResult],
+    header: list[str] | None = None,
+    errors: list[SourceError] | None = None,
 ) -> Callable[[DataFrame, int], None]:
-    """The foreachBatch function: clean, account, MERGE, append the quarantine idempotently."""
+    """The foreachBatch function: check headers, clean, account, MERGE, append the quarantine
+    idempotently. A SourceError is also put in `errors` (Spark wraps what foreachBatch raises)."""
     catalog_df = item_catalog(spark, config)
 
     def write_batch(raw_df: DataFrame, batch_id: int) -> None:
+        try:
+            check_headers(spark, config, raw_df, header)
+        except SourceError as error:
+            if errors is not None:
+                errors.append(error)
+            raise
         raw_df = raw_df.persist()
         checked_df = check_rows(raw_df, config, run_date, catalog_df).persist()
         try:
@@ -128,14 +180,23 @@ def run_ingest_stream(spark: SparkSession, config: Config, run_date: dt.date) ->
         already_present, by_reason, batches.
     """
     results: list[IngestResult] = []
+    errors: list[SourceError] = []
+    stream_df = landing_stream(spark, config, run_date)
+    write_batch = batch_writer(
+        spark, config, run_date, results, stream_header(spark, config), errors
+    )
     query = (
-        landing_stream(spark, config, run_date)
-        .writeStream.foreachBatch(batch_writer(spark, config, run_date, results))
+        stream_df.writeStream.foreachBatch(write_batch)
         .option("checkpointLocation", checkpoint_path(config))
         .trigger(availableNow=True)
         .start()
     )
-    query.awaitTermination()
+    try:
+        query.awaitTermination()
+    except Exception:
+        if errors:
+            raise errors[0] from None
+        raise
     total = sum_results(results)
     log.info("ingest_stream %s: %s", run_date, total)
     return total
