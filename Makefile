@@ -45,7 +45,7 @@ $(READERS_STAMP): scripts/setup_readers.sh scripts/side_venv.sh
 	bash scripts/setup_readers.sh $(PYTHON) $(READERS_VENV)
 
 demo: setup
-	$(VENV)/bin/recspark demo --conf conf --env local --run-date $(RUN_DATE)
+	$(VENV)/bin/recspark demo --conf conf --env local --run-date $(RUN_DATE) --show-examples
 
 # For a cluster: dist/recspark-<version>-py3-none-any.whl and the same archive as a .zip for
 # `spark-submit --py-files` (README: "Running on a cluster").

@@ -7,12 +7,14 @@ import datetime as dt
 import logging
 import os
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from recspark import exit_codes
 from recspark.config import Config, ConfigError, load_config
+from recspark.credentials import redact, remember_config
 from recspark.stages import DEMO, NIGHTLY, StageName
 
 if TYPE_CHECKING:  # the CLI starts without Spark: `--help` and config errors need no JVM
@@ -65,6 +67,15 @@ def _common(parser: argparse.ArgumentParser, with_run_date: bool = True) -> None
     )
 
 
+def _show_examples(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--show-examples",
+        action="store_true",
+        help="after the score stage's summary line, print three users' ids with their best "
+        "recommendations (personal data: off by default, the summary has counts only)",
+    )
+
+
 class _HelpFormatter(argparse.HelpFormatter):
     """Wraps descriptions as usual; keeps the exit-code table's lines."""
 
@@ -96,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
         "ingest_stream: the streaming ingest of stream.landing)",
     )
     _common(run)
+    _show_examples(run)
     gen = sub.add_parser(
         "generate",
         help="write the seeded synthetic dataset (config section 'synthetic')",
@@ -204,6 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
         "a summary.",
     )
     _common(demo)
+    _show_examples(demo)
     return parser
 
 
@@ -240,15 +253,20 @@ def _rollback(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_summary(spark: SparkSession, config: Config, run: PipelineRun) -> None:
+def _print_summary(
+    spark: SparkSession, config: Config, run: PipelineRun, show_examples: bool = False
+) -> None:
+    """The run's summary: counts; example users' recommendations only when asked for."""
     from recspark.results import ScoreResult
     from recspark.scoring.publish import sample_recommendations
     from recspark.summary import format_summary
 
     scored = run.find(ScoreResult) is not None
-    samples = sample_recommendations(spark, config, run.run_date) if scored else []
+    samples = (
+        sample_recommendations(spark, config, run.run_date) if scored and show_examples else []
+    )
     lakehouse = str(Path(config.table_path("interactions")).parent)
-    print(format_summary(run, lakehouse, samples), flush=True)
+    print(redact(format_summary(run, lakehouse, samples)), flush=True)
 
 
 def _backfill(config: Config, args: argparse.Namespace) -> int:
@@ -279,7 +297,8 @@ def _run(config: Config, args: argparse.Namespace) -> int:
     from recspark.session import build_spark
 
     spark = build_spark(config)
-    _print_summary(spark, config, run_stages(spark, config, args.run_date, _stages_of(args)))
+    run = run_stages(spark, config, args.run_date, _stages_of(args))
+    _print_summary(spark, config, run, getattr(args, "show_examples", False))
     return 0
 
 
@@ -379,15 +398,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = load_config(args.conf, args.env, args.overrides)
     except ConfigError as exc:
-        print(f"recspark: configuration error: {exc}", file=sys.stderr)
+        print(redact(f"recspark: configuration error: {exc}"), file=sys.stderr)
         return exit_codes.USAGE
+    remember_config(config)  # its secrets are redacted from every line printed from now on
     try:
         return COMMANDS[args.command](config, args)
     except Exception as exc:
-        from recspark.failures import classify, one_line
+        from recspark.failures import after_lines, classify, one_line
 
         failure = classify(exc)
-        if failure is None or args.debug:
+        if args.debug:
             raise
-        print(one_line(exc, failure), file=sys.stderr, flush=True)
+        if failure is None:  # a bug: Python's traceback, with any secret in it redacted
+            print(redact("".join(traceback.format_exception(exc))), file=sys.stderr, flush=True)
+            return exit_codes.BUG
+        print(one_line(exc, failure), *after_lines(exc), sep="\n", file=sys.stderr, flush=True)
         return failure.code

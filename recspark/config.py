@@ -421,6 +421,8 @@ class CatalogConfig(Section):
 class OnlineConfig(Section):
     store: OnlineStoreName | None = None
     redis_url: Text = "redis://127.0.0.1:6379/0"
+    redis_password_env: Text = "RECSPARK_REDIS_PASSWORD"
+    redis_password_file: Text | None = None
     key_prefix: Text = "recspark"
     batch_size: Count = 1000
     keep_versions: Count = 2

@@ -2,7 +2,9 @@
 
 `recspark` (and every `jobs/*.py`) turns these into `recspark: <what failed> (<what to do>; exit N)`
 on stderr and the exit code (`recspark.exit_codes`), without a traceback; `--debug` or
-RECSPARK_DEBUG=1 re-raises. Anything else is a bug: Python's traceback and exit code 1.
+RECSPARK_DEBUG=1 re-raises. Anything else is a bug: Python's traceback and exit code 1. What is
+printed has its secrets redacted (`recspark.credentials.redact`); a failure to record the failure
+in `pipeline_runs` follows the line as a note (`after_lines`), never in its place.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from dataclasses import dataclass
 
 from recspark import exit_codes as codes
 from recspark.config import ConfigError
+from recspark.credentials import redact
 from recspark.etl.ingest import AccountingError
 from recspark.health import HealthCheckError
 from recspark.io.delta import (
@@ -21,6 +24,7 @@ from recspark.io.delta import (
 )
 from recspark.io.sources import SourceError
 from recspark.online.export import OnlineExportError
+from recspark.pipeline import UNRECORDED
 from recspark.scoring.publish import ValidationError
 from recspark.tracking import NoModelError, TrackingUnreachableError
 from recspark.training.train import TrainingError
@@ -112,10 +116,17 @@ def classify(exc: BaseException) -> Failure | None:
 
 
 def one_line(exc: BaseException, failure: Failure) -> str:
-    """`recspark: [stage S (D): ]<message>: <what to do>` on one line."""
+    """`recspark: [stage S (D): ]<message>: <what to do>` on one line, secrets redacted."""
     notes = [n for n in getattr(exc, "__notes__", []) if n.startswith("stage ")]
     message = first_line(exc)
     if failure.code == codes.CONFLICT:
         message = f"Delta write conflict ({first_line(exc, 300)})"
     where = f"{notes[0]}: " if notes else ""
-    return f"recspark: {where}{message} ({failure.hint}; exit {failure.code})"
+    return redact(f"recspark: {where}{message} ({failure.hint}; exit {failure.code})")
+
+
+def after_lines(exc: BaseException) -> list[str]:
+    """What the operator reads after `one_line`: a failure that came while recording this one
+    (`pipeline_runs` could not be written), never in its place."""
+    notes = [n for n in getattr(exc, "__notes__", []) if n.startswith(UNRECORDED)]
+    return [redact(f"  note: {n}") for n in notes]

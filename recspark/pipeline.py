@@ -12,11 +12,13 @@ from pathlib import Path
 from pyspark.sql import SparkSession
 
 from recspark.config import Config
+from recspark.credentials import redact
 from recspark.etl.ingest import run_ingest
 from recspark.etl.stream import run_ingest_stream
 from recspark.evaluation.evaluate import run_evaluate
 from recspark.features.featurize import run_featurize
 from recspark.io.catalog import register_tables
+from recspark.io.delta import first_line
 from recspark.io.synthetic import write_synthetic
 from recspark.online.export import run_export
 from recspark.report.stage import run_report
@@ -27,6 +29,10 @@ from recspark.stages import StageName
 from recspark.training.train import run_train
 
 Stage = Callable[[SparkSession, Config, dt.date], StageResult]
+
+# The note a failed stage's error gets when recording it in pipeline_runs failed too (a full
+# disk): the CLI prints it after the stage's own error, which stays first.
+UNRECORDED = "recording this failure in pipeline_runs failed too: "
 
 
 def events_folder(source_path: str) -> str:
@@ -100,9 +106,13 @@ def _run_stage(
     try:
         result = STAGES[name](spark, config, run_date)
     except Exception as exc:
-        error = f"{type(exc).__name__}: {exc}"[:2000]
+        error = redact(f"{type(exc).__name__}: {exc}")[:2000]
         failed = StageOutcome(name, started_at, time.perf_counter() - started, error=error)
-        record_stage_run(spark, config, failed, run_id, run_date)
+        try:
+            record_stage_run(spark, config, failed, run_id, run_date)
+        except Exception as unrecorded:  # the stage's own error stays the one raised
+            what = f"{type(unrecorded).__name__}: {first_line(unrecorded, 500)}"
+            exc.add_note(UNRECORDED + redact(what))
         exc.add_note(f"stage {name} ({run_date})")  # the CLI's one line names the stage
         raise
     seconds = round(time.perf_counter() - started, 1)
@@ -128,4 +138,4 @@ def run_backfill(
     return [run_stages(spark, config, day, stages) for day in days]
 
 
-__all__ = ["STAGES", "events_folder", "run_backfill", "run_generate", "run_stages"]
+__all__ = ["STAGES", "UNRECORDED", "events_folder", "run_backfill", "run_generate", "run_stages"]

@@ -1,7 +1,9 @@
 """The report `recspark demo` and `recspark run` print after a run: one block per stage result.
 
-Pure formatting of typed results (`recspark.results`); it reads no table. The sample users'
-recommendations are read by the caller (`recspark.scoring.publish.sample_recommendations`).
+Pure formatting of typed results (`recspark.results`); it reads no table. By default it holds
+counts only: no user's id or recommendations (they would land in logs, Airflow's included).
+Example users' recommendations are shown only when the caller asks for them (`--show-examples`)
+and reads them (`recspark.scoring.publish.sample_recommendations`).
 """
 
 from __future__ import annotations
@@ -138,12 +140,14 @@ def stage_lines(result: StageResult) -> list[str]:
 
 
 def format_summary(run: PipelineRun, lakehouse: str, samples: Sequence[UserSample] = ()) -> str:
-    """The closing report of a run: counts, training, evaluation, a few users' recommendations.
+    """The closing report of a run: counts, training, evaluation, and the recommendations of
+    the example users in `samples` (none by default).
 
     Args:
         run: the stages' results.
         lakehouse: the folder of the Delta tables (printed in the heading).
-        samples: users whose recommendations are shown after the score stage's line.
+        samples: users whose recommendations are shown after the score stage's line (personal
+            data: only when the operator asked for examples).
     """
     lines = [f"recspark summary for run date {run.run_date} (lakehouse: {lakehouse})"]
     for stage in run.stages:

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from recspark.config import Config
+from recspark.credentials import redact
 
 
 class NoModelError(LookupError):
@@ -34,7 +35,7 @@ def check_tracking_server(uri: str, timeout_s: float = 10.0) -> None:
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         raise TrackingUnreachableError(
-            f"mlflow.tracking_uri: the tracking server at {uri} does not answer ({reason})"
+            redact(f"mlflow.tracking_uri: the tracking server at {uri} does not answer ({reason})")
         ) from exc
 
 

@@ -76,9 +76,18 @@ def featurized_copy(
 
 
 @pytest.fixture(scope="session")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def redis_password() -> str:
+    """The password the tests' redis-server requires (random per test run)."""
+    import secrets
+
+    return f"redis-pw-{secrets.token_hex(12)}"
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory, redis_password: str) -> Iterator[str]:
     """A real redis-server (Debian's, installed by `make setup`) on a free loopback port, no
-    persistence, for the whole test run."""
+    persistence, for the whole test run. It requires a password (`redis_password`, in the
+    URL), so every test that exports authenticates as a production store would have it."""
     from .servers import free_port, serving
 
     folder = tmp_path_factory.mktemp("redis")
@@ -86,6 +95,7 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     command = [
         shutil.which("redis-server") or "/usr/bin/redis-server", "--bind", "127.0.0.1",
         "--port", str(port), "--save", "", "--appendonly", "no", "--dir", str(folder),
+        "--requirepass", redis_password,
     ]  # fmt: skip
     with serving(command, port, folder / "redis.log", timeout_s=30):
-        yield f"redis://127.0.0.1:{port}/0"
+        yield f"redis://:{redis_password}@127.0.0.1:{port}/0"

@@ -3,7 +3,9 @@
 Airflow lives in its own virtualenv (`make airflow-setup`): its pinned dependencies clash with the
 project's. These tests run its `airflow` and `python` as subprocesses, with AIRFLOW_HOME (and the
 sqlite metadata database) in a temporary folder. The integration test runs the whole DAG for one
-date against local Spark with `airflow dags test`, then reruns a task for the same date.
+date against local Spark with `airflow dags test`, then reruns a task for the same date. It is
+also the secrets test: every credential-bearing setting it can use holds a password, and none
+may appear in the output, the tables, the MLflow store or the report.
 """
 
 from __future__ import annotations
@@ -11,12 +13,15 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+import redis
 import yaml
 from pyspark.sql import SparkSession
 
@@ -24,6 +29,7 @@ from recspark.io.delta import read_table
 from recspark.stages import NIGHTLY
 
 from .conftest import CONF_DIR
+from .leaks import leaks
 
 ROOT = CONF_DIR.parent
 AIRFLOW_VENV = ROOT / ".venv-airflow"
@@ -225,8 +231,9 @@ def _task_states(env: dict[str, str], home: Path) -> dict[str, str]:
 SMALL_ENV = "dagtest"
 
 
-def _small_conf(folder: Path) -> Path:
-    """The project's conf with an overlay for the smallest data that proves the DAG's point.
+def _small_conf(folder: Path, settings: dict[str, dict[str, Any]]) -> Path:
+    """The project's conf with an overlay for the smallest data that proves the DAG's point,
+    and `settings` (sections of the overlay, merged into it).
 
     The DAG test is about orchestration: five SparkSubmitOperator tasks in order, each a real
     spark-submit of a recspark job, and a rerun that replaces its partition. Horovod and the
@@ -242,6 +249,10 @@ def _small_conf(folder: Path) -> Path:
     # Each task is a new driver: the embedded metastore's start (~4 s a task) proves nothing
     # here; the cluster test's spark-submit registers the tables.
     overlay["catalog"] = {"enabled": False}
+    for section, values in settings.items():
+        for key, value in values.items():  # a mapping (spark.conf) is merged key by key
+            target = overlay.setdefault(section, {})
+            target[key] = {**target.get(key, {}), **value} if isinstance(value, dict) else value
     (folder / f"{SMALL_ENV}.yaml").write_text(yaml.safe_dump(overlay))
     return folder
 
@@ -254,14 +265,53 @@ def _recommendations(spark: SparkSession, root: Path) -> tuple[int, int]:
     return recs.count(), recs.select("user_id", "rank").distinct().count()
 
 
+def _planted(
+    tmp_path: Path, redis_url: str, redis_password: str
+) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    """Overlay settings with a password in every credential-bearing setting this run can use,
+    and the secrets to look for (name -> value).
+
+    - `online.redis_url` carries a password (a wrong one: the right one, from the secret file
+      `online.redis_password_file`, wins, so the export proves the file is read);
+    - `spark.conf` has S3A's secret key (unused by a local file system, passed to Spark all the
+      same) and `catalog.metastore_uri` a Thrift URL with a password (unused with the catalog
+      off, but part of the configuration every model logs).
+    `mlflow.tracking_uri` stays the local SQLite store (a URL password needs a tracking server:
+    tests/test_failures.py checks its redaction); source URLs are checked in
+    tests/test_credentials.py.
+    """
+    planted = {
+        name: f"{name}-{secrets.token_hex(8)}"
+        for name in ("redis_url_password", "s3a_secret_key", "metastore_password")
+    }
+    password_file = tmp_path / "redis.password"
+    password_file.write_text(redis_password + "\n")
+    url = redis_url.replace(f":{redis_password}@", f":{planted['redis_url_password']}@")
+    settings = {
+        "online": {
+            "store": "redis",
+            "redis_url": url,
+            "redis_password_file": str(password_file),
+            "key_prefix": "dagtest",
+        },
+        "spark": {"conf": {"spark.hadoop.fs.s3a.secret.key": planted["s3a_secret_key"]}},
+        "catalog": {
+            "enabled": False,
+            "metastore_uri": f"thrift://hive:{planted['metastore_password']}@127.0.0.1:9083",
+        },
+    }
+    return settings, {**planted, "redis_password (secret file)": redis_password}
+
+
 @pytest.mark.integration
 def test_airflow_runs_the_nightly_dag_against_local_spark(
-    tmp_path: Path, spark: SparkSession
+    tmp_path: Path, spark: SparkSession, redis_url: str, redis_password: str
 ) -> None:
     root = tmp_path / "recspark"
     home = tmp_path / "airflow"
     home.mkdir()
-    conf = _small_conf(tmp_path / "conf")
+    settings, planted = _planted(tmp_path, redis_url, redis_password)
+    conf = _small_conf(tmp_path / "conf", settings)
     env = _airflow_env(
         home,
         AIRFLOW_CONN_SPARK_RECSPARK=json.dumps({"conn_type": "spark", "host": "local[2]"}),
@@ -270,7 +320,9 @@ def test_airflow_runs_the_nightly_dag_against_local_spark(
         AIRFLOW_VAR_RECSPARK_ROOT=str(root),
         AIRFLOW_VAR_RECSPARK_RETRIES="0",  # a failure fails the test now, not after 2 retries
     )
+    env.pop("RECSPARK_REDIS_PASSWORD", None)  # the secret file gives it
     airflow = _airflow_bin("airflow")
+    outputs: dict[str, str] = {}
 
     generate_env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1"}
     generate_env.pop("PYSPARK_PYTHON", None)
@@ -281,13 +333,14 @@ def test_airflow_runs_the_nightly_dag_against_local_spark(
         ROOT,
         600,
     )
+    outputs["recspark generate"] = done.stdout + done.stderr
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
 
     done = _run([airflow, "db", "migrate"], env, home, 300)
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
 
     done = _run([airflow, "dags", "test", DAG_ID, RUN_DATE], env, home, 1800)
-    output = done.stdout + done.stderr
+    output = outputs["airflow dags test"] = done.stdout + done.stderr
     assert done.returncode == 0, output[-6000:]
     for stage in STAGES:
         # the provider logs the command it runs: spark-submit by name, the master from the
@@ -299,6 +352,10 @@ def test_airflow_runs_the_nightly_dag_against_local_spark(
         ) in output, output[-6000:]
         assert f"[recspark] stage {stage} done" in output
     assert _task_states(env, home) == dict.fromkeys(STAGES, "success")
+    # The export wrote every user to the password-protected Redis and named it without password.
+    shown = settings["online"]["redis_url"].replace(planted["redis_url_password"], "***")
+    assert f"users written to {shown} as version" in output, output[-6000:]
+    assert redis.Redis.from_url(redis_url).get("dagtest:current") is not None
 
     rows, distinct = _recommendations(spark, root)
     assert rows > 0
@@ -314,7 +371,7 @@ def test_airflow_runs_the_nightly_dag_against_local_spark(
     # same recommendations, nothing duplicated. (Rerunning every stage would double the test's
     # time; scoring is the stage whose output is published.)
     done = _run([airflow, "tasks", "test", DAG_ID, "score", RUN_DATE], env, home, 1200)
-    output = done.stdout + done.stderr
+    output = outputs["airflow tasks test score"] = done.stdout + done.stderr
     assert done.returncode == 0, output[-6000:]
     assert "[recspark] stage score done" in output
     assert _recommendations(spark, root) == (rows, distinct)
@@ -322,3 +379,9 @@ def test_airflow_runs_the_nightly_dag_against_local_spark(
         f"run_date = DATE'{RUN_DATE}' AND stage = 'score' AND status = 'succeeded'"
     )
     assert scored.count() == 2  # pipeline_runs is a log: the rerun adds its row
+
+    # No planted secret anywhere: the processes' output (the tasks' included), every table read
+    # as data, every file under the root (MLflow's store and artifacts, the report, work/) and
+    # Airflow's home (its task logs and database).
+    assert (root / "mlruns").is_dir() and (root / "reports").is_dir()
+    assert leaks(spark, planted, outputs, [root, home]) == []

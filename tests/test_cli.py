@@ -26,7 +26,10 @@ def test_help_of_every_command(capsys: pytest.CaptureFixture[str]) -> None:
         with pytest.raises(SystemExit) as exit_info:
             main([command, "--help"])
         assert exit_info.value.code == 0
-        assert "--conf" in capsys.readouterr().out
+        help_text = capsys.readouterr().out
+        assert "--conf" in help_text
+        # example users (personal data) in the summary only on request
+        assert ("--show-examples" in help_text) == (command in ("run", "demo"))
 
 
 @pytest.mark.parametrize(

@@ -97,18 +97,22 @@ def test_a_corrupted_delta_log_is_an_unreadable_table(
 
 
 def test_an_unreachable_tracking_server_is_one_line_and_exit_6(tmp_path: Path) -> None:
-    """A real process, as an operator runs it: MLflow's client would retry for minutes."""
-    uri = f"http://127.0.0.1:{_free_port()}"
+    """A real process, as an operator runs it: MLflow's client would retry for minutes. The
+    URI's password is not printed."""
+    port = _free_port()
+    uri, password = f"http://mlflow:***@127.0.0.1:{port}", "tracking-Pa55word"
     argv = [sys.executable, "-m", "recspark", "promote", "--version", "1", "--conf", str(CONF_DIR)]
     argv += ["--env", "test", "--set", f"paths.root={tmp_path}"]
-    argv += ["--set", f"mlflow.tracking_uri={uri}"]
+    argv += ["--set", f"mlflow.tracking_uri={uri.replace('***', password)}"]
     env = {k: v for k, v in os.environ.items() if k != "RECSPARK_DEBUG"}
     done = subprocess.run(argv, capture_output=True, text=True, timeout=120, env=env)
     assert done.returncode == exit_codes.TRACKING, done.stderr
     line = _the_line(done.stderr)
     assert uri in line and "mlflow.tracking_uri" in line, line
+    assert password not in done.stdout + done.stderr
     debug = subprocess.run([*argv, "--debug"], capture_output=True, text=True, timeout=120, env=env)
     assert debug.returncode == 1 and "TrackingUnreachableError" in debug.stderr
+    assert password not in debug.stdout + debug.stderr
 
 
 def test_a_real_delta_write_conflict_is_classified(spark: SparkSession, tmp_path: Path) -> None:
@@ -161,3 +165,54 @@ def test_every_exit_code_has_its_failures_and_anything_else_is_a_bug() -> None:
     assert named | {exit_codes.BUG, conflict} == set(exit_codes.EXIT_CODES)
     for bug in (KeyError("x"), ZeroDivisionError(), RuntimeError("boom"), ValueError("v")):
         assert classify(bug) is None
+
+
+def test_a_failure_while_recording_a_failure_keeps_the_first_error_first(
+    spark: SparkSession, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A stage fails and pipeline_runs cannot take its row (here a file stands where the table
+    belongs, as a full disk or lost permissions would refuse the write): the stage's own error
+    is the line and the exit code, the recording failure a note after it."""
+    config = load_config(CONF_DIR, "test", [f"paths.root={tmp_path}"])
+    runs = Path(config.table_path("pipeline_runs"))
+    runs.parent.mkdir(parents=True)
+    runs.write_text("not a table")
+    code, err = _cli(tmp_path, capsys, "run", "--stage", "featurize", "--run-date", DATE)
+    assert code == exit_codes.TABLE, err
+    line = _the_line(err)
+    assert f"stage featurize ({DATE})" in line and "interactions" in line, line
+    lines = err.splitlines()
+    note = lines[lines.index(line) + 1]
+    assert note.startswith("  note: recording this failure in pipeline_runs failed too: "), err
+
+
+def test_an_unreachable_store_with_a_password_in_its_url_is_named_without_it(
+    spark: SparkSession, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The export stage's failure line and the error kept in pipeline_runs name the store by
+    its URL with the password replaced by ***."""
+    import datetime as dt
+
+    from recspark.io.delta import read_table
+
+    password, port = "export-Pa55word", _free_port()
+    config = load_config(CONF_DIR, "test", [f"paths.root={tmp_path}"])
+    published = [("run-1", dt.date(2026, 1, 1), "3")]  # what export reads before the store
+    spark.createDataFrame(
+        published, "run_id string, run_date date, model_version string"
+    ).write.format("delta").save(config.table_path("recommendations_latest"))
+    url = f"redis://app:{password}@127.0.0.1:{port}/0"  # nothing listens there
+    code, err = _cli(
+        tmp_path,
+        capsys,
+        *("run", "--stage", "export", "--run-date", DATE),
+        *("--set", "online.store=redis", "--set", f"online.redis_url={url}"),
+    )
+    assert code == exit_codes.ONLINE_STORE, err
+    line = _the_line(err)
+    assert f"cannot reach redis://app:***@127.0.0.1:{port}/0" in line, line
+    assert password not in err
+    runs = read_table(spark, config.table_path("pipeline_runs")).collect()
+    assert [r["status"] for r in runs] == ["failed"]
+    assert "cannot reach redis://app:***@" in runs[0]["details"]
+    assert password not in runs[0]["details"]

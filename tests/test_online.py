@@ -118,9 +118,11 @@ def test_an_unreachable_store_is_one_clear_error(
 ) -> None:
     from .servers import free_port
 
-    url = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
-    with pytest.raises(OnlineExportError, match=f"cannot reach {url}"):
-        run_export(spark, _config(base_config.paths.root, url, "t3"), RUN_DATE)
+    url = f"redis://app:***@127.0.0.1:{free_port()}/0"  # nothing listens there
+    config = _config(base_config.paths.root, url.replace("***", "online-Pa55"), "t3")
+    with pytest.raises(OnlineExportError) as raised:
+        run_export(spark, config, RUN_DATE)
+    assert f"cannot reach {url}" in str(raised.value)  # without the password
 
 
 def test_export_is_off_without_a_store(

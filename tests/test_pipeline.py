@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -309,3 +310,42 @@ def test_hostile_ids_are_kept_byte_for_byte_into_the_recommendations(
         assert table.join(indices, "user_index").select("user_index").distinct().count() == len(
             mapped
         ), key
+
+
+def test_no_personal_data_in_the_summary_or_the_model_by_default(
+    results: PipelineRun,
+    spark: SparkSession,
+    base_config: Config,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    """The printed summary (stdout, so Airflow's logs) has counts and no user's id unless
+    examples are asked for; the registered model's input example is a synthetic id that the
+    model answers with the popular fallback."""
+    import mlflow
+    import pandas as pd
+
+    from recspark.cli import _print_summary
+    from recspark.scoring.publish import sample_recommendations
+    from recspark.training.train import EXAMPLE_USER_ID
+
+    examples = [s.user_id for s in sample_recommendations(spark, base_config, RUN_DATE)]
+    assert len(examples) == 3
+    capsys.readouterr()
+    _print_summary(spark, base_config, results)
+    summary = capsys.readouterr().out
+    assert "  score        " in summary
+    assert not [user for user in examples if f"{user}: " in summary], summary
+    _print_summary(spark, base_config, results, show_examples=True)
+    shown = capsys.readouterr().out
+    assert [user for user in examples if f"{user}: " in shown] == examples, shown
+
+    setup_mlflow(base_config)
+    uri = f"models:/{base_config.mlflow.registered_model}/{results['train'].model_version}"
+    folder = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(tmp_path))
+    example = mlflow.models.Model.load(folder).load_input_example(folder)
+    assert list(example["user_id"]) == [EXAMPLE_USER_ID]
+    users = read_table(spark, base_config.table_path("user_ids"))
+    assert users.where(F.col("user_id") == EXAMPLE_USER_ID).count() == 0
+    answer = mlflow.pyfunc.load_model(uri).predict(pd.DataFrame(example))
+    assert set(answer["reason"]) == {"popular_fallback"} and len(answer) == 3

@@ -2,17 +2,16 @@
 
 The key never passes through config, logs or MLflow: it is read from the environment variable
 `ingest.pseudonym_key_env` or, when that is unset, from the first line of the secret file
-`ingest.pseudonym_key_file`, and reaches the executors inside the (pickled) function that applies
-it, not as a literal in a Spark plan. What it protects and what it does not: README, "Privacy".
+`ingest.pseudonym_key_file` (`recspark.credentials.read_secret`), and reaches the executors
+inside the (pickled) function that applies it, not as a literal in a Spark plan. What it
+protects and what it does not: README, "Privacy".
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 from collections.abc import Callable
-from pathlib import Path
 
 import pandas as pd
 from pyspark.sql import Column, DataFrame
@@ -20,6 +19,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.pandas.functions import pandas_udf
 
 from recspark.config import Config, ConfigError, IngestConfig
+from recspark.credentials import read_secret
 from recspark.schemas import RAW_RECORD, USER_ID
 
 MIN_KEY_CHARS = 32
@@ -31,21 +31,15 @@ def pseudonym_key(ingest: IngestConfig, root: Config | None = None) -> bytes:
     Raises:
         ConfigError: no key, or one shorter than MIN_KEY_CHARS characters.
     """
-    key = os.environ.get(ingest.pseudonym_key_env, "")
-    where = f"environment variable {ingest.pseudonym_key_env}"
-    if not key and ingest.pseudonym_key_file:
-        path = Path(root.path(ingest.pseudonym_key_file) if root else ingest.pseudonym_key_file)
-        where = f"ingest.pseudonym_key_file {path}"
-        try:
-            lines = path.read_text(encoding="utf-8").splitlines()
-        except OSError as exc:
-            raise ConfigError(f"{where}: cannot be read ({exc.strerror})") from None
-        key = lines[0].strip() if lines else ""
+    env, file = ingest.pseudonym_key_env, ingest.pseudonym_key_file
+    secret = read_secret(env, file, "ingest.pseudonym_key_file", root)
+    key = secret.value if secret else ""
     if len(key) < MIN_KEY_CHARS:
+        where = secret.where if secret else f"environment variable {env}"
         state = "is not set" if not key else f"holds fewer than {MIN_KEY_CHARS} characters"
         raise ConfigError(
             f"ingest.pseudonymise_users is on but the key ({where}) {state}: set "
-            f"{ingest.pseudonym_key_env} or ingest.pseudonym_key_file to a secret of at least "
+            f"{env} or ingest.pseudonym_key_file to a secret of at least "
             f"{MIN_KEY_CHARS} characters"
         )
     return key.encode("utf-8")

@@ -27,6 +27,7 @@ from pyspark.sql import functions as F
 from redis.exceptions import RedisError
 
 from recspark.config import Config
+from recspark.credentials import read_secret, redact
 from recspark.io.delta import read_table
 from recspark.online.store import OnlineStore, RedisStore
 from recspark.results import ExportResult
@@ -73,12 +74,21 @@ def _writer(store: RedisStore, version: str) -> Any:
 
 
 def store_of(config: Config) -> RedisStore | None:
-    """The configured store (None: `online.store` is null, nothing is exported)."""
+    """The configured store (None: `online.store` is null, nothing is exported); its password
+    from `online.redis_password_env` or `online.redis_password_file` when either gives one.
+
+    Raises:
+        ConfigError: the password file cannot be read.
+    """
     online = config.online
     if online.store is None:
         return None
+    password = read_secret(
+        online.redis_password_env, online.redis_password_file, "online.redis_password_file", config
+    )
     return RedisStore(
         url=online.redis_url,
+        password=password.value if password else None,
         prefix=online.key_prefix,
         batch_size=online.batch_size,
         keep_versions=online.keep_versions,
@@ -98,7 +108,7 @@ def _published_run(latest: DataFrame) -> tuple[str, dt.date, str]:
 
 
 def _say(message: str) -> None:
-    print(f"[export] {message}", file=sys.stderr, flush=True)
+    print(redact(f"[export] {message}"), file=sys.stderr, flush=True)
 
 
 def export_to(store: OnlineStore, latest: DataFrame, version: str, meta: dict[str, str]) -> int:
@@ -121,7 +131,7 @@ def export_to(store: OnlineStore, latest: DataFrame, version: str, meta: dict[st
             store.clear(version)
         if isinstance(exc, OnlineExportError):
             raise
-        raise OnlineExportError(f"writing version {version} failed: {_short(exc)}") from exc
+        raise OnlineExportError(f"writing version {version} failed: {redact(_short(exc))}") from exc
     store.publish(version, {**meta, "users": str(written)})
     return written
 
@@ -157,7 +167,7 @@ def run_export(spark: SparkSession, config: Config, run_date: dt.date) -> Export
     try:
         done = _already_exported(store, version)
     except RedisError as exc:
-        raise OnlineExportError(f"cannot reach {store.url}: {exc}") from exc
+        raise OnlineExportError(f"cannot reach {store.where}: {redact(str(exc))}") from exc
     if done is not None:
         return ExportResult(store=config.online.store, version=version, users=0, action=done)
     meta = {
@@ -166,7 +176,7 @@ def run_export(spark: SparkSession, config: Config, run_date: dt.date) -> Export
         "model_version": model_version,
     }
     written = export_to(store, latest, version, meta)
-    _say(f"{written:,} users written to {store.url} as version {version}, now current")
+    _say(f"{written:,} users written to {store.where} as version {version}, now current")
     return ExportResult(store=config.online.store, version=version, users=written, action="written")
 
 

@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+from recspark.credentials import redact
 
 
 class OnlineStore(Protocol):
@@ -45,20 +47,30 @@ class OnlineStore(Protocol):
 @dataclass(frozen=True)
 class RedisStore:
     """The Redis layout of the module docstring. Picklable: each Spark task opens its own
-    connection from the URL."""
+    connection from the URL, with `password` (when given) instead of one in the URL."""
 
-    url: str
+    url: str = field(repr=False)
     prefix: str = "recspark"
     batch_size: int = 1000
     keep_versions: int = 2
     expire_after_s: int = 3600
     timeout_s: float = 10.0
+    password: str | None = field(default=None, repr=False)
+
+    @property
+    def where(self) -> str:
+        """The URL as it may be printed: without its password."""
+        return redact(self.url)
 
     def client(self) -> Any:
         import redis
 
+        url, extra = self.url, {}
+        if self.password is not None:
+            # The URL's own password would win over the keyword (redis-py): drop it.
+            url, extra = _without_password(url), {"password": self.password}
         return redis.Redis.from_url(
-            self.url, socket_timeout=self.timeout_s, socket_connect_timeout=self.timeout_s
+            url, socket_timeout=self.timeout_s, socket_connect_timeout=self.timeout_s, **extra
         )
 
     def key(self, *parts: str) -> str:
@@ -121,6 +133,17 @@ class RedisStore:
         if not fields:
             return 0
         return _forget_fields(self.client(), self.key("recs", "*"), fields)
+
+
+def _without_password(url: str) -> str:
+    """`url` without the password of its user part (`redis://user:pw@host` -> `redis://user@host`)."""
+    scheme, sep, rest = url.partition("://")
+    authority, slash, path = rest.partition("/")
+    userinfo, at, host = authority.rpartition("@")
+    if not at or ":" not in userinfo:
+        return url
+    user = userinfo.split(":", 1)[0]
+    return f"{scheme}{sep}{user + '@' if user else ''}{host}{slash}{path}"
 
 
 def _forget_fields(client: Any, pattern: str, fields: list[str]) -> int:

@@ -31,6 +31,7 @@ from numpy.typing import NDArray
 from pyspark.sql import DataFrame, SparkSession
 
 from recspark.config import Config, TableKey
+from recspark.credentials import redact, redacted_config
 from recspark.io.delta import delta_version, read_table
 from recspark.models.base import ScoringModel
 from recspark.models.closed_form import fit_closed_form
@@ -44,7 +45,6 @@ from recspark.models.registry import (
 from recspark.models.two_tower import TwoTower
 from recspark.ranking.factors import grown, known_users
 from recspark.results import EpochStats, TrainResult
-from recspark.rules import live_users
 from recspark.runs import code_version, config_hash
 from recspark.schemas import ITEM_INDEX, USER_INDEX
 from recspark.tracking import NoModelError, champion_version, setup_mlflow
@@ -86,6 +86,9 @@ log = logging.getLogger(__name__)
 
 # The parent run's metric of each candidate: `candidate_val_ndcg.<name>` (NDCG@evaluate.k).
 CANDIDATE_METRIC = "candidate_val_ndcg"
+# The user id of every registered model's input example: no user's (the model answers it with the
+# popular fallback), so no real id is stored with a model.
+EXAMPLE_USER_ID = "example-user"
 # Tables a model is trained from; their Delta versions are logged with the model.
 INPUT_TABLES: tuple[TableKey, ...] = (
     "train_interactions",
@@ -576,7 +579,7 @@ def run_tags(
         "code_version": code_version(),
         "device": trained.device,
         **{f"data_version.{k}": str(v) for k, v in versions.items()},
-        **{f"data_path.{k}": config.table_path(k) for k in versions},
+        **{f"data_path.{k}": redact(config.table_path(k)) for k in versions},
     }
 
 
@@ -592,8 +595,9 @@ def _log_history(mlflow: Any, history: tuple[EpochStats, ...]) -> None:
 def _log_candidate(mlflow: Any, run_id: str, name: str, trained: Trained, k: int) -> None:
     """One candidate's child run: its params, epochs, validation NDCG and notes; a fit to keep
     for later runs (`train.retrain_every`) and where it is kept."""
-    mlflow.log_params(trained.params)
-    mlflow.set_tags({"candidate": name, **{f"note.{k_}": v for k_, v in trained.notes.items()}})
+    mlflow.log_params({key: redact(str(value)) for key, value in trained.params.items()})
+    notes = {f"note.{key}": redact(value) for key, value in trained.notes.items()}
+    mlflow.set_tags({"candidate": name, **notes})
     if trained.kept is not None:
         kept = (
             trained.kept
@@ -634,7 +638,7 @@ def _register(
     from recspark.models import served
 
     name = config.mlflow.registered_model
-    mlflow.log_dict(config.model_dump(mode="json"), "config.json")
+    mlflow.log_dict(redacted_config(config), "config.json")  # secrets as ***
     _log_id_maps(spark, config, mlflow)
     with _shared_scratch(config) as tmp:
         folder = Path(tmp)
@@ -649,7 +653,7 @@ def _register(
             python_model=served.UserIdRecommender(config.score.k),
             artifacts=artifacts,
             signature=served.signature(),
-            input_example=pd.DataFrame({served.USER_ID: [_a_user_id(spark, config)], "k": [3]}),
+            input_example=pd.DataFrame({served.USER_ID: [EXAMPLE_USER_ID], "k": [3]}),
             registered_model_name=name,
             # Stated, not inferred: inference imports the model in a subprocess (4 s a run).
             pip_requirements=model_requirements(),
@@ -659,13 +663,6 @@ def _register(
     client.set_model_version_tag(name, version, "run_date", run_date.isoformat())
     client.set_model_version_tag(name, version, "model_name", trained.model.model_name)
     return version
-
-
-def _a_user_id(spark: SparkSession, config: Config) -> str:
-    """A user id of the id map, for the model's input example."""
-    users = live_users(read_table(spark, config.table_path("user_ids")))
-    row = users.select("user_id").first()
-    return "" if row is None else str(row[0])
 
 
 def _log_to_mlflow(
