@@ -98,7 +98,7 @@ def test_torch_distributor_trains_the_same_model(spark: SparkSession, config: Co
 
 def _checkpoint_epoch(path: Path) -> int:
     try:
-        return int(torch.load(path, map_location="cpu", weights_only=False)["epoch"])
+        return int(torch.load(path, map_location="cpu", weights_only=True)["epoch"])
     except (FileNotFoundError, EOFError, RuntimeError):
         return 0
 

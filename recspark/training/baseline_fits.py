@@ -18,6 +18,7 @@ earlier run (`train.retrain_every`) is not handed over: it was fit on another ni
 
 from __future__ import annotations
 
+import sys
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -25,10 +26,12 @@ from typing import Any
 
 from recspark.config import Config
 from recspark.ranking.factors import FactorSet
+from recspark.training.sealed import sha256_of
 
 ARTIFACT_DIR = "baseline"
 ARTIFACT_FILE = "factors.pt"
 TAG = "baseline_fit"
+TAG_SHA256 = "baseline_fit.sha256"  # the logged file's, checked before it is unpickled
 
 
 def store(mlflow: Any, factors: FactorSet, kind: str) -> None:
@@ -39,6 +42,7 @@ def store(mlflow: Any, factors: FactorSet, kind: str) -> None:
         path = Path(tmp) / ARTIFACT_FILE
         torch.save(factors, path)
         mlflow.log_artifact(str(path), artifact_path=ARTIFACT_DIR)
+        mlflow.set_tag(TAG_SHA256, sha256_of(path))
     mlflow.set_tag(TAG, kind)
 
 
@@ -70,6 +74,15 @@ def handed_over(train_run_id: str, names: Iterable[str]) -> dict[str, tuple[Fact
                 artifact_path=f"{ARTIFACT_DIR}/{ARTIFACT_FILE}",
                 dst_path=tmp,
             )
+            # Unpickled (a whole FactorSet: README, "Security") only if it is the file logged.
+            if child.data.tags.get(TAG_SHA256) != sha256_of(path):
+                print(
+                    f"[evaluate] {name}: the baseline fit of run {child.info.run_id} changed "
+                    "after it was logged: not loaded, fit again",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                continue
             found[name] = (torch.load(path, map_location="cpu", weights_only=False), kind)
     return found
 

@@ -29,6 +29,7 @@ import dataclasses
 import itertools
 import math
 import os
+import pickle
 import sys
 import time
 from collections.abc import Iterator, Mapping
@@ -51,6 +52,7 @@ from recspark.training.exchange import (
     to_gather,
 )
 from recspark.training.optim import LazyAdam, coalesce_sparse_gradients, has_sparse_gradients
+from recspark.training.sealed import broken_seal, write_seal
 from recspark.vocab import GradientModel, Launcher, LossName, ReaderPool
 
 HISTORY = "history"
@@ -336,29 +338,43 @@ def _cpu_copy(model: Any) -> StateDict:
 def _save_checkpoint(
     path: str, params: TrainParams, model: Any, optimizer: Any, progress: Progress
 ) -> None:
-    """Write the checkpoint atomically (a killed rank never leaves half a file)."""
+    """Write the checkpoint atomically (a killed rank never leaves half a file), then its seal
+    (`recspark.training.sealed`). Tensors and plain values only: it loads with weights_only."""
     state = {
         "fingerprint": params.fingerprint,
         "epoch": progress.epoch,
         "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "optimizer": copy.deepcopy(optimizer.state_dict()),
-        "progress": progress,
+        "progress": dataclasses.asdict(progress),
     }
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_suffix(".tmp")
     torch.save(state, tmp)
+    write_seal(target, params.fingerprint, content=tmp)
     os.replace(tmp, target)
 
 
 def _load_checkpoint(path: str | None, fingerprint: str) -> dict[str, Any] | None:
+    """The checkpoint at `path` written for `fingerprint`, its progress restored; None when
+    there is none, or its seal does not vouch for it (nothing of it is unpickled then)."""
     if not path or not Path(path).exists():
         return None
-    state: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=False)
-    if state.get("fingerprint") != fingerprint or "progress" not in state:
-        _say(f"[train] checkpoint {path} is from other settings: starting over")
-        return None
-    return state
+    refused = broken_seal(path, fingerprint)
+    if refused is None:
+        try:
+            state: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
+            state["progress"] = _restored_progress(state["progress"])
+            return state
+        except (pickle.UnpicklingError, KeyError, TypeError, RuntimeError) as exc:
+            refused = f"it cannot be read ({type(exc).__name__})"
+    _say(f"[train] checkpoint {path} not loaded ({refused}): starting over")
+    return None
+
+
+def _restored_progress(saved: dict[str, Any]) -> Progress:
+    history = [EpochStats(**stats) for stats in saved["history"]]
+    return Progress(**{**saved, "history": history})
 
 
 def _say(message: str) -> None:

@@ -10,9 +10,11 @@ and be served. Its child run says so in the tags `reuse.trained_run` (the run ho
 
 It is trained anyway when there is no stored fit (the candidate's latest child run did not store
 one), when its settings changed (`reuse.settings`, a hash of what shapes the fit), when the stored
-fit cannot be read, or when the catalog or user set shrank (id maps rebuilt): the reason is
-printed. Id maps only append, so a stored fit serves a grown catalog: new items score 0 from it
-until it is retrained (`ranking.factors.grown`). A rerun of a date counts as a run.
+fit is not the file that run kept (its seal, tag `reuse.seal`: settings and SHA-256, checked
+before it is unpickled), when it cannot be read, or when the catalog or user set shrank (id maps
+rebuilt): the reason is printed. Id maps only append, so a stored fit serves a grown catalog: new
+items score 0 from it until it is retrained (`ranking.factors.grown`). A rerun of a date counts
+as a run.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from numpy.typing import NDArray
 
 from recspark.config import Config
 from recspark.models.base import ScoringModel
+from recspark.training.sealed import mismatch, sha256_of
 
 ARTIFACT_DIR = "candidate"
 ARTIFACT_FILE = "model.pt"
@@ -37,6 +40,7 @@ TAG_TRAINED_RUN = "reuse.trained_run"
 TAG_TRAINED_ON = "reuse.trained_on"
 TAG_AGE = "reuse.age"
 TAG_SETTINGS = "reuse.settings"
+TAG_SEAL = "reuse.seal"  # the kept file's fingerprint and SHA-256
 
 
 @dataclass(frozen=True)
@@ -99,24 +103,43 @@ def retrain_reason(kept: Kept | None, n_runs: int, settings: str) -> str | None:
 
 
 def store(mlflow: Any, model: ScoringModel) -> None:
-    """Log `model` in the active run as the candidate's kept fit."""
+    """Log `model` in the active run as the candidate's kept fit, sealed (tag `reuse.seal`:
+    the run's settings fingerprint and the file's SHA-256, `recspark.training.sealed`)."""
     import torch
 
+    run_id = mlflow.active_run().info.run_id
+    settings = mlflow.get_run(run_id).data.tags.get(TAG_SETTINGS, "")
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / ARTIFACT_FILE
         torch.save(model, path)
         mlflow.log_artifact(str(path), artifact_path=ARTIFACT_DIR)
+        mlflow.set_tag(TAG_SEAL, json.dumps({"fingerprint": settings, "sha256": sha256_of(path)}))
 
 
 def load(kept: Kept) -> ScoringModel:
-    """The fit kept in `kept.run_id` (raises if it is gone or unreadable)."""
+    """The fit kept in `kept.run_id`, unpickled only once its seal vouches for it (written for
+    `kept.settings`, bytes unchanged). A whole pickled `ScoringModel`: README, "Security".
+
+    Raises:
+        ValueError: the seal is missing or does not match (nothing was unpickled).
+        OSError, RuntimeError, TypeError: the fit is gone or unreadable.
+    """
     import mlflow
     import torch
+    from mlflow.tracking import MlflowClient
 
+    tags = MlflowClient().get_run(kept.run_id).data.tags
     with tempfile.TemporaryDirectory() as tmp:
         path = mlflow.artifacts.download_artifacts(
             run_id=kept.run_id, artifact_path=f"{ARTIFACT_DIR}/{ARTIFACT_FILE}", dst_path=tmp
         )
+        try:
+            seal = json.loads(tags.get(TAG_SEAL, ""))
+        except ValueError:
+            seal = None
+        refused = "it has no seal" if seal is None else mismatch(path, kept.settings, seal)
+        if refused is not None:
+            raise ValueError(f"not loaded: {refused}")
         model = torch.load(path, map_location="cpu", weights_only=False)
     if not isinstance(model, ScoringModel):
         raise TypeError(f"run {kept.run_id} keeps a {type(model).__name__}, not a ScoringModel")
