@@ -34,6 +34,9 @@ Variables (read in templates when the task runs, so parsing the DAG needs no met
 `recspark_root`                    `--set paths.root=...` (default: empty = the config's own)
 `recspark_py_files`                `--py-files`, e.g. a packaged recspark zip (default: none)
 `recspark_spark_properties_file`   `--properties-file` with extra Spark conf (default: none)
+`recspark_spark_local_ip`          `SPARK_LOCAL_IP` of spark-submit: the address the driver's
+                                   ports and UI bind to (default: `127.0.0.1`; on a cluster in
+                                   client mode, the worker's address the executors reach)
 =================================  ==========================================================
 
 Read when the DAG file is parsed (the operator does not template these; defaults when no
@@ -49,7 +52,8 @@ up on PATH. The connection extra `spark-binary` may only name `spark-submit`, `s
 `spark3-submit` and the old `spark-home` extra is refused, so a connection cannot point at a
 path. `.venv-airflow` has no `spark-submit` of its own (the provider only pulls the Spark Connect
 client, `pyspark-client`). The tasks therefore pass `env_vars` (templated) with
-`PATH=<recspark_venv>/bin:<worker PATH>` and `PYSPARK_PYTHON=<recspark_venv>/bin/python`: the
+`PATH=<recspark_venv>/bin:<worker PATH>`, `PYSPARK_PYTHON=<recspark_venv>/bin/python` and
+`SPARK_LOCAL_IP=<recspark_spark_local_ip>` (Spark's UI otherwise listens on every interface): the
 hook hands them to the spark-submit process (local and standalone client mode), so
 `spark-submit` is the project's (Delta's jars, recspark installed) and so is the driver's Python,
 whatever the Airflow worker's own PATH is. Keep `SPARK_HOME` unset on the worker (or pointing
@@ -174,6 +178,8 @@ def _submit(stage: str) -> SparkSubmitOperator:
         env_vars={
             "PATH": f"{{{{ {_VENV} }}}}/bin{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}",
             "PYSPARK_PYTHON": f"{{{{ {_VENV} }}}}/bin/python",
+            # The driver's ports and its UI (no authentication) bind here, not every interface.
+            "SPARK_LOCAL_IP": f"{{{{ {_var('recspark_spark_local_ip', repr('127.0.0.1'))} }}}}",
         },
         execution_timeout=STAGE_TIMEOUTS[stage],
     )

@@ -179,7 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve the catalog over JDBC/ODBC (Spark Thrift server) until stopped",
         description="Register the tables, then start Spark's Thrift JDBC/ODBC server "
         "(HiveServer2 protocol) on catalog.sql_host:catalog.sql_port (default "
-        "127.0.0.1:10000, no authentication) and serve until SIGINT or SIGTERM. Clients: "
+        "127.0.0.1:10000) and serve until SIGINT or SIGTERM. No login unless catalog.sql_auth "
+        "is password (then user catalog.sql_user, password from catalog.sql_password_env or "
+        "catalog.sql_password_file; required for an address beyond loopback). Clients: "
         "beeline -u jdbc:hive2://127.0.0.1:10000, PyHive, jaydebeapi, BI tools. With the "
         "embedded metastore, stop it before a nightly run on the same root (one JVM at a time).",
     )
@@ -330,13 +332,19 @@ def _sql_server(config: Config, args: argparse.Namespace) -> int:
             "recspark: catalog.enabled is false: the SQL server serves the catalog", file=sys.stderr
         )
         return 2
+    catalog = config.catalog
+    try:  # before Spark starts: a missing password is a configuration error
+        password = sql_server.sql_password(config) if catalog.sql_auth == "password" else None
+    except ConfigError as exc:
+        print(f"recspark: configuration error: {exc}", file=sys.stderr)
+        return exit_codes.USAGE
     spark = build_spark(config, sql_server.server_conf(config))
     register_tables(spark, config)
-    sql_server.start(spark)
-    catalog = config.catalog
+    sql_server.start(spark, config, password)
+    login = f"user {catalog.sql_user}, password" if catalog.sql_auth == "password" else "no login"
     print(
         f"recspark SQL server on jdbc:hive2://{catalog.sql_host}:{catalog.sql_port} "
-        f"(database {catalog.database}); Ctrl-C stops it",
+        f"(database {catalog.database}, {login}); Ctrl-C stops it",
         flush=True,
     )
     stop = threading.Event()

@@ -9,6 +9,7 @@ they came from.
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -53,6 +54,19 @@ class RuleError(ValueError):
     def __init__(self, key: str, message: str) -> None:
         super().__init__(message)
         self.key = key
+
+
+SqlAuth = Literal["none", "password"]
+
+
+def is_loopback(host: str) -> bool:
+    """True for `localhost` and addresses of the loopback network (127.0.0.0/8, ::1)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a host name: it may resolve anywhere
+        return False
 
 
 def join_path(base: str, *parts: str) -> str:
@@ -104,6 +118,9 @@ class Section(BaseModel):
 class SparkConfig(Section):
     app_name: Text = "recspark"
     master: Text | None = "local[2]"
+    # Every port and the UI of a Spark that Python starts bind here (recspark/session.py); None:
+    # the environment decides (SPARK_LOCAL_IP, else every interface), as a cluster driver needs.
+    bind_address: Text | None = "127.0.0.1"
     conf: dict[Text, Text] = {}
 
 
@@ -410,11 +427,27 @@ class CatalogConfig(Section):
     warehouse: Text = "spark-warehouse"
     sql_host: Text = "127.0.0.1"
     sql_port: Count = 10000
+    sql_auth: SqlAuth = "none"
+    sql_user: Text | None = None
+    sql_password_env: Text = "RECSPARK_SQL_PASSWORD"
+    sql_password_file: Text | None = None
 
     @model_validator(mode="after")
     def _external_needs_a_uri(self) -> Self:
         if self.metastore == "external" and not self.metastore_uri:
             raise RuleError("metastore_uri", "catalog.metastore external needs its thrift:// URI")
+        return self
+
+    @model_validator(mode="after")
+    def _served_beyond_loopback_needs_a_password(self) -> Self:
+        if self.sql_auth == "password" and not self.sql_user:
+            raise RuleError("sql_user", "catalog.sql_auth password needs the user name sql_user")
+        if self.sql_auth == "none" and not is_loopback(self.sql_host):
+            raise RuleError(
+                "sql_host",
+                f"{self.sql_host} is not a loopback address: the SQL server listens beyond this "
+                "machine only with catalog.sql_auth password (README: Security)",
+            )
         return self
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from pyspark.sql import SparkSession
 
-from recspark.config import Config
+from recspark.config import Config, is_loopback
 
 DELTA_CONF = {
     "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
@@ -62,12 +62,51 @@ def build_spark(config: Config, extra_conf: Mapping[str, str] | None = None) -> 
     # Python workers must run the interpreter that has recspark, torch and horovod installed.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = SparkSession.builder.appName(config.spark.app_name)
-    if config.spark.master and not launched_by_spark_submit():
+    submitted = launched_by_spark_submit()
+    if config.spark.master and not submitted:
         builder = builder.master(config.spark.master)
-    settings = {**DELTA_CONF, **catalog_conf(config), **config.spark.conf, **(extra_conf or {})}
+    bind = {} if submitted else bind_conf(config.spark.bind_address)
+    settings = {
+        **DELTA_CONF,
+        **bind,
+        **catalog_conf(config),
+        **config.spark.conf,
+        **(extra_conf or {}),
+    }
     for key, value in settings.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
+    if submitted:
+        _warn_if_the_ui_listens_widely(spark)
     _derby_log_beside_the_metastore(spark, config)
     return spark
+
+
+def bind_conf(address: str | None) -> dict[str, str]:
+    """Bind every port of a Spark that Python is about to start to `address` (None: leave it
+    to the environment). The UI reads only the JVM's SPARK_LOCAL_IP (else it listens on every
+    interface), and the JVM inherits this process's environment when it is launched."""
+    if address is None:
+        return {}
+    os.environ["SPARK_LOCAL_IP"] = address
+    return {"spark.driver.bindAddress": address, "spark.driver.host": address}
+
+
+def _warn_if_the_ui_listens_widely(spark: SparkSession) -> None:
+    """One line when spark-submit started a local-master driver whose UI listens on every
+    interface or another non-loopback address (its JVM's SPARK_LOCAL_IP decides; too late to
+    change here)."""
+    context = spark.sparkContext
+    local = (context.master or "").startswith("local")
+    if not local or context.getConf().get("spark.ui.enabled") == "false":
+        return
+    jvm: Any = context._jvm
+    address = jvm.java.lang.System.getenv("SPARK_LOCAL_IP") or "0.0.0.0"
+    if not is_loopback(address):
+        print(
+            f"recspark: the Spark UI listens on {address} (no authentication): export "
+            "SPARK_LOCAL_IP=127.0.0.1 before spark-submit with a local master",
+            file=sys.stderr,
+            flush=True,
+        )

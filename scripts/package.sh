@@ -20,4 +20,7 @@ cp "$WHEEL" "$OUT/$NAME"
 ZIP="$OUT/${NAME%%-py3-*}.zip"
 cp "$WHEEL" "$ZIP"
 rm -rf build   # setuptools leaves its build tree in the project
+# The SQL server's password check (catalog.sql_auth: password), for the machine that serves SQL.
+JARS=$("$PY" -c 'import os, pyspark; print(os.path.join(os.path.dirname(pyspark.__file__), "jars"))')
+if [ -f "$JARS/recspark-sql-auth.jar" ]; then cp "$JARS/recspark-sql-auth.jar" "$OUT/"; fi
 echo "$ZIP"
