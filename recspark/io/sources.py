@@ -26,6 +26,7 @@ import datetime as dt
 import re
 from collections.abc import Iterator
 from functools import reduce
+from typing import Any
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -48,9 +49,12 @@ CORRUPT = "_corrupt_record"
 # The event time of a source whose time column is typed (a timestamp, or a date): null for text.
 EVENT_TS_TYPED = "_event_ts_typed"
 # univocity's limit on the fields of one line (Spark's default 20,480 fails the whole read on a
-# wider line). Past the schema's width a line is malformed anyway and keeps its text; the parser
-# holds one array of this many references per task (a few MiB).
+# wider line). Past the schema's width a line is malformed anyway and keeps its text. The parser
+# allocates arrays of this many entries for every file it opens (at 1,000,000, 3x the time of a
+# day of small files), so a batch read asks for no more than its largest file can hold
+# (`fields_limit`).
 MAX_FIELDS = 1_000_000
+SPARK_MAX_COLUMNS = 20_480  # Spark's default
 ISO_8601 = "iso8601"
 # ISO 8601 date and time: `T` or a space between, fractional seconds (to the microsecond; more
 # digits are truncated), an offset Z, +hh, +hh:mm or +hhmm; none means UTC.
@@ -247,8 +251,9 @@ def literal_path(path: str) -> str:
     return GLOB_CHARACTERS.sub(r"\\\1", path)
 
 
-def _data_files(spark: SparkSession, path: str) -> Iterator[str]:
-    """The files under `path` (a file, or a folder searched recursively) Spark would read.
+def _data_files(spark: SparkSession, path: str) -> Iterator[tuple[str, int]]:
+    """The files under `path` (a file, or a folder searched recursively) Spark would read, each
+    with its size in bytes.
 
     Names starting with `.` or `_` (`_SUCCESS`, `.crc`, `_delta_log` entries) and empty files
     are not data.
@@ -265,12 +270,41 @@ def _data_files(spark: SparkSession, path: str) -> Iterator[str]:
         status = files.next()
         below = str(status.getPath().toUri().getPath()).removeprefix(root).split("/")
         if status.getLen() > 0 and not any(n.startswith((".", "_")) for n in below if n):
-            yield str(status.getPath().toString())
+            yield str(status.getPath().toString()), int(status.getLen())
 
 
 def data_files(spark: SparkSession, path: str) -> list[str]:
     """The data files under `path` (see `has_data_files`), qualified, sorted."""
-    return sorted(_data_files(spark, path))
+    return sorted(file for file, _ in _data_files(spark, path))
+
+
+def fields_limit(spark: SparkSession, listed: list[tuple[str, int]]) -> int:
+    """The most fields a line of the `listed` (file, bytes) can have: one more than the bytes of
+    the largest file (each field after the first costs a delimiter byte), MAX_FIELDS where a file
+    is compressed (its lines may be longer than the file); never below Spark's default."""
+    factory = _codecs(spark)
+    widest = max(
+        (
+            MAX_FIELDS if factory.getCodec(_hadoop_path(spark, f)) else size + 1
+            for f, size in listed
+        ),
+        default=0,
+    )
+    return max(SPARK_MAX_COLUMNS, min(MAX_FIELDS, widest))
+
+
+def _hadoop_path(spark: SparkSession, file: str) -> Any:
+    jvm = spark.sparkContext._jvm
+    assert jvm is not None
+    return jvm.org.apache.hadoop.fs.Path(file)
+
+
+def _codecs(spark: SparkSession) -> Any:
+    """Hadoop's compression codecs by file name, as Spark's readers choose them."""
+    jvm = spark.sparkContext._jvm
+    assert jvm is not None
+    conf = spark.sparkContext._jsc.hadoopConfiguration()
+    return jvm.org.apache.hadoop.io.compress.CompressionCodecFactory(conf)
 
 
 def has_data_files(spark: SparkSession, path: str) -> bool:
@@ -295,13 +329,15 @@ def reader_spec(
     return fmt, _reader_schema(spark, source, path), options
 
 
-def _reader_format(source: SourceConfig) -> tuple[str, dict[str, str]]:
+def _reader_format(
+    source: SourceConfig, max_fields: int = MAX_FIELDS
+) -> tuple[str, dict[str, str]]:
     permissive = {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT}
     if source.format in TEXT_FORMATS:
         options = {
             "header": str(source.header).lower(),
             "enforceSchema": "true",
-            "maxColumns": str(MAX_FIELDS),
+            "maxColumns": str(max_fields),
             # Parse every field: with pruning, a short line in a file with unmapped columns
             # would not count as malformed.
             "columnPruning": "false",
@@ -339,15 +375,23 @@ def read_source_frame(spark: SparkSession, source: SourceConfig, path: str) -> D
 
 
 def _read_files(
-    spark: SparkSession, source: SourceConfig, files: list[str], schema: T.StructType | None
+    spark: SparkSession,
+    source: SourceConfig,
+    files: list[str] | str,
+    schema: T.StructType | None,
+    max_fields: int,
 ) -> DataFrame:
-    """`files` (literal paths of one layout) read with `schema` (None: the format's)."""
-    fmt, options = _reader_format(source)
+    """`files` (a list of files of one layout, or a file or folder holding only such files),
+    named literally, read with `schema` (None: the format's)."""
+    # One location is listed by Spark itself; a list of paths costs a listing job past 32 paths.
+    named = [files] if isinstance(files, str) else files
+    fmt, options = _reader_format(source, max_fields)
     reader = spark.read.format(fmt).options(**options)
-    schema = schema or _reader_schema(spark, source, files[0])
+    schema = schema or _reader_schema(spark, source, named[0])
     if schema is not None:
         reader = reader.schema(schema)
-    return reader.load([literal_path(f) for f in files])
+    paths = [literal_path(f) for f in named]
+    return reader.load(paths[0] if isinstance(files, str) else paths)
 
 
 def file_groups(
@@ -489,12 +533,21 @@ def read_raw_events(
     source = resolve_source(source)
     if source.format == "delta":
         return map_to_raw_columns(read_source_frame(spark, source, path), source, path, run_date)
-    groups = file_groups(spark, source, data_files(spark, path))
+    listed = sorted(_data_files(spark, path))
+    groups = file_groups(spark, source, [file for file, _ in listed])
     if not groups or not groups[0][1]:
         raise SourceError(f"{path}: no data files")
+    max_fields = fields_limit(spark, listed) if source.format in TEXT_FORMATS else MAX_FIELDS
+    if len(groups) == 1:  # one layout: read the location as it is named
+        schema, files = groups[0]
+        frame_df = _read_files(spark, source, path, schema, max_fields)
+        return map_to_raw_columns(frame_df, source, _files_named(files), run_date)
     frames = [
         map_to_raw_columns(
-            _read_files(spark, source, files, schema), source, _files_named(files), run_date
+            _read_files(spark, source, files, schema, max_fields),
+            source,
+            _files_named(files),
+            run_date,
         )
         for schema, files in groups
     ]
