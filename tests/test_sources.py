@@ -52,6 +52,16 @@ def _raw(df):  # the mapped columns, without the file name
     return df.select("user_id", "item_id", "event_type", "value", "event_ts", "raw_record")
 
 
+def assert_raw_rows(spark: SparkSession, got: DataFrame, expected: list[tuple]) -> None:
+    """`got`'s mapped columns hold exactly the `expected` rows (RAW_DDL), in any order."""
+    assert_df_equality(
+        _raw(got),
+        spark.createDataFrame(expected, RAW_DDL),
+        ignore_row_order=True,
+        ignore_nullable=True,
+    )
+
+
 RAW_DDL = (
     "user_id string, item_id string, event_type string, value string, event_ts string, "
     "raw_record string"
@@ -126,12 +136,7 @@ def test_presets_read_public_layouts(
     got = read_raw_events(
         spark, SourceConfig(preset=preset), str(tmp_path / file_name), dt.date(2026, 1, 1)
     )
-    assert_df_equality(
-        _raw(got),
-        spark.createDataFrame(expected, RAW_DDL),
-        ignore_row_order=True,
-        ignore_nullable=True,
-    )
+    assert_raw_rows(spark, got, expected)
 
 
 def test_sequence_lines_without_items_keep_their_text(spark: SparkSession, tmp_path: Path) -> None:
@@ -145,12 +150,7 @@ def test_sequence_lines_without_items_keep_their_text(spark: SparkSession, tmp_p
         ("u2", None, "purchase", None, None, "u2"),
         ("u3", "i3", "purchase", None, "946684800", None),
     ]
-    assert_df_equality(
-        _raw(got),
-        spark.createDataFrame(expected, RAW_DDL),
-        ignore_row_order=True,
-        ignore_nullable=True,
-    )
+    assert_raw_rows(spark, got, expected)
     assert {r["source_file"].rsplit("/", 1)[-1] for r in got.collect()} == {"seqs.txt"}
     reasons = got.transform(
         with_reason,
@@ -253,12 +253,7 @@ def test_json_lines_with_mapping_and_constant(spark: SparkSession, tmp_path: Pat
         (None, None, "purchase", None, None, "{not json"),
         ("u2", "i9", "purchase", None, "2026-01-02 10:00:00", None),
     ]
-    assert_df_equality(
-        _raw(got),
-        spark.createDataFrame(expected, RAW_DDL),
-        ignore_row_order=True,
-        ignore_nullable=True,
-    )
+    assert_raw_rows(spark, got, expected)
 
 
 def test_delta_source_and_missing_column(spark: SparkSession, tmp_path: Path) -> None:
@@ -355,12 +350,7 @@ def test_each_file_is_read_by_its_own_header(spark: SparkSession, tmp_path: Path
         ("u3", None, None, None, None, "u3,bad"),
         ("u4", "i4", "view", None, "2026-01-01 13:00:00", None),
     ]
-    assert_df_equality(
-        _raw(got),
-        spark.createDataFrame(expected, RAW_DDL),
-        ignore_row_order=True,
-        ignore_nullable=True,
-    )
+    assert_raw_rows(spark, got, expected)
 
 
 def test_a_file_lacking_a_mapped_column_is_named(spark: SparkSession, tmp_path: Path) -> None:
@@ -439,12 +429,7 @@ def test_parquet_files_with_differing_types_are_read(spark: SparkSession, tmp_pa
         ("u1", "7", "view", "1.5", "2026-01-01 10:00:00", None),
         ("2", "i9", "view", "3", "2026-01-01 11:00:00", None),
     ]
-    assert_df_equality(
-        _raw(got),
-        spark.createDataFrame(expected, RAW_DDL),
-        ignore_row_order=True,
-        ignore_nullable=True,
-    )
+    assert_raw_rows(spark, got, expected)
 
 
 @pytest.mark.integration
