@@ -333,11 +333,8 @@ def _sql_server(config: Config, args: argparse.Namespace) -> int:
         )
         return 2
     catalog = config.catalog
-    try:  # before Spark starts: a missing password is a configuration error
-        password = sql_server.sql_password(config) if catalog.sql_auth == "password" else None
-    except ConfigError as exc:
-        print(f"recspark: configuration error: {exc}", file=sys.stderr)
-        return exit_codes.USAGE
+    # Before Spark starts: a missing password is a ConfigError, one line and exit 2 (main).
+    password = sql_server.sql_password(config) if catalog.sql_auth == "password" else None
     spark = build_spark(config, sql_server.server_conf(config))
     register_tables(spark, config)
     sql_server.start(spark, config, password)
