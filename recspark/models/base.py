@@ -25,6 +25,10 @@ class ScoringModel(torch.nn.Module):
     user_factors: torch.Tensor
     item_factors: torch.Tensor
     mixed: bool = False  # a class default: pickles written before blends lack the attribute
+    # What recomputes a user's vector from a history beyond the factors and the network
+    # (ALS's regularisation, a blend's members; `recspark.models.encoders`). A class default:
+    # pickles written before the refresh stream lack it.
+    encoder_spec: object | None = None
 
     def __init__(
         self, model_name: str, network: torch.nn.Module | None, factors: FactorSet

@@ -16,6 +16,7 @@ import torch
 from pyspark.sql import DataFrame
 
 from recspark.config import Config
+from recspark.models.encoders import FoldInSpec
 from recspark.ranking.factors import FactorSet
 
 ClosedForm = Literal["ease", "als"]
@@ -23,11 +24,13 @@ ClosedForm = Literal["ease", "als"]
 
 @dataclass(frozen=True)
 class ClosedFormFit:
-    """The fit model (EASE's module; None for ALS), its factors and its settings."""
+    """The fit model (EASE's module; None for ALS), its factors and its settings, and what
+    folds a new history in (ALS; `recspark.models.encoders`)."""
 
     network: torch.nn.Module | None
     factors: FactorSet
     params: dict[str, Any]
+    encoder_spec: FoldInSpec | None = None
 
 
 def fit_closed_form(
@@ -47,7 +50,7 @@ def fit_closed_form(
         pairs, n_users, n_items, rank=als.rank, reg_param=als.reg_param, alpha=als.alpha,
         max_iter=als.max_iter, seed=config.train.seed,
     )  # fmt: skip
-    return ClosedFormFit(None, factors, als.model_dump())
+    return ClosedFormFit(None, factors, als.model_dump(), FoldInSpec(als.reg_param, als.alpha))
 
 
 __all__ = ["ClosedForm", "ClosedFormFit", "fit_closed_form"]

@@ -16,7 +16,8 @@ trained for (its train and held-out pairs), so answers match that night's `recom
 
 Artifacts (logged with the model, loaded on first use):
 - `scoring_model`: the pickled `ScoringModel` (scoring reads its factors from here too);
-- `users`: Parquet, user_id, user_index, seen (list<int>), warm (bool);
+- `users`: Parquet, user_id, user_index, seen (list<int>), warm (bool), history (list<int>: the
+  positive items by time, oldest first; what the refresh stream extends);
 - `items`: Parquet, item_index, item_id, popularity (users with a positive interaction).
 """
 

@@ -18,6 +18,7 @@ from typing import Any
 from recspark.config import Config
 from recspark.models.base import ScoringModel
 from recspark.models.ease import MAX_ITEMS_KEY
+from recspark.models.encoders import blend_spec
 from recspark.ranking.blend import ValidationTargets, blend_factors, fit_blend, target_ndcg
 from recspark.ranking.factors import FactorSet
 from recspark.results import EpochStats
@@ -115,6 +116,19 @@ def validated(trained: Trained, validation: ValidationTargets, k: int) -> Traine
     )
 
 
+def blend_model(members: Mapping[str, Trained], weights: Mapping[str, float]) -> ScoringModel:
+    """The blend of `members` with `weights` on their raw scores, as one ScoringModel that also
+    keeps its members' encoders (a refreshed user's vector, `recspark.models.encoders`)."""
+    names = list(weights)
+    factor_sets = [members[n].model.factor_set() for n in names]
+    model = ScoringModel(BLEND, None, blend_factors(factor_sets, [weights[n] for n in names]))
+    model.encoder_spec = blend_spec(
+        [(n, members[n].model, f, weights[n]) for n, f in zip(names, factor_sets, strict=True)],
+        [weights[n] for n in names if members[n].model.history_based],
+    )
+    return model
+
+
 def blend_candidate(
     members: Mapping[str, Trained],
     validation: ValidationTargets,
@@ -128,11 +142,10 @@ def blend_candidate(
     val_factors = [members[n].val_factors or members[n].model.factor_set() for n in names]
     fit = fit_blend(val_factors, validation, k, steps, max_points)
     weights = fit.factors_weights
-    served = blend_factors([members[n].model.factor_set() for n in names], weights)
     params = {f"weight.{n}": w for n, w in zip(names, fit.weights, strict=True)}
     params |= {f"scale.{n}": s for n, s in zip(names, fit.scales, strict=True)}
     return closed_form(
-        ScoringModel(BLEND, None, served),
+        blend_model(members, dict(zip(names, weights, strict=True))),
         {"model": BLEND, "grid_steps": steps, **params},
         time.perf_counter() - started,
         val_factors=blend_factors(val_factors, weights),
@@ -163,13 +176,9 @@ def with_refit(trained: Mapping[str, Trained], best: str, refit: Mapping[str, Tr
             kept=chosen.kept,
             store=chosen.store,
         )
-    members = {**trained, **refit}
-    names = list(chosen.blend_weights)
-    served = blend_factors(
-        [members[n].model.factor_set() for n in names], list(chosen.blend_weights.values())
-    )
     notes = {**chosen.notes, "refit": ",".join(refit)}
-    return dataclasses.replace(chosen, model=ScoringModel(BLEND, None, served), notes=notes)
+    model = blend_model({**trained, **refit}, chosen.blend_weights)
+    return dataclasses.replace(chosen, model=model, notes=notes)
 
 
 def winner(trained: Mapping[str, Trained], order: Sequence[str]) -> str:

@@ -17,21 +17,28 @@ from recspark.config import Config
 from recspark.io.delta import read_table
 from recspark.models.served import ITEMS_ARTIFACT, USER_ID, USERS_ARTIFACT
 from recspark.rules import filter_positive, is_positive, live_users
-from recspark.schemas import ITEM_ID, ITEM_INDEX, USER_INDEX
+from recspark.schemas import ITEM_ID, ITEM_INDEX, LAST_TS, STRENGTH, USER_INDEX
 
 
 def serving_users(user_map: DataFrame, pairs: DataFrame) -> DataFrame:
-    """(user_id, user_index, seen, warm) of every user: their train and held-out items, and
-    whether any of those is a positive (the score stage's warm users, model permitting)."""
+    """(user_id, user_index, seen, warm, history) of every user: their train and held-out
+    items, whether any of those is a positive (the score stage's warm users, model permitting),
+    and their positive items by time, oldest first (what the refresh stream extends,
+    `recspark.online.fresh`)."""
+    ordered = F.array_sort(F.collect_list(F.struct(LAST_TS, ITEM_INDEX, STRENGTH)))
+    positive = F.filter(ordered, lambda pair: pair[STRENGTH] > 0)
     seen = pairs.groupBy(USER_INDEX).agg(
         F.collect_list(ITEM_INDEX).alias("seen"),
         F.max(is_positive()).alias("warm"),
+        F.transform(positive, lambda pair: pair[ITEM_INDEX]).alias("history"),
     )
+    empty = F.array().cast("array<int>")
     return user_map.join(seen, USER_INDEX, "left").select(
         F.col(USER_ID).cast("string").alias(USER_ID),
         F.col(USER_INDEX).cast("long").alias(USER_INDEX),
-        F.coalesce("seen", F.array().cast("array<int>")).alias("seen"),
+        F.coalesce("seen", empty).alias("seen"),
         F.coalesce("warm", F.lit(False)).alias("warm"),
+        F.coalesce("history", empty).alias("history"),
     )
 
 

@@ -324,6 +324,7 @@ def _closed_form(
     started = time.perf_counter()
     fit = fit_closed_form(name, pairs, config, n_users, n_items)  # type: ignore[arg-type]
     model, params = ScoringModel(name, fit.network, fit.factors), fit.params
+    model.encoder_spec = fit.encoder_spec
     seconds = time.perf_counter() - started
     return closed_form(model, {"model": name, "n_items": n_items, **params}, seconds)
 
