@@ -1,7 +1,7 @@
 # recspark: the two commands a fresh machine needs are `make demo` and `make test`.
 # Both create the virtual environment first (pinned set from pyproject.toml, Horovod built from
-# source and cached, Delta's jars and the SQL server's password check put where Spark finds them,
-# Debian packages: a native BLAS).
+# source and cached, Delta's and Kafka's connector jars and the SQL server's password check put
+# where Spark finds them, a Kafka broker for the tests in .kafka/, Debian packages: a native BLAS).
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -23,7 +23,7 @@ export SPARK_LOCAL_IP ?= 127.0.0.1
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml scripts/build_horovod.sh scripts/fetch_delta_jars.sh scripts/system_packages.sh \
-          scripts/build_sql_auth.sh scripts/sql_auth/PasswordProvider.java
+          scripts/build_sql_auth.sh scripts/sql_auth/PasswordProvider.java scripts/fetch_kafka.sh
 	@echo "== setting up $(VENV) (first time: downloads torch and builds Horovod, several minutes)"
 	bash scripts/system_packages.sh
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,7 @@ $(STAMP): pyproject.toml scripts/build_horovod.sh scripts/fetch_delta_jars.sh sc
 	$(PY) -m pip install --quiet -e ".[dev]"
 	bash scripts/build_horovod.sh $(PY)
 	bash scripts/fetch_delta_jars.sh $(PY)
+	bash scripts/fetch_kafka.sh $(PY) .kafka/libs
 	bash scripts/build_sql_auth.sh $(PY)
 	touch $(STAMP)
 

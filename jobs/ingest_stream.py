@@ -1,4 +1,5 @@
-"""spark-submit entry point for the streaming ingest of the landing folder (AvailableNow).
+"""spark-submit entry point for the streaming ingest (AvailableNow) of the landing folder, or of
+the Kafka topic with `stream.source: kafka` (the connector's jars are in pyspark's jars/ folder).
 
 Usage: `spark-submit jobs/ingest_stream.py --conf conf --env local --run-date YYYY-MM-DD`
 """

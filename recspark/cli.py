@@ -104,7 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
         default="all",
         choices=[*NIGHTLY, "ingest_stream", "all"],
         help="the stage to run (default: all = the nightly batch stages in order; "
-        "ingest_stream: the streaming ingest of stream.landing)",
+        "ingest_stream: the streaming ingest of stream.landing, or with stream.source kafka "
+        "of stream.kafka.topic)",
     )
     _common(run)
     _show_examples(run)
@@ -210,6 +211,27 @@ def build_parser() -> argparse.ArgumentParser:
         "--users-file", help="a file with one user id per line (blank lines ignored)"
     )
     _common(forget, with_run_date=False)
+    refresh = sub.add_parser(
+        "refresh",
+        help="refresh users' recommendations from a Kafka stream of events, between nights",
+        description="A long-running stream: read stream.kafka's topic, ingest each "
+        "micro-batch as ingest does (same cleaning, MERGE into interactions exactly once, "
+        "quarantine with the message's topic, partition and offset), then recompute the top-K "
+        "of every user with new clean events with the model of the online store's current "
+        "version and write it there (one atomic write per user) and to the "
+        "fresh_recommendations table; each batch's health goes to refresh_batches. Needs "
+        "online.store and a night exported to it. Runs until SIGINT or SIGTERM (spark-submit "
+        "jobs/refresh.py beside the nightly DAG); offsets in refresh.checkpoint.",
+    )
+    refresh.add_argument(
+        "--available-now",
+        action="store_true",
+        help="process every message up to now, then stop (instead of running until stopped)",
+    )
+    refresh.add_argument(
+        "--timeout-s", type=float, default=None, help="stop after this many seconds"
+    )
+    _common(refresh, with_run_date=False)
     demo = sub.add_parser(
         "demo",
         help="generate synthetic data, run every stage, print a summary",
@@ -382,7 +404,27 @@ def _forget(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def _refresh(config: Config, args: argparse.Namespace) -> int:
+    import signal
+
+    from recspark.online.refresh import run_refresh
+    from recspark.session import build_spark
+
+    def stop(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    spark = build_spark(config)
+    # SIGTERM (spark-submit's kill, Airflow, systemd) stops the stream as Ctrl-C does.
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        run_refresh(spark, config, args.available_now, args.timeout_s)
+    except KeyboardInterrupt:
+        print("recspark refresh: stopped", file=sys.stderr)
+    return 0
+
+
 COMMANDS: dict[str, Callable[[Config, argparse.Namespace], int]] = {
+    "refresh": _refresh,
     "forget": _forget,
     "catalog": _catalog,
     "sql-server": _sql_server,

@@ -40,6 +40,7 @@ from recspark.vocab import (
     SourceFormat,
     SourcePreset,
     SplitName,
+    StreamSource,
     SyntheticFormat,
 )
 
@@ -150,6 +151,8 @@ class TablesConfig(Section):
     user_sequences: Identifier = "user_sequences"
     run_health: Identifier = "run_health"
     forget_requests: Identifier = "forget_requests"
+    fresh_recommendations: Identifier = "fresh_recommendations"
+    refresh_batches: Identifier = "refresh_batches"
 
 
 TableKey = Literal[
@@ -170,6 +173,8 @@ TableKey = Literal[
     "user_sequences",
     "run_health",
     "forget_requests",
+    "fresh_recommendations",
+    "refresh_batches",
 ]
 """The keys of `tables` (tests/test_config.py checks they are the fields of TablesConfig)."""
 
@@ -212,10 +217,46 @@ class IngestConfig(Section):
     pseudonym_key_file: Text | None = None
 
 
+class KafkaConfig(Section):
+    """stream.kafka: the topic the streaming ingest reads when stream.source is kafka."""
+
+    bootstrap_servers: Text = "127.0.0.1:9092"
+    topic: Text | None = None
+    # earliest | latest | Spark's JSON of offsets per partition; for a query's first run only
+    # (later runs go on from the checkpoint).
+    starting_offsets: Text = "earliest"
+    max_offsets_per_trigger: Count | None = None
+    checkpoint: Text = "work/checkpoints/ingest_kafka"
+    # How long the check before a run waits for the brokers to describe the topic.
+    start_timeout_s: Count = 30
+    # Kafka consumer settings, passed to Spark's connector as `kafka.<key>` (security.protocol,
+    # sasl.jaas.config, ...): never printed (recspark/credentials.py).
+    options: dict[Text, Text] = {}
+
+    @model_validator(mode="after")
+    def _options_are_consumer_settings(self) -> Self:
+        for key in self.options:
+            if key.startswith("kafka.") or key == "bootstrap.servers":
+                raise RuleError(
+                    "options",
+                    f"{key!r}: give the consumer setting without `kafka.` (it is added), and the "
+                    "brokers as stream.kafka.bootstrap_servers",
+                )
+        return self
+
+
 class StreamConfig(Section):
+    source: StreamSource = "files"
     landing: Text = "data/landing"
     checkpoint: Text = "work/checkpoints/ingest_stream"
     max_files_per_trigger: int | None = None
+    kafka: KafkaConfig = KafkaConfig()
+
+    @model_validator(mode="after")
+    def _kafka_needs_a_topic(self) -> Self:
+        if self.source == "kafka" and not self.kafka.topic:
+            raise RuleError("kafka.topic", "stream.source kafka needs the topic to read")
+        return self
 
 
 class FeaturesConfig(Section):
@@ -498,6 +539,15 @@ class PrivacyConfig(Section):
     vacuum_retention_hours: Annotated[float, Field(ge=0.0)] = 0.0
 
 
+class RefreshConfig(Section):
+    """The refresh stream (`recspark refresh`, recspark/online/refresh.py)."""
+
+    checkpoint: Text = "work/checkpoints/refresh"
+    trigger_interval_s: Annotated[float, Field(ge=0.0)] = 1.0
+    k: Count | None = None
+    batch_size: Count = 256
+
+
 class Config(Section):
     spark: SparkConfig = SparkConfig()
     paths: PathsConfig = PathsConfig()
@@ -512,6 +562,7 @@ class Config(Section):
     score: ScoreConfig = ScoreConfig()
     catalog: CatalogConfig = CatalogConfig()
     online: OnlineConfig = OnlineConfig()
+    refresh: RefreshConfig = RefreshConfig()
     monitoring: MonitoringConfig = MonitoringConfig()
     privacy: PrivacyConfig = PrivacyConfig()
     synthetic: SyntheticConfig = SyntheticConfig()
@@ -560,7 +611,13 @@ class Config(Section):
 # -- loading -----------------------------------------------------------------------------------
 _SEP = "."
 # Mapping settings whose own keys may contain dots (spark.conf.spark.driver.memory).
-_MAPPING_SETTINGS = ("spark.conf", "source.mapping", "source.constants", "ingest.event_weights")
+_MAPPING_SETTINGS = (
+    "spark.conf",
+    "source.mapping",
+    "source.constants",
+    "ingest.event_weights",
+    "stream.kafka.options",
+)
 _NOT_FROM_FILES = ("project_root", "env")
 Origins = dict[str, str]  # dotted key -> the file or override it came from
 

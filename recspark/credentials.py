@@ -25,8 +25,9 @@ from recspark.config import Config, ConfigError
 REDACTED = "***"
 
 # What names a secret in a `spark.conf` (or any setting's) key; Spark's default redaction regex
-# is `(?i)secret|password|token|access[.]?key`.
-_SECRET_WORDS = r"secret|password|passwd|token|credential|(?:access|account|private)[._-]?key"
+# is `(?i)secret|password|token|access[.]?key`. `jaas`: a Kafka client's sasl.jaas.config holds its
+# password (stream.kafka.options).
+_SECRET_WORDS = r"secret|password|passwd|token|credential|jaas|(?:access|account|private)[._-]?key"
 SECRET_KEY = re.compile(f"(?i){_SECRET_WORDS}")
 
 # scheme://user:PASSWORD@host (the user may be empty: redis://:PASSWORD@host).

@@ -24,6 +24,7 @@ from recspark.io.delta import (
 )
 from recspark.io.sources import SourceError
 from recspark.online.export import OnlineExportError
+from recspark.online.refresh import RefreshError
 from recspark.pipeline import UNRECORDED
 from recspark.scoring.publish import ValidationError
 from recspark.tracking import NoModelError, TrackingUnreachableError
@@ -67,6 +68,11 @@ _KNOWN: list[tuple[tuple[type[BaseException], ...], int, str]] = [
         "the previous recommendations stay published; fix and rerun score",
     ),
     ((OnlineExportError,), codes.ONLINE_STORE, "check the store (online.*) and rerun export"),
+    (
+        (RefreshError,),
+        codes.ONLINE_STORE,
+        "set online.store and export a night's recommendations before the refresh stream",
+    ),
     (
         (HealthCheckError,),
         codes.HEALTH,

@@ -43,6 +43,7 @@ BY_ID: tuple[TableKey, ...] = (
     "recommendations",
     "recommendations_latest",
     "recommendations_staging",
+    "fresh_recommendations",
 )
 BY_INDEX: tuple[TableKey, ...] = (
     "train_interactions",

@@ -186,3 +186,49 @@ PIPELINE_RUNS = T.StructType(
         T.StructField("details", T.StringType(), True),
     ]
 )
+
+REFRESH_DATE = "refresh_date"
+
+# Appended by `recspark refresh` (recspark/online/refresh.py): one row per refreshed user per
+# micro-batch, what it wrote to the online store; partitioned by refresh_date.
+FRESH_RECOMMENDATIONS = T.StructType(
+    [
+        T.StructField(USER_ID, T.StringType(), False),
+        T.StructField("items", T.ArrayType(T.StringType()), False),  # best first
+        T.StructField("scores", T.ArrayType(T.FloatType()), False),
+        T.StructField(REASON, T.StringType(), False),  # personalized | popular_fallback
+        T.StructField("event_ts", T.TimestampType(), False),  # the user's latest new event
+        T.StructField("refreshed_at", T.TimestampType(), False),  # when it was written
+        T.StructField("new_events", T.IntegerType(), False),  # events since the night
+        T.StructField("unknown_items", T.IntegerType(), False),  # of those, items the model lacks
+        T.StructField("written", T.BooleanType(), False),  # false: the version was replaced
+        T.StructField("model_version", T.StringType(), False),
+        T.StructField("online_version", T.StringType(), False),
+        T.StructField("batch_id", T.LongType(), False),
+        T.StructField(REFRESH_DATE, T.DateType(), False),
+    ]
+)
+
+# Appended by `recspark refresh`: one row per micro-batch, the stream's health (the run report
+# and `recspark health` read it).
+REFRESH_BATCHES = T.StructType(
+    [
+        T.StructField("batch_id", T.LongType(), False),
+        T.StructField("started_at", T.TimestampType(), False),
+        T.StructField("batch_s", T.DoubleType(), False),  # ingest and refresh together
+        T.StructField("rows_in", T.LongType(), False),
+        T.StructField("clean", T.LongType(), False),
+        T.StructField("quarantined", T.LongType(), False),
+        T.StructField("users", T.LongType(), False),  # with new clean events
+        T.StructField("written", T.LongType(), False),
+        T.StructField("not_written", T.LongType(), False),  # the version changed meanwhile
+        T.StructField("unknown_items", T.LongType(), False),
+        T.StructField("latency_p50_s", T.DoubleType(), True),  # event time -> written, per user
+        T.StructField("latency_p95_s", T.DoubleType(), True),
+        T.StructField("latency_max_s", T.DoubleType(), True),
+        T.StructField("offsets_behind", T.LongType(), True),  # Kafka lag after the last batch
+        T.StructField("model_version", T.StringType(), True),
+        T.StructField("online_version", T.StringType(), True),
+        T.StructField(REFRESH_DATE, T.DateType(), False),
+    ]
+)

@@ -33,6 +33,7 @@ SourcePreset = Literal[
     "s3rec_sequences",
 ]
 SyntheticFormat = Literal["csv", "parquet"]
+StreamSource = Literal["files", "kafka"]  # stream.source: what the streaming ingest reads
 OnlineStoreName = Literal["redis"]  # online.store: where the export stage writes
 MetastoreKind = Literal["embedded", "external"]  # catalog.metastore
 RowKind = Literal["pairs", "sequences"]  # the training rows a gradient model reads
@@ -59,6 +60,7 @@ __all__ = [
     "SourceFormat",
     "SourcePreset",
     "SplitName",
+    "StreamSource",
     "SyntheticFormat",
     "choices",
 ]

@@ -7,6 +7,7 @@ import datetime as dt
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from pyspark.sql import SparkSession
@@ -15,6 +16,9 @@ from recspark.config import Config, TableKey, load_config
 from recspark.results import PipelineRun
 from recspark.session import build_spark
 from recspark.stages import DEMO
+
+if TYPE_CHECKING:
+    from .kafka_broker import KafkaBroker
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 RUN_DATE = dt.date(2026, 1, 1)
@@ -99,3 +103,15 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory, redis_password: str) -> 
     ]  # fmt: skip
     with serving(command, port, folder / "redis.log", timeout_s=30):
         yield f"redis://:{redis_password}@127.0.0.1:{port}/0"
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker]:
+    """A real Kafka broker (KRaft, one node; `.kafka/libs` from `make setup`) on a free loopback
+    port for the whole test run: `bootstrap`, `create_topic`, `produce`. A test may `stop()` and
+    `start()` it (same port, same log dirs) and must leave it running."""
+    from .kafka_broker import KafkaBroker
+
+    broker = KafkaBroker(tmp_path_factory.mktemp("kafka"))
+    with broker.running():
+        yield broker

@@ -30,7 +30,7 @@ from recspark.etl.clean import (
 )
 from recspark.etl.pseudonym import pseudonymised
 from recspark.health import check_after_ingest
-from recspark.io.delta import merge_new_rows, write_run_partition
+from recspark.io.delta import conform, merge_new_rows, write_run_partition
 from recspark.io.sources import (
     SourceError,
     has_data_files,
@@ -87,6 +87,8 @@ def check_rows(
 
 
 QuarantineWriter = Callable[[DataFrame], None]
+# Given a run's (or micro-batch's) clean rows after they are committed (etl/stream.py: on_clean).
+CleanRowsHook = Callable[[DataFrame], None]
 
 
 def tally(
@@ -114,8 +116,13 @@ def commit_checked(
     checked_df: DataFrame,
     rows_in: int,
     write_quarantine: QuarantineWriter,
+    on_clean: CleanRowsHook | None = None,
 ) -> IngestResult:
     """Count, check the accounting, then MERGE the clean rows and write the quarantined ones.
+
+    Args:
+        on_clean: called last, with the clean rows as MERGEd (schema `schemas.INTERACTIONS`,
+            those already present included), persisted while it runs.
 
     Raises:
         AccountingError: rows in != clean + quarantined (nothing is written).
@@ -128,16 +135,24 @@ def commit_checked(
     clean_df = select_clean(
         checked_df, ingest.event_weights, ingest.rating_threshold, ingest.count_types
     ).select("*", stamp)
-    inserted = merge_new_rows(
-        spark,
-        clean_df,
-        config.table_path("interactions"),
-        EVENT_ID,
-        EVENT_DATE,
-        schemas.INTERACTIONS,
-        "interactions",
-    )
-    write_quarantine(select_quarantine(checked_df).select("*", stamp))
+    if on_clean is not None:  # computed once, for the MERGE and the hook
+        clean_df = conform(clean_df, schemas.INTERACTIONS, "interactions").persist()
+    try:
+        inserted = merge_new_rows(
+            spark,
+            clean_df,
+            config.table_path("interactions"),
+            EVENT_ID,
+            EVENT_DATE,
+            schemas.INTERACTIONS,
+            "interactions",
+        )
+        write_quarantine(select_quarantine(checked_df).select("*", stamp))
+        if on_clean is not None:
+            on_clean(clean_df)
+    finally:
+        if on_clean is not None:
+            clean_df.unpersist()
     return IngestResult(
         rows_in=rows_in,
         clean=clean,

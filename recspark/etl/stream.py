@@ -1,11 +1,22 @@
 """Streaming ingest: the same cleaning as the nightly batch, for sources that drop files
-continuously into a landing folder.
+continuously into a landing folder (`stream.source: files`) or send events to a Kafka topic
+(`stream.source: kafka`, `etl/kafka.py`).
 
-Spark Structured Streaming reads new files with `Trigger.AvailableNow` (everything that has
-landed, then stop), checkpointed, and hands each micro-batch to the batch logic. Exactly once: a
-micro-batch replayed after a crash MERGEs events by their key (nothing is inserted twice) and
-appends its quarantined rows as a Delta idempotent write keyed by the batch id (`txnAppId`,
-`txnVersion`), which Delta skips when that batch was already committed.
+Spark Structured Streaming reads new files or messages with `Trigger.AvailableNow` (everything
+that has arrived, then stop), checkpointed (`stream.checkpoint`, `stream.kafka.checkpoint`), and
+hands each micro-batch to the batch logic. Exactly once: a micro-batch replayed after a crash
+MERGEs events by their key (nothing is inserted twice) and appends its quarantined rows as a
+Delta idempotent write keyed by the query's checkpoint and the batch id (`txnAppId`,
+`txnVersion`), which Delta skips when that batch was already committed. A checkpoint deleted by
+hand makes the next run read everything again from `stream.kafka.starting_offsets` (or every
+landed file) with batch ids from 0: its clean rows are already present (nothing is inserted
+twice), and its quarantine writes are skipped up to the highest batch id the old checkpoint
+committed, so quarantined rows of messages that are new to such a run may be skipped too:
+delete a checkpoint only together with the tables.
+
+Another query (the online refresh) can run its own trigger over `kafka_stream` with
+`batch_writer(..., on_clean=..., checkpoint=<its checkpoint>)`: each micro-batch is ingested the
+same way, then `on_clean` gets the batch's clean rows.
 
 One layout per landing folder: a stream has one schema, fixed when it starts. With
 `source.header`, that is the header of the first file in the folder (by name), and every file of
@@ -28,6 +39,7 @@ from pyspark.sql import DataFrame, SparkSession
 from recspark import schemas
 from recspark.config import Config
 from recspark.etl.ingest import QuarantineWriter, check_rows, commit_checked
+from recspark.etl.kafka import kafka_stream as kafka_stream  # also for the refresh job
 from recspark.io.delta import conform
 from recspark.io.sources import (
     TEXT_FORMATS,
@@ -47,7 +59,10 @@ log = logging.getLogger(__name__)
 
 
 def checkpoint_path(config: Config) -> str:
-    return config.path(config.stream.checkpoint)
+    """The ingest stream's checkpoint: `stream.kafka.checkpoint` for Kafka, else
+    `stream.checkpoint`."""
+    stream = config.stream
+    return config.path(stream.kafka.checkpoint if stream.source == "kafka" else stream.checkpoint)
 
 
 def sum_results(results: Sequence[IngestResult]) -> IngestResult:
@@ -66,9 +81,13 @@ def sum_results(results: Sequence[IngestResult]) -> IngestResult:
     )
 
 
-def idempotent_quarantine_writer(config: Config, batch_id: int) -> QuarantineWriter:
-    """Append a micro-batch's quarantine rows once: Delta skips a batch id it has committed."""
-    app_id = "recspark-ingest-" + hashlib.sha256(checkpoint_path(config).encode()).hexdigest()[:16]
+def idempotent_quarantine_writer(
+    config: Config, batch_id: int, checkpoint: str | None = None
+) -> QuarantineWriter:
+    """Append a micro-batch's quarantine rows once: Delta skips a batch id it has committed for
+    the query of `checkpoint` (default: the ingest stream's)."""
+    query = checkpoint or checkpoint_path(config)
+    app_id = "recspark-ingest-" + hashlib.sha256(query.encode()).hexdigest()[:16]
 
     def write(quarantine_df: DataFrame) -> None:
         (
@@ -88,7 +107,7 @@ def stream_header(spark: SparkSession, config: Config) -> list[str] | None:
     """The field names every landing file must have: the first file's header (None when the
     source has no header, or nothing has landed)."""
     source = resolve_source(config.source)
-    if not (source.format in TEXT_FORMATS and source.header):
+    if config.stream.source == "kafka" or not (source.format in TEXT_FORMATS and source.header):
         return None
     files = data_files(spark, config.path(config.stream.landing))
     return header_names(first_line(spark, files[0]), source) if files else None
@@ -120,9 +139,19 @@ def batch_writer(
     results: list[IngestResult],
     header: list[str] | None = None,
     errors: list[SourceError] | None = None,
+    on_clean: Callable[[DataFrame, int], None] | None = None,
+    checkpoint: str | None = None,
 ) -> Callable[[DataFrame, int], None]:
     """The foreachBatch function: check headers, clean, account, MERGE, append the quarantine
-    idempotently. A SourceError is also put in `errors` (Spark wraps what foreachBatch raises)."""
+    idempotently. A SourceError is also put in `errors` (Spark wraps what foreachBatch raises).
+
+    Args:
+        on_clean: called after a micro-batch's MERGE and quarantine write with its clean rows
+            (schema `schemas.INTERACTIONS`, those already present included; persisted while it
+            runs) and the batch id.
+        checkpoint: the checkpoint of the query this function serves (default: the ingest
+            stream's); it keys the quarantine's idempotent writes, so each query needs its own.
+    """
     catalog_df = item_catalog(spark, config)
 
     def write_batch(raw_df: DataFrame, batch_id: int) -> None:
@@ -141,7 +170,8 @@ def batch_writer(
                 run_date,
                 checked_df,
                 raw_df.count(),
-                idempotent_quarantine_writer(config, batch_id),
+                idempotent_quarantine_writer(config, batch_id, checkpoint),
+                None if on_clean is None else lambda clean_df: on_clean(clean_df, batch_id),
             )
         finally:
             checked_df.unpersist()
@@ -172,8 +202,21 @@ def landing_stream(spark: SparkSession, config: Config, run_date: dt.date) -> Da
     return map_to_raw_columns(reader.load(landing), source, landing, run_date)
 
 
+def raw_stream(spark: SparkSession, config: Config, run_date: dt.date) -> DataFrame:
+    """The configured stream of raw events: `landing_stream`, or `kafka_stream` with
+    `stream.source: kafka`.
+
+    Raises:
+        SourceError: the landing folder does not exist; the topic cannot be read.
+    """
+    if config.stream.source == "kafka":
+        return kafka_stream(spark, config, run_date)
+    return landing_stream(spark, config, run_date)
+
+
 def run_ingest_stream(spark: SparkSession, config: Config, run_date: dt.date) -> IngestResult:
-    """Ingest every file that has landed in `stream.landing` since the last run, then stop.
+    """Ingest every file that has landed in `stream.landing` (or, with `stream.source: kafka`,
+    every message of `stream.kafka.topic`) since the last run, then stop.
 
     Returns:
         Totals over the micro-batches of this run: rows_in, clean, quarantined, inserted,
@@ -181,7 +224,7 @@ def run_ingest_stream(spark: SparkSession, config: Config, run_date: dt.date) ->
     """
     results: list[IngestResult] = []
     errors: list[SourceError] = []
-    stream_df = landing_stream(spark, config, run_date)
+    stream_df = raw_stream(spark, config, run_date)
     write_batch = batch_writer(
         spark, config, run_date, results, stream_header(spark, config), errors
     )

@@ -234,11 +234,16 @@ def path_of_file_uri(spark: SparkSession, uri: str) -> str:
     return str(jvm.org.apache.hadoop.fs.Path(jvm.java.net.URI(uri)).toString())
 
 
-def _json_schema(source: SourceConfig) -> T.StructType:
-    names = list(source.columns) or [
+def json_field_names(source: SourceConfig) -> list[str]:
+    """The fields read from a JSON object: `source.columns`, else the mapped names of the raw
+    columns that are not constants."""
+    return list(source.columns) or [
         _source_name(source, c) for c in RAW_COLUMNS if c not in source.constants
     ]
-    return _with_corrupt(names)
+
+
+def _json_schema(source: SourceConfig) -> T.StructType:
+    return _with_corrupt(json_field_names(source))
 
 
 def _with_corrupt(names: list[str]) -> T.StructType:

@@ -1,7 +1,8 @@
 """Key-value stores an application reads recommendations from at request time.
 
 `OnlineStore` is what the export stage needs of a store; `RedisStore` is the one recspark ships.
-Another store (DynamoDB, Cassandra, ...) implements the same six methods.
+Another store (DynamoDB, Cassandra, ...) implements the same six methods (and
+`write_if_current` for the refresh stream).
 
 Layout in Redis (prefix `online.key_prefix`, default `recspark`):
 
@@ -16,6 +17,11 @@ version's hash is complete before `current` names it and is never written again,
 one run's recommendations, never two mixed. When a new version goes current, the ones before the
 `keep_versions` newest get an expiry (`expire_after_s`, time for readers that fetched the old
 pointer to finish) and then disappear.
+
+The refresh stream (`recspark refresh`) is the one writer of the current version's hash: it
+replaces a user's entry with their refreshed top-K, one HSET per user inside a script that first
+checks the version is still current, so a reader gets a user's old list or their new one, never
+a mix, and never a list of another model than the version's.
 """
 
 from __future__ import annotations
@@ -80,6 +86,11 @@ class RedisStore:
         value = self.client().get(self.key("current"))
         return None if value is None else value.decode()
 
+    def meta(self, version: str) -> dict[str, str]:
+        """The metadata `publish` wrote for `version` (empty when there is none)."""
+        raw = self.client().hgetall(self.key("meta", version))
+        return {k.decode(): v.decode() for k, v in raw.items()}
+
     def is_complete(self, version: str) -> bool:
         """Whether `version` was written whole and published (its metadata exists)."""
         return bool(self.client().exists(self.key("meta", version)))
@@ -100,6 +111,24 @@ class RedisStore:
             if len(batch) >= self.batch_size:
                 written += _flush(client, key, batch)
         return written + _flush(client, key, batch)
+
+    def write_if_current(self, version: str, rows: Iterable[tuple[str, str]]) -> int | None:
+        """HSET (user_id, JSON) rows into `version`'s hash only while `version` is current
+        (the refresh stream, `recspark.online.refresh`): each round trip of `batch_size` users
+        is one Lua script, atomic in Redis, that checks `current` and writes. The number
+        written, or None when `version` stopped being current (the rest is not written)."""
+        script = self.client().register_script(_WRITE_IF_CURRENT)
+        keys = [self.key("current"), self.key("recs", version)]
+        written, batch = 0, []
+        for user_id, payload in rows:
+            batch += [user_id, payload]
+            if len(batch) >= 2 * self.batch_size:
+                if int(script(keys=keys, args=[version, *batch])) < 0:
+                    return None
+                written, batch = written + len(batch) // 2, []
+        if batch and int(script(keys=keys, args=[version, *batch])) < 0:
+            return None
+        return written + len(batch) // 2
 
     def publish(self, version: str, meta: Mapping[str, str]) -> list[str]:
         """Make `version` current in one transaction; the older versions set to expire."""
@@ -133,6 +162,14 @@ class RedisStore:
         if not fields:
             return 0
         return _forget_fields(self.client(), self.key("recs", "*"), fields)
+
+
+# KEYS: current, the version's hash; ARGV: the version, then user, payload, user, payload, ...
+_WRITE_IF_CURRENT = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+for i = 2, #ARGV, 2 do redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]) end
+return (#ARGV - 1) / 2
+"""
 
 
 def _without_password(url: str) -> str:
