@@ -5,6 +5,7 @@ environment."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import shutil
 from pathlib import Path
@@ -14,7 +15,7 @@ import redis
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from recspark import exit_codes
+from recspark import exit_codes, schemas
 from recspark.cli import main
 from recspark.config import Config, load_config
 from recspark.etl.pseudonym import pseudonym
@@ -60,6 +61,18 @@ def _cli(config: Config, capsys: pytest.CaptureFixture[str], *argv: str) -> tupl
     return code, out.out, out.err
 
 
+def _fresh_rows(spark: SparkSession, config: Config, users: list[str]) -> None:
+    """A `fresh_recommendations` table with one refreshed list per user."""
+    now = dt.datetime(2026, 1, 2, 10, 0)
+    rows = [
+        (u, ["i1"], [1.0], "personalized", now, now, 1, 0, True, "1", "v", 0, now.date())
+        for u in users
+    ]
+    spark.createDataFrame(rows, schemas.FRESH_RECOMMENDATIONS).write.format("delta").partitionBy(
+        schemas.REFRESH_DATE
+    ).save(config.table_path("fresh_recommendations"))
+
+
 def test_forget_removes_users_everywhere_and_keeps_their_indices(
     spark: SparkSession,
     nightly_run: PipelineRun,
@@ -83,6 +96,7 @@ def test_forget_removes_users_everywhere_and_keeps_their_indices(
     )
     assert quarantined is not None
     gone = [*users, quarantined[0]]
+    _fresh_rows(spark, config, [*gone, "someone-else"])  # as the refresh stream leaves them
     user_map = read_table(spark, config.table_path("user_ids"))
     theirs = user_map.filter(F.col("user_id").isin(gone)).select("user_index").collect()
     indices = [r[0] for r in theirs]

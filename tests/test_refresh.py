@@ -7,6 +7,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -31,22 +38,35 @@ NEW_USER = "refresh-new-user"
 UNKNOWN_ITEM = "item-not-in-the-model"
 
 
+def _settings(root: Path | str, redis_url: str, bootstrap: str, *overrides: str) -> list[str]:
+    return [
+        f"paths.root={root}",
+        "online.store=redis",
+        f"online.redis_url={redis_url}",
+        f"online.key_prefix={PREFIX}",
+        f"stream.kafka.bootstrap_servers={bootstrap}",
+        f"stream.kafka.topic={TOPIC}",
+        "source.item_catalog=null",  # an item the model lacks reaches the refresh
+        "refresh.k=5",
+        *overrides,
+    ]
+
+
 def _config(root: Path | str, redis_url: str, bootstrap: str, *overrides: str) -> Config:
-    return load_config(
-        CONF_DIR,
-        "test",
-        [
-            f"paths.root={root}",
-            "online.store=redis",
-            f"online.redis_url={redis_url}",
-            f"online.key_prefix={PREFIX}",
-            f"stream.kafka.bootstrap_servers={bootstrap}",
-            f"stream.kafka.topic={TOPIC}",
-            "source.item_catalog=null",  # an item the model lacks reaches the refresh
-            "refresh.k=5",
-            *overrides,
-        ],
-    )
+    return load_config(CONF_DIR, "test", _settings(root, redis_url, bootstrap, *overrides))
+
+
+@pytest.fixture
+def night_root(nightly_run: PipelineRun, base_config: Config, tmp_path: Path) -> Path:
+    """A copy of the shared night (its lakehouse and MLflow store): the refresh adds events to
+    `interactions`, which the shared night's other readers must not see."""
+    copy = load_config(CONF_DIR, "test", [f"paths.root={tmp_path}"])
+    lakehouse = Path(base_config.table_path("interactions")).parent
+    shutil.copytree(lakehouse, Path(copy.table_path("interactions")).parent)
+    store = Path(base_config.path(base_config.mlflow.tracking_uri))
+    Path(copy.path(copy.mlflow.tracking_uri)).parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(store, copy.path(copy.mlflow.tracking_uri))
+    return tmp_path
 
 
 def _entries(client: Any) -> tuple[str, dict[str, dict[str, Any]]]:
@@ -65,13 +85,9 @@ def _seen(spark: SparkSession, config: Config, user: str) -> set[str]:
 
 
 def test_events_refresh_known_and_new_users_under_the_current_version(
-    spark: SparkSession,
-    nightly_run: PipelineRun,
-    base_config: Config,
-    redis_url: str,
-    kafka_broker: Any,
+    spark: SparkSession, night_root: Path, redis_url: str, kafka_broker: Any
 ) -> None:
-    config = _config(base_config.paths.root, redis_url, kafka_broker.bootstrap)
+    config = _config(night_root, redis_url, kafka_broker.bootstrap)
     with pytest.raises(RefreshError, match="no current version"):
         run_refresh(spark, config, available_now=True)
     run_export(spark, config, RUN_DATE)
@@ -151,3 +167,175 @@ def test_a_version_that_is_no_longer_current_is_not_written(
     client = redis.Redis.from_url(redis_url)
     assert client.hget("cas:recs:v1", "u") == b"fresh"
     assert client.hget("cas:recs:v2", "u") == b"night2"
+
+
+def _wait(condition: Any, timeout_s: float, what: str) -> None:
+    deadline = time.time() + timeout_s
+    while not condition():
+        if time.time() > deadline:
+            raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what}")
+        time.sleep(0.2)
+
+
+class _Reader(threading.Thread):
+    """Reads every entry of a version over and over, as an application would, and keeps what
+    it could not read as a whole list (a half-written entry would be one)."""
+
+    def __init__(self, redis_url: str, key: str, k_values: set[int]) -> None:
+        super().__init__(daemon=True)
+        self.client = redis.Redis.from_url(redis_url)
+        self.key, self.k_values = key, k_values
+        self.stop, self.bad, self.reads = threading.Event(), [], 0
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            for user, value in self.client.hgetall(self.key).items():
+                self.reads += 1
+                try:
+                    entry = json.loads(value)
+                    assert len(entry["items"]) == len(entry["scores"]) in self.k_values
+                except (ValueError, KeyError, AssertionError):
+                    self.bad.append((user, value[:200]))
+            time.sleep(0.05)
+
+
+def _refresh_command(settings: list[str], *args: str) -> list[str]:
+    command = [sys.executable, "-m", "recspark", "refresh", "--conf", str(CONF_DIR), "--env"]
+    command += ["test", *args]
+    for setting in settings:
+        command += ["--set", setting]
+    return command
+
+
+def _events(client: Any, prefix: str, n_users: int) -> tuple[str, list[tuple[str, str]]]:
+    """(version, (user, item)): two events each for `n_users` personalized users of the night,
+    on the 4th and 5th items of their list."""
+    version = client.get(f"{prefix}:current").decode()
+    night = {
+        k.decode(): json.loads(v) for k, v in client.hgetall(f"{prefix}:recs:{version}").items()
+    }
+    plain = [u for u in night if u.replace("_", "").isalnum()]  # the CSV lines are not quoted
+    users = sorted(u for u in plain if night[u]["reason"] == "personalized")[:n_users]
+    return version, [(u, item) for u in users for item in night[u]["items"][3:5]]
+
+
+def test_a_stream_killed_mid_batch_restarts_with_every_event_once_and_every_user_refreshed(
+    spark: SparkSession, night_root: Path, redis_url: str, kafka_broker: Any
+) -> None:
+    """kill -9 of the stream's process group (driver, JVM, Python workers) during its second
+    batch, then a restart: every event in `interactions` once, every user refreshed, and a
+    reader polling the whole time never saw a half-written list."""
+    topic, prefix = "killed-events", "killed"
+    settings = _settings(
+        night_root, redis_url, kafka_broker.bootstrap, f"stream.kafka.topic={topic}",
+        f"online.key_prefix={prefix}", "refresh.trigger_interval_s=0.5",
+    )  # fmt: skip
+    config = load_config(CONF_DIR, "test", settings)
+    run_export(spark, config, RUN_DATE)
+    client = redis.Redis.from_url(redis_url)
+    version, events = _events(client, prefix, 30)
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
+    lines = [(u, _line(u, item, now), None) for u, item in events]
+    kafka_broker.create_topic(topic, partitions=2)
+    kafka_broker.produce(topic, lines[:20])
+    reader = _Reader(redis_url, f"{prefix}:recs:{version}", {5, config.score.k})
+    reader.start()
+    log = night_root / "refresh.log"
+    env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1"}
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            _refresh_command(settings), stdout=out, stderr=subprocess.STDOUT, env=env,
+            start_new_session=True,
+        )  # fmt: skip
+        try:
+            _wait(lambda: "] batch 0:" in log.read_text(errors="replace"), 240, "batch 0")
+            kafka_broker.produce(topic, lines[20:])
+            time.sleep(1.5)  # batch 1 has started: its ingest takes seconds
+        finally:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(60)
+    assert "] batch 1:" not in log.read_text(errors="replace"), "killed too late to test a replay"
+    done = subprocess.run(
+        _refresh_command(settings, "--available-now"), env=env, capture_output=True, timeout=300
+    )
+    reader.stop.set()
+    reader.join(10)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert not reader.bad and reader.reads > 0
+    interactions = read_table(spark, config.table_path("interactions")).filter(
+        F.col("source_file").startswith(f"kafka://{topic}/")
+    )
+    n_events = interactions.select("event_id").distinct().count()
+    assert interactions.count() == n_events == len(events) > 40
+    entries = {
+        k.decode(): json.loads(v) for k, v in client.hgetall(f"{prefix}:recs:{version}").items()
+    }
+    for user, item in events:
+        assert "refreshed_at" in entries[user], user
+        assert item not in entries[user]["items"], (user, item)
+    batches = read_table(spark, config.table_path("refresh_batches")).select("batch_id").collect()
+    assert len(batches) == len({r[0] for r in batches})
+
+
+def test_a_new_version_published_while_the_stream_runs_is_used_from_the_next_batch(
+    spark: SparkSession, night_root: Path, redis_url: str, kafka_broker: Any
+) -> None:
+    """The night publishes a new version (a new model version, a new online version) while the
+    stream runs: the next batch writes there with that model, and no entry of the new version
+    names the old model."""
+    from mlflow.tracking import MlflowClient
+
+    from recspark.online.refresh import start_refresh
+    from recspark.tracking import setup_mlflow
+
+    topic, prefix = "swap-events", "swap"
+    config = _config(
+        night_root, redis_url, kafka_broker.bootstrap, f"stream.kafka.topic={topic}",
+        f"online.key_prefix={prefix}", "refresh.trigger_interval_s=0.5",
+        "refresh.checkpoint=work/checkpoints/refresh-swap",
+    )  # fmt: skip
+    run_export(spark, config, RUN_DATE)
+    client = redis.Redis.from_url(redis_url)
+    old_version, events = _events(client, prefix, 4)
+    old_model = json.loads(client.hget(f"{prefix}:recs:{old_version}", events[0][0]))[
+        "model_version"
+    ]
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
+    kafka_broker.create_topic(topic, partitions=1)
+    run = start_refresh(spark, config)
+    try:
+        first, second = events[:4], events[4:]
+        kafka_broker.produce(topic, [(u, _line(u, i, now), None) for u, i in first])
+        key = f"{prefix}:recs:{old_version}"
+        _wait(lambda: all(b"refreshed_at" in client.hget(key, u) for u, _ in first), 120, "wave 1")
+        setup_mlflow(config)
+        name = config.mlflow.registered_model
+        copied = MlflowClient().copy_model_version(f"models:/{name}/{old_model}", name)
+        new_model, new_version = str(copied.version), f"{RUN_DATE}.swapped"
+        night = client.hgetall(key)
+        store = store_of(config)
+        assert store is not None
+        store.write(new_version, [
+            (u.decode(), json.dumps({**json.loads(v), "model_version": new_model}))
+            for u, v in night.items()
+        ])  # fmt: skip
+        store.publish(new_version, {"model_version": new_model, "run_date": RUN_DATE.isoformat()})
+        later = now + dt.timedelta(seconds=5)
+        kafka_broker.produce(topic, [(u, _line(u, i, later), None) for u, i in second])
+        new_key = f"{prefix}:recs:{new_version}"
+        _wait(
+            lambda: all(
+                json.loads(client.hget(new_key, u)).get("event_ts") == later.isoformat()
+                for u, _ in second
+            ),
+            120, "wave 2 under the new version",
+        )  # fmt: skip
+        _wait(lambda: len(run.refresh) >= 2, 120, "the second batch to end")  # its tables
+    finally:
+        run.query.stop()
+    entries = [json.loads(v) for v in client.hgetall(new_key).values()]
+    assert {e["model_version"] for e in entries} == {new_model}
+    fresh = read_table(spark, config.table_path("fresh_recommendations")).collect()
+    after = [r for r in fresh if r["online_version"] == new_version]
+    assert after and {r["model_version"] for r in after} == {new_model}
+    assert {r["model_version"] for r in fresh if r["online_version"] == old_version} == {old_model}

@@ -290,6 +290,34 @@ def batch_function(
     return write
 
 
+def start_refresh(spark: SparkSession, config: Config, available_now: bool = False) -> RefreshRun:
+    """Start the refresh stream's query (`RefreshRun.query`; `run_refresh` waits for it).
+
+    Raises:
+        RefreshError: no topic, no online store, or nothing exported to it yet.
+    """
+    if not config.stream.kafka.topic:
+        raise RefreshError("stream.kafka.topic: the refresh stream reads a Kafka topic; set it")
+    store = refresh_store(config)
+    target = current_target(store, config)  # one clear line before any query starts
+    say(
+        f"refreshing with model version {target.model_version} into {store.where} "
+        f"(version {target.online_version})"
+    )
+    run = RefreshRun()
+    writer = (
+        kafka_stream(spark, config, _today())
+        .writeStream.foreachBatch(batch_function(spark, config, store, run))
+        .option("checkpointLocation", config.path(config.refresh.checkpoint))
+    )
+    if available_now:
+        writer = writer.trigger(availableNow=True)
+    else:
+        writer = writer.trigger(processingTime=f"{config.refresh.trigger_interval_s} seconds")
+    run.query = writer.start()
+    return run
+
+
 def run_refresh(
     spark: SparkSession, config: Config, available_now: bool = False, timeout_s: float | None = None
 ) -> RefreshRun:
@@ -297,35 +325,16 @@ def run_refresh(
     over every message up to now, then stop.
 
     Raises:
-        RefreshError: no online store, or nothing exported to it yet.
+        RefreshError: no topic, no online store, or nothing exported to it yet.
     """
-    if not config.stream.kafka.topic:
-        raise RefreshError("stream.kafka.topic: the refresh stream reads a Kafka topic; set it")
-    store = refresh_store(config)
-    target = current_target(store, config)  # one clear line before any query starts
-    say(f"refreshing with model version {target.model_version} into {store.where} "
-        f"(version {target.online_version})")  # fmt: skip
-    run = RefreshRun()
-    checkpoint = config.path(config.refresh.checkpoint)
-    writer = (
-        kafka_stream(spark, config, _today())
-        .writeStream.foreachBatch(batch_function(spark, config, store, run))
-        .option("checkpointLocation", checkpoint)
-    )
-    if available_now:
-        writer = writer.trigger(availableNow=True)
-    else:
-        writer = writer.trigger(processingTime=f"{config.refresh.trigger_interval_s} seconds")
-    run.query = writer.start()
+    run = start_refresh(spark, config, available_now)
     try:
         finished = run.query.awaitTermination(timeout_s)
     finally:
         if run.query.isActive:
             run.query.stop()
-    say(
-        run.summary()
-        + ("" if finished or timeout_s is None else f" (stopped after {timeout_s:g} s)")
-    )
+    stopped = "" if finished or timeout_s is None else f" (stopped after {timeout_s:g} s)"
+    say(run.summary() + stopped)
     return run
 
 
@@ -341,4 +350,5 @@ __all__ = [
     "refresh_store",
     "refresh_users",
     "run_refresh",
+    "start_refresh",
 ]
