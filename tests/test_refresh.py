@@ -26,6 +26,8 @@ from recspark.config import Config, load_config
 from recspark.io.delta import read_table
 from recspark.online.export import run_export, store_of
 from recspark.online.refresh import RefreshError, run_refresh
+from recspark.report.data import ReportData, refresh_summary
+from recspark.report.html import render
 from recspark.results import PipelineRun
 
 from .conftest import CONF_DIR, RUN_DATE
@@ -131,8 +133,13 @@ def test_events_refresh_known_and_new_users_under_the_current_version(
         F.col("source_file").startswith(f"kafka://{TOPIC}/0/")
     )
     assert [r["raw_record"] for r in quarantine.collect()] == ["not an event \x07 at all"]
-    health = read_table(spark, config.table_path("refresh_batches")).collect()
-    assert sum(r["users"] for r in health) == 2 and sum(r["rows_in"] for r in health) == 6
+    batches = read_table(spark, config.table_path("refresh_batches"))
+    summary = refresh_summary(batches, dt.datetime.now(dt.UTC).date())  # what the report shows
+    assert summary is not None
+    assert (summary.messages, summary.quarantined, summary.users) == (6, 1, 2)
+    assert summary.unknown_items == 1 and summary.model_versions == (mine["model_version"],)
+    page = render(ReportData(RUN_DATE, refresh=summary))
+    assert "Refresh stream" in page and "users refreshed" in page
 
     # Nothing new: a second run reads no message and changes nothing.
     again = run_refresh(spark, config, available_now=True)

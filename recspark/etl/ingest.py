@@ -121,8 +121,10 @@ def commit_checked(
     """Count, check the accounting, then MERGE the clean rows and write the quarantined ones.
 
     Args:
-        on_clean: called last, with the clean rows as MERGEd (schema `schemas.INTERACTIONS`,
-            those already present included), persisted while it runs.
+        on_clean: called before the MERGE with the clean rows it will MERGE (schema
+            `schemas.INTERACTIONS`, those already present included), persisted while it runs
+            and the MERGE and quarantine write that follow it (the refresh stream writes its
+            users' lists first, so that the Delta commits are not on their way to Redis).
 
     Raises:
         AccountingError: rows in != clean + quarantined (nothing is written).
@@ -138,6 +140,8 @@ def commit_checked(
     if on_clean is not None:  # computed once, for the MERGE and the hook
         clean_df = conform(clean_df, schemas.INTERACTIONS, "interactions").persist()
     try:
+        if on_clean is not None:
+            on_clean(clean_df)
         inserted = merge_new_rows(
             spark,
             clean_df,
@@ -148,8 +152,6 @@ def commit_checked(
             "interactions",
         )
         write_quarantine(select_quarantine(checked_df).select("*", stamp))
-        if on_clean is not None:
-            on_clean(clean_df)
     finally:
         if on_clean is not None:
             clean_df.unpersist()

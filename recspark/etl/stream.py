@@ -16,7 +16,7 @@ delete a checkpoint only together with the tables.
 
 Another query (the online refresh) can run its own trigger over `kafka_stream` with
 `batch_writer(..., on_clean=..., checkpoint=<its checkpoint>)`: each micro-batch is ingested the
-same way, then `on_clean` gets the batch's clean rows.
+same way, and `on_clean` gets the batch's clean rows before they are MERGEd.
 
 One layout per landing folder: a stream has one schema, fixed when it starts. With
 `source.header`, that is the header of the first file in the folder (by name), and every file of
@@ -146,9 +146,9 @@ def batch_writer(
     idempotently. A SourceError is also put in `errors` (Spark wraps what foreachBatch raises).
 
     Args:
-        on_clean: called after a micro-batch's MERGE and quarantine write with its clean rows
-            (schema `schemas.INTERACTIONS`, those already present included; persisted while it
-            runs) and the batch id.
+        on_clean: called before a micro-batch's MERGE and quarantine write with the clean
+            rows it MERGEs (schema `schemas.INTERACTIONS`, those already present included;
+            persisted until the batch ends) and the batch id.
         checkpoint: the checkpoint of the query this function serves (default: the ingest
             stream's); it keys the quarantine's idempotent writes, so each query needs its own.
     """

@@ -19,7 +19,7 @@ from pyspark.sql import functions as F
 
 from recspark.config import Config
 from recspark.io.delta import read_table, table_exists
-from recspark.schemas import ITEM_ID, RUN_DATE, USER_ID
+from recspark.schemas import ITEM_ID, REFRESH_DATE, RUN_DATE, USER_ID
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,23 @@ class Curve:
     val_ndcg: list[float]
 
 
+@dataclass(frozen=True)
+class RefreshSummary:
+    """The refresh stream's batches of one day (`refresh_batches`)."""
+
+    batches: int
+    messages: int
+    quarantined: int
+    users: int
+    not_written: int
+    unknown_items: int
+    batch_s: tuple[float, float, float]  # median, p95, max
+    latency_p95_s: float | None  # the worst batch's p95
+    latency_max_s: float | None
+    offsets_behind: int | None  # the most, after any batch
+    model_versions: tuple[str, ...]
+
+
 @dataclass
 class ReportData:
     run_date: dt.date
@@ -78,6 +95,7 @@ class ReportData:
     n_items: int = 0
     churn: Churn | None = None
     health: list[Check] = field(default_factory=list)
+    refresh: RefreshSummary | None = None
 
     def details(self, stage: str) -> dict[str, Any]:
         row = self.stages.get(stage)
@@ -112,6 +130,44 @@ def health_checks(health: DataFrame, run_date: dt.date) -> list[Check]:
             r["message"],
         )  # fmt: skip
     return list(latest.values())
+
+
+def refresh_summary(batches: DataFrame, day: dt.date) -> RefreshSummary | None:
+    """The figures of the refresh stream's batches on `day` (None: it did not run)."""
+    row = (
+        batches.filter(F.col(REFRESH_DATE) == F.lit(day))
+        .agg(
+            F.count("*").alias("batches"),
+            F.sum("rows_in").alias("messages"),
+            F.sum("quarantined").alias("quarantined"),
+            F.sum("users").alias("users"),
+            F.sum("not_written").alias("not_written"),
+            F.sum("unknown_items").alias("unknown"),
+            F.percentile_approx("batch_s", [0.5, 0.95]).alias("batch_q"),
+            F.max("batch_s").alias("batch_max"),
+            F.max("latency_p95_s").alias("p95"),
+            F.max("latency_max_s").alias("max"),
+            F.max("offsets_behind").alias("behind"),
+            F.sort_array(F.collect_set("model_version")).alias("versions"),
+        )
+        .first()
+    )
+    if row is None or not row["batches"]:
+        return None
+    median, p95 = row["batch_q"]
+    return RefreshSummary(
+        batches=int(row["batches"]),
+        messages=int(row["messages"]),
+        quarantined=int(row["quarantined"]),
+        users=int(row["users"]),
+        not_written=int(row["not_written"]),
+        unknown_items=int(row["unknown"]),
+        batch_s=(float(median), float(p95), float(row["batch_max"])),
+        latency_p95_s=row["p95"],
+        latency_max_s=row["max"],
+        offsets_behind=row["behind"],
+        model_versions=tuple(row["versions"]),
+    )
 
 
 def metric_table(metrics: DataFrame, run_date: dt.date) -> dict[str, dict[str, float]]:
@@ -218,6 +274,9 @@ def gather(spark: SparkSession, config: Config, run_date: dt.date) -> ReportData
     health_path = config.table_path("run_health")
     if table_exists(spark, health_path):
         data.health = health_checks(read_table(spark, health_path), run_date)
+    refresh_path = config.table_path("refresh_batches")
+    if table_exists(spark, refresh_path):  # the stream on the run date, before this night
+        data.refresh = refresh_summary(read_table(spark, refresh_path), run_date)
     train = data.details("train")
     data.candidates = {k: float(v) for k, v in train.get("candidates", {}).items()}
     if train.get("mlflow_run_id"):
@@ -232,4 +291,13 @@ def gather(spark: SparkSession, config: Config, run_date: dt.date) -> ReportData
     return data
 
 
-__all__ = ["Check", "Churn", "Curve", "ReportData", "StageRow", "gather"]
+__all__ = [
+    "Check",
+    "Churn",
+    "Curve",
+    "RefreshSummary",
+    "ReportData",
+    "StageRow",
+    "gather",
+    "refresh_summary",
+]

@@ -242,6 +242,28 @@ def _health(data: ReportData) -> str:
     return "<h2>Monitoring (run_health)</h2>" + table(header, rows, numeric_from=3)
 
 
+def _refresh(data: ReportData) -> str:
+    summary = data.refresh
+    title = f"<h2>Refresh stream on {esc(data.run_date)} (refresh_batches)</h2>"
+    if summary is None:
+        return title + '<p class="muted">no refresh_batches rows for that day</p>'
+    median, p95, most = summary.batch_s
+    rows = [
+        ("micro-batches", number(summary.batches, 0)),
+        ("messages", number(summary.messages, 0)),
+        ("quarantined messages", number(summary.quarantined, 0)),
+        ("users refreshed", number(summary.users, 0)),
+        ("not written (the version changed)", number(summary.not_written, 0)),
+        ("events for items the model lacks", number(summary.unknown_items, 0)),
+        ("batch seconds: median / p95 / max", f"{median:.1f} / {p95:.1f} / {most:.1f}"),
+        ("latency, event to Redis, s: worst batch p95 / max",
+         f"{number(summary.latency_p95_s, 1)} / {number(summary.latency_max_s, 1)}"),
+        ("Kafka lag (messages behind), most", number(summary.offsets_behind, 0)),
+        ("model versions", esc(", ".join(summary.model_versions))),
+    ]  # fmt: skip
+    return title + table(["", "value"], rows)
+
+
 def render(data: ReportData) -> str:
     """The whole page."""
     body = "".join(
@@ -255,6 +277,7 @@ def render(data: ReportData) -> str:
             _exposure(data),
             _churn(data.churn),
             _health(data),
+            _refresh(data),
         ]
     )
     return (
