@@ -62,7 +62,6 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +69,7 @@ PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
 from tests.kafka_broker import KafkaBroker  # noqa: E402
-from tests.servers import free_port, serving  # noqa: E402
+from tests.servers import redis_server  # noqa: E402
 
 CONF = PROJECT / "conf"
 RUN_DATE = dt.date(2026, 1, 1)
@@ -106,20 +105,6 @@ def say(message: str) -> None:
 
 
 # -- servers -----------------------------------------------------------------------------------
-@contextlib.contextmanager
-def redis_server(folder: Path) -> Iterator[str]:
-    """Debian's redis-server on a free loopback port, a random password, no persistence."""
-    folder.mkdir(parents=True, exist_ok=True)
-    password, port = secrets.token_hex(16), free_port()
-    command = [
-        shutil.which("redis-server") or "/usr/bin/redis-server", "--bind", "127.0.0.1",
-        "--port", str(port), "--save", "", "--appendonly", "no", "--dir", str(folder),
-        "--requirepass", password,
-    ]  # fmt: skip
-    with serving(command, port, folder / "redis.log", timeout_s=30):
-        yield f"redis://:{password}@127.0.0.1:{port}/0"
-
-
 # -- the held-out items ------------------------------------------------------------------------
 def prepare_beauty(data: Path, folder: Path) -> tuple[Path, list[dict[str, Any]], int]:
     """The night's file (each line without its last two items) and the held-out items."""
@@ -397,7 +382,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         night_sets.append(f"source.path={prepared['night_source']}")
 
     with contextlib.ExitStack() as stack:
-        redis_url = stack.enter_context(redis_server(root / "servers" / "redis"))
+        redis_url = stack.enter_context(
+            redis_server(root / "servers" / "redis", secrets.token_hex(16))
+        )
         online = ["online.store=redis", f"online.redis_url={redis_url}"]
         night_config = load_config(CONF, "local", [*base, *night_sets, *online])
         t0 = time.perf_counter()

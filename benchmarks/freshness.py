@@ -44,7 +44,7 @@ PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
 from tests.kafka_broker import KafkaBroker  # noqa: E402
-from tests.servers import free_port, serving  # noqa: E402
+from tests.servers import redis_server  # noqa: E402
 
 RUN_DATE = dt.date(2026, 1, 1)
 TOPIC = "events"
@@ -54,29 +54,11 @@ BATCH_LINE = re.compile(r"\[refresh\] batch (\d+): ([\d,]+) messages")
 @contextlib.contextmanager
 def servers(folder: Path) -> Iterator[tuple[str, KafkaBroker]]:
     """A redis-server with a password and a Kafka broker, both on 127.0.0.1."""
-    password = secrets.token_hex(12)
-    port = free_port()
-    command = [
-        shutil.which("redis-server") or "/usr/bin/redis-server",
-        "--bind",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-        "--dir",
-        str(folder),
-        "--requirepass",
-        password,
-    ]
-    folder.mkdir(parents=True, exist_ok=True)
-    with serving(command, port, folder / "redis.log", timeout_s=30):
+    with redis_server(folder, secrets.token_hex(12)) as redis_url:
         broker = KafkaBroker(folder / "kafka")
         with broker.running():
             broker.create_topic(TOPIC, partitions=2)
-            yield f"redis://:{password}@127.0.0.1:{port}/0", broker
+            yield redis_url, broker
 
 
 def overrides(root: Path, redis_url: str, bootstrap: str) -> list[str]:

@@ -92,17 +92,10 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory, redis_password: str) -> 
     """A real redis-server (Debian's, installed by `make setup`) on a free loopback port, no
     persistence, for the whole test run. It requires a password (`redis_password`, in the
     URL), so every test that exports authenticates as a production store would have it."""
-    from .servers import free_port, serving
+    from .servers import redis_server
 
-    folder = tmp_path_factory.mktemp("redis")
-    port = free_port()
-    command = [
-        shutil.which("redis-server") or "/usr/bin/redis-server", "--bind", "127.0.0.1",
-        "--port", str(port), "--save", "", "--appendonly", "no", "--dir", str(folder),
-        "--requirepass", redis_password,
-    ]  # fmt: skip
-    with serving(command, port, folder / "redis.log", timeout_s=30):
-        yield f"redis://:{redis_password}@127.0.0.1:{port}/0"
+    with redis_server(tmp_path_factory.mktemp("redis"), redis_password) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

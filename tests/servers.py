@@ -4,6 +4,7 @@ group, up once its port answers."""
 from __future__ import annotations
 
 import contextlib
+import shutil
 import socket
 import subprocess
 import time
@@ -13,7 +14,7 @@ from typing import Any
 
 from .standalone import free_port, kill_tree
 
-__all__ = ["free_port", "kill_tree", "serving", "wait_for_port"]
+__all__ = ["free_port", "kill_tree", "redis_server", "serving", "wait_for_port"]
 
 
 def wait_for_port(port: int, proc: subprocess.Popen[Any], timeout_s: float, log: Path) -> None:
@@ -50,3 +51,18 @@ def serving(
             yield proc
         finally:
             kill_tree(proc)
+
+
+@contextlib.contextmanager
+def redis_server(folder: Path, password: str) -> Iterator[str]:
+    """Debian's redis-server on a free loopback port, requiring `password`, no persistence,
+    until the block ends; its URL (password included)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    command = [
+        shutil.which("redis-server") or "/usr/bin/redis-server", "--bind", "127.0.0.1",
+        "--port", str(port), "--save", "", "--appendonly", "no", "--dir", str(folder),
+        "--requirepass", password,
+    ]  # fmt: skip
+    with serving(command, port, folder / "redis.log", timeout_s=30):
+        yield f"redis://:{password}@127.0.0.1:{port}/0"
