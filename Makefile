@@ -18,7 +18,7 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 # Spark binds to loopback only: this is a single machine and tests must not use other addresses.
 export SPARK_LOCAL_IP ?= 127.0.0.1
 
-.PHONY: setup airflow-setup readers-setup demo package test test-all lint clean
+.PHONY: setup airflow-setup readers-setup demo package test test-unit test-all lint docs clean
 
 setup: $(STAMP)
 
@@ -28,7 +28,7 @@ $(STAMP): pyproject.toml scripts/build_horovod.sh scripts/fetch_delta_jars.sh sc
 	bash scripts/system_packages.sh
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet -e ".[dev,docs]"
 	bash scripts/build_horovod.sh $(PY)
 	bash scripts/fetch_delta_jars.sh $(PY)
 	bash scripts/fetch_kafka.sh $(PY) .kafka/libs
@@ -52,23 +52,33 @@ demo: setup
 	$(VENV)/bin/recspark demo --conf conf --env local --run-date $(RUN_DATE) --show-examples
 
 # For a cluster: dist/recspark-<version>-py3-none-any.whl and the same archive as a .zip for
-# `spark-submit --py-files` (README: "Running on a cluster").
+# `spark-submit --py-files` (docs/guides/cluster.md).
 package: setup
 	bash scripts/package.sh $(PY) dist
 
 # --durations=15: every run prints its fifteen slowest tests (the suite's time budget is watched).
-test: setup airflow-setup readers-setup lint
+test: setup airflow-setup readers-setup lint docs
 	$(PY) -m pytest -m "not slow" --durations=15 $(PYTEST_ARGS)
 
-test-all: setup airflow-setup readers-setup lint
+# The tier a developer runs while working: no Spark, no pipeline, no server (about a minute).
+test-unit: setup
+	$(PY) -m pytest -m "not slow and not integration and not spark" -q $(PYTEST_ARGS)
+
+test-all: setup airflow-setup readers-setup lint docs
 	$(PY) -m pytest --durations=15 $(PYTEST_ARGS)
 
 # ruff, mypy --strict, the import layers (contracts in pyproject.toml) and function length.
 lint: setup
-	$(VENV)/bin/ruff check recspark jobs tests benchmarks airflow_dags notebooks scripts
+	$(VENV)/bin/ruff check recspark jobs tests benchmarks airflow_dags notebooks scripts docs
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 	$(PY) scripts/check_function_length.py recspark
 
+# The documentation site (mkdocs.yml, docs/) into site/. --strict: a broken link or anchor, or a
+# warning of the generated reference and API pages (docs/gen_ref_pages.py), fails the build
+# (not --quiet: it hides the warnings from the count --strict makes).
+docs: setup
+	NO_MKDOCS_2_WARNING=1 DISABLE_MKDOCS_2_WARNING=true $(VENV)/bin/mkdocs build --strict
+
 clean:
-	rm -rf lakehouse data work mlruns spark-warehouse metastore_db reports derby.log
+	rm -rf lakehouse data work mlruns spark-warehouse metastore_db reports derby.log site

@@ -37,29 +37,30 @@ RAW_COLUMNS = [USER_ID, ITEM_ID, EVENT_TYPE, VALUE, EVENT_TS]
 # Partitioned by event_date; run_date is the ingest run that first inserted the event.
 INTERACTIONS = T.StructType(
     [
-        T.StructField(EVENT_ID, T.StringType(), False),
+        T.StructField(EVENT_ID, T.StringType(), False),  # the event key: a hash of its fields
         T.StructField(USER_ID, T.StringType(), False),
         T.StructField(ITEM_ID, T.StringType(), False),
-        T.StructField(EVENT_TYPE, T.StringType(), False),
-        T.StructField(VALUE, T.DoubleType(), True),
-        T.StructField(EVENT_TS, T.TimestampType(), False),
-        T.StructField(WEIGHT, T.DoubleType(), False),
+        T.StructField(EVENT_TYPE, T.StringType(), False),  # lower case
+        T.StructField(VALUE, T.DoubleType(), True),  # the rating or count; null for other events
+        T.StructField(EVENT_TS, T.TimestampType(), False),  # UTC
+        T.StructField(WEIGHT, T.DoubleType(), False),  # implicit-feedback weight (ingest.*)
+        # the file it was read from; from Kafka kafka://<topic>/<partition>/<offset>
         T.StructField(SOURCE_FILE, T.StringType(), True),
-        T.StructField(EVENT_DATE, T.DateType(), False),
-        T.StructField(RUN_DATE, T.DateType(), False),
+        T.StructField(EVENT_DATE, T.DateType(), False),  # the partition
+        T.StructField(RUN_DATE, T.DateType(), False),  # the ingest run that first brought it
     ]
 )
 
 INTERACTIONS_QUARANTINE = T.StructType(
     [
-        T.StructField(USER_ID, T.StringType(), True),
-        T.StructField(ITEM_ID, T.StringType(), True),
-        T.StructField(EVENT_TYPE, T.StringType(), True),
-        T.StructField(VALUE, T.StringType(), True),
-        T.StructField(EVENT_TS, T.StringType(), True),
-        T.StructField(RAW_RECORD, T.StringType(), True),
-        T.StructField(SOURCE_FILE, T.StringType(), True),
-        T.StructField(REASON, T.StringType(), False),
+        T.StructField(USER_ID, T.StringType(), True),  # raw text, as read
+        T.StructField(ITEM_ID, T.StringType(), True),  # raw text, as read
+        T.StructField(EVENT_TYPE, T.StringType(), True),  # raw text, as read
+        T.StructField(VALUE, T.StringType(), True),  # raw text, as read
+        T.StructField(EVENT_TS, T.StringType(), True),  # raw text, as read
+        T.StructField(RAW_RECORD, T.StringType(), True),  # a malformed line; Kafka: the message
+        T.StructField(SOURCE_FILE, T.StringType(), True),  # as in interactions
+        T.StructField(REASON, T.StringType(), False),  # the first check it failed
         T.StructField(RUN_DATE, T.DateType(), False),
     ]
 )
@@ -70,14 +71,14 @@ FORGOTTEN = "\x00forgotten:"
 
 ID_MAP_USERS = T.StructType(
     [
-        T.StructField(USER_ID, T.StringType(), False),
-        T.StructField(USER_INDEX, T.IntegerType(), False),
+        T.StructField(USER_ID, T.StringType(), False),  # a forgotten user's: FORGOTTEN + the index
+        T.StructField(USER_INDEX, T.IntegerType(), False),  # from 0, kept; new ids appended
     ]
 )
 ID_MAP_ITEMS = T.StructType(
     [
         T.StructField(ITEM_ID, T.StringType(), False),
-        T.StructField(ITEM_INDEX, T.IntegerType(), False),
+        T.StructField(ITEM_INDEX, T.IntegerType(), False),  # from 0, kept; new ids appended
     ]
 )
 
@@ -85,9 +86,9 @@ TRAIN_INTERACTIONS = T.StructType(
     [
         T.StructField(USER_INDEX, T.IntegerType(), False),
         T.StructField(ITEM_INDEX, T.IntegerType(), False),
-        T.StructField(STRENGTH, T.DoubleType(), False),
-        T.StructField(N_EVENTS, T.LongType(), False),
-        T.StructField(LAST_TS, T.TimestampType(), False),
+        T.StructField(STRENGTH, T.DoubleType(), False),  # the pair's events' summed weights
+        T.StructField(N_EVENTS, T.LongType(), False),  # the pair's events
+        T.StructField(LAST_TS, T.TimestampType(), False),  # the pair's latest event
         T.StructField(RUN_DATE, T.DateType(), False),
     ]
 )
@@ -97,7 +98,7 @@ TRAINING_SET = T.StructType(
     [
         T.StructField(USER_INDEX, T.IntegerType(), False),
         T.StructField(ITEM_INDEX, T.IntegerType(), False),
-        T.StructField(LABEL, T.FloatType(), False),
+        T.StructField(LABEL, T.FloatType(), False),  # 1: a positive; 0: a sampled negative
         T.StructField(RUN_DATE, T.DateType(), False),
     ]
 )
@@ -105,13 +106,14 @@ TRAINING_SET = T.StructType(
 MODEL_METRICS = T.StructType(
     [
         T.StructField(RUN_DATE, T.DateType(), False),
-        T.StructField("model", T.StringType(), False),
-        T.StructField("model_version", T.StringType(), True),
-        T.StructField("metric", T.StringType(), False),
-        T.StructField("k", T.IntegerType(), False),
+        T.StructField("model", T.StringType(), False),  # kind, champion, baseline or candidate
+        T.StructField("model_version", T.StringType(), True),  # the model's and the champion's
+        T.StructField("metric", T.StringType(), False),  # precision, recall, ndcg, map, mrr, ...
+        T.StructField("k", T.IntegerType(), False),  # the cut-off
         T.StructField("value", T.DoubleType(), False),
         T.StructField("mlflow_run_id", T.StringType(), True),
         # all | new | active (users by number of train interactions, evaluate.active_min_...)
+        # | validation (the train stage's candidates on its validation users)
         T.StructField("segment", T.StringType(), True),
     ]
 )
@@ -119,7 +121,7 @@ MODEL_METRICS = T.StructType(
 RECOMMENDATIONS = T.StructType(
     [
         T.StructField(USER_ID, T.StringType(), False),
-        T.StructField(RANK, T.IntegerType(), False),
+        T.StructField(RANK, T.IntegerType(), False),  # 1 = best
         T.StructField(ITEM_ID, T.StringType(), False),
         T.StructField(SCORE, T.FloatType(), False),
         # personalized (the model) | popular_fallback (a user the model cannot score: no history
@@ -127,9 +129,9 @@ RECOMMENDATIONS = T.StructType(
         T.StructField(REASON, T.StringType(), False),
         # item_id of the seen item that supports the recommendation most; null for fallbacks
         T.StructField(EXPLANATION, T.StringType(), True),
-        T.StructField("model_name", T.StringType(), False),
+        T.StructField("model_name", T.StringType(), False),  # the model's kind
         T.StructField("model_version", T.StringType(), False),
-        T.StructField("run_id", T.StringType(), False),
+        T.StructField("run_id", T.StringType(), False),  # the pipeline run, as in pipeline_runs
         T.StructField(RUN_DATE, T.DateType(), False),
     ]
 )
@@ -174,7 +176,7 @@ PIPELINE_RUNS = T.StructType(
         T.StructField("run_id", T.StringType(), False),
         T.StructField("run_date", T.DateType(), False),
         T.StructField("stage", T.StringType(), False),
-        T.StructField("status", T.StringType(), False),
+        T.StructField("status", T.StringType(), False),  # succeeded | failed
         T.StructField("started_at", T.TimestampType(), False),
         T.StructField("duration_s", T.DoubleType(), False),
         T.StructField("rows_in", T.LongType(), True),
@@ -183,7 +185,7 @@ PIPELINE_RUNS = T.StructType(
         T.StructField("quarantined_by_reason", T.MapType(T.StringType(), T.LongType()), True),
         T.StructField("config_hash", T.StringType(), False),
         T.StructField("code_version", T.StringType(), False),
-        T.StructField("details", T.StringType(), True),
+        T.StructField("details", T.StringType(), True),  # JSON: the stage's result, or error
     ]
 )
 
