@@ -2,7 +2,7 @@
 
 On a lakehouse the pipeline has filled (e.g. `make demo`'s), the champion model ranks every
 held-out user twice: over the whole catalog (exact) and over each user's shortlist
-(`recspark.scoring.candidates.user_candidates`, seen items excluded) for each --max-candidates.
+(`recspark.scoring.shortlist.user_shortlists`, seen items excluded) for each --max-candidates.
 Reported: the share of the exact top-K found by the shortlist ranking (overlap@K), and NDCG@K of
 both on the held-out items.
 
@@ -25,7 +25,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from recspark.config import load_config
     from recspark.evaluation.metrics import ranking_metrics
     from recspark.io.delta import read_table
-    from recspark.scoring.candidates import user_candidates
+    from recspark.scoring.shortlist import user_shortlists
     from recspark.scoring.udf import MlflowModelFactors, score_users, users_with_seen
     from recspark.session import build_spark
     from recspark.tracking import champion_version, setup_mlflow
@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
     sc = config.score
     for size in args.max_candidates:
-        shortlist = user_candidates(
+        shortlist = user_shortlists(
             users, train, train, sc.candidate_history, sc.neighbours_per_item,
             sc.popular_candidates, size,
         )  # fmt: skip

@@ -60,8 +60,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from recspark.pipeline import run_stages
     from recspark.session import build_spark
     from recspark.training.data import make_converter, training_rows
-    from recspark.training.loop import LocalComm, fit, memory_batches, train_worker
-    from recspark.training.train import _params
+    from recspark.training.inputs import memory_batches
+    from recspark.training.loop import fit, train_worker
+    from recspark.training.settings import train_params
+    from recspark.training.transport import LocalComm
 
     root = Path(args.root)
     shutil.rmtree(root, ignore_errors=True)
@@ -86,7 +88,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     def params_for(n_rows: int, ranks: int, threads: int, pool: str = "thread") -> Any:
         """The stage's own parameters, for a fixed number of epochs without early stopping."""
         return dataclasses.replace(
-            _params(config, args.model, n_users, n_items, n_rows, RUN_DATE, {}),
+            train_params(config, args.model, n_users, n_items, n_rows, RUN_DATE, {}),
             epochs=args.epochs,
             patience=0,
             checkpoint_path=None,
@@ -176,7 +178,9 @@ def _independent(ranks: int, args: tuple[Any, ...]) -> Any:
     for `ranks` ranks. Rank 0's epochs (not its parameters), samples/s the tasks' sum."""
     from pyspark import SparkContext
 
-    from recspark.training.loop import LocalComm, fit, memory_batches
+    from recspark.training.inputs import memory_batches
+    from recspark.training.loop import fit
+    from recspark.training.transport import LocalComm
 
     rows, validation, params, _, _, counts = args
 
@@ -237,8 +241,8 @@ def run_catalogs(args: argparse.Namespace) -> dict[str, Any]:
     from recspark.config import load_config
     from recspark.session import build_spark
     from recspark.training.data import make_converter
-    from recspark.training.loop import MemoryRows
-    from recspark.training.train import _params
+    from recspark.training.inputs import MemoryRows
+    from recspark.training.settings import train_params
 
     root = Path(args.root)
     shutil.rmtree(root, ignore_errors=True)
@@ -264,7 +268,7 @@ def run_catalogs(args: argparse.Namespace) -> dict[str, Any]:
         frame = spark.read.parquet(str(parquet))
         for source, launcher, ranks, sparse in args.cases:
             params = dataclasses.replace(
-                _params(config, "two_tower", args.users, n_items, args.rows, RUN_DATE, {}),
+                train_params(config, "two_tower", args.users, n_items, args.rows, RUN_DATE, {}),
                 loss="sampled_softmax", sparse_gradients=sparse, epochs=args.epochs,
                 steps_per_epoch=args.steps, batch_size=args.batch_size, patience=0,
                 checkpoint_path=None, threads=1, measure_idle=True,

@@ -28,7 +28,7 @@ from recspark.online.refresh import RefreshError
 from recspark.pipeline import UNRECORDED
 from recspark.scoring.publish import ValidationError
 from recspark.tracking import NoModelError, TrackingUnreachableError
-from recspark.training.train import TrainingError
+from recspark.training.launch import TrainingError
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,8 @@ _KNOWN: list[tuple[tuple[type[BaseException], ...], int, str]] = [
     (
         (MissingTableError, UnreadableTableError, SchemaMismatchError),
         codes.TABLE,
-        "run the stage that writes it, or restore the table (see Failure modes in the README)",
+        "run the stage that writes it, or restore the table (see Failure modes in "
+        "docs/guides/operations.md)",
     ),
     (
         (NoModelError,),

@@ -8,6 +8,10 @@ from typing import Any
 from recspark.config import Config
 from recspark.credentials import redact
 
+# The train stage's parent run's metric of each candidate: `candidate_val_ndcg.<name>`
+# (NDCG@evaluate.k), which the evaluate stage reads back.
+CANDIDATE_METRIC = "candidate_val_ndcg"
+
 
 class NoModelError(LookupError):
     """The registry has no model version for what was asked."""
@@ -67,11 +71,19 @@ def setup_mlflow(config: Config) -> Any:
     return mlflow
 
 
-def model_version_for_run_date(config: Config, run_date: str) -> Any:
-    """The newest registered version trained for `run_date` (tag run_date)."""
+def client_of(config: Config) -> Any:
+    """An MlflowClient of the configured tracking store and registry, whatever the process's
+    MLflow state: a stage that asks the registry before `setup_mlflow` (a fresh `jobs/*.py`
+    process) asks the configured store, not MLflow's default (`./mlruns`)."""
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient()
+    uri = config.mlflow_tracking_uri
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def model_version_for_run_date(config: Config, run_date: str) -> Any:
+    """The newest registered version trained for `run_date` (tag run_date)."""
+    client = client_of(config)
     name = config.mlflow.registered_model
     versions = client.search_model_versions(f"name = '{name}'")
     matching = [v for v in versions if v.tags.get("run_date") == run_date]
@@ -86,11 +98,10 @@ def model_version_for_run_date(config: Config, run_date: str) -> Any:
 def champion_version(config: Config) -> Any:
     """The version the champion alias points at."""
     from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
 
     name, alias = config.mlflow.registered_model, config.mlflow.champion_alias
     try:
-        return MlflowClient().get_model_version_by_alias(name, alias)
+        return client_of(config).get_model_version_by_alias(name, alias)
     except MlflowException as exc:
         raise NoModelError(
             f"model {name} has no '{alias}' alias: no model has passed the evaluation gate yet "
@@ -105,9 +116,7 @@ def set_champion(config: Config, version: str) -> None:
     """Point the champion alias at `version`, remembering when (for `demote_champion`)."""
     import datetime as dt
 
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient()
+    client = client_of(config)
     name = config.mlflow.registered_model
     client.set_registered_model_alias(name, config.mlflow.champion_alias, version)
     client.set_model_version_tag(name, version, PROMOTED_AT, dt.datetime.now(dt.UTC).isoformat())
@@ -122,11 +131,10 @@ def promote(config: Config, version: str) -> Any:
         NoModelError: the registry has no such version.
     """
     from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
 
     name = config.mlflow.registered_model
     try:
-        MlflowClient().get_model_version(name, version)
+        client_of(config).get_model_version(name, version)
     except MlflowException as exc:
         raise NoModelError(f"model {name} has no version {version!r}") from exc
     set_champion(config, version)
@@ -142,9 +150,7 @@ def demote(config: Config) -> tuple[Any, Any | None]:
     """
     import datetime as dt
 
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient()
+    client = client_of(config)
     name, alias = config.mlflow.registered_model, config.mlflow.champion_alias
     current = champion_version(config)
     client.set_model_version_tag(

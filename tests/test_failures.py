@@ -146,7 +146,7 @@ def test_every_exit_code_has_its_failures_and_anything_else_is_a_bug() -> None:
     from recspark.online.export import OnlineExportError
     from recspark.scoring.publish import ValidationError
     from recspark.tracking import NoModelError, TrackingUnreachableError
-    from recspark.training.train import TrainingError
+    from recspark.training.launch import TrainingError
 
     examples: dict[int, BaseException] = {
         exit_codes.USAGE: ConfigError("train.epochs: not a number"),

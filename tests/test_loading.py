@@ -21,7 +21,7 @@ from recspark.ranking.factors import IdFactors
 from recspark.results import EpochStats
 from recspark.tracking import setup_mlflow
 from recspark.training import baseline_fits, reuse
-from recspark.training.loop import Progress, _load_checkpoint, _save_checkpoint
+from recspark.training.checkpoint import Progress, load_checkpoint, save_checkpoint
 from recspark.training.sealed import sidecar, write_seal
 
 from .conftest import CONF_DIR
@@ -47,14 +47,14 @@ def _checkpoint(path: Path, fingerprint: str) -> tuple[torch.nn.Module, Progress
     progress.record(EpochStats(1, 0.5, 0.25, 100.0, 2.0), model)
     progress.record(EpochStats(2, 0.4, 0.125, 110.0, 2.0), model)  # a bad epoch
     params: Any = types.SimpleNamespace(fingerprint=fingerprint)
-    _save_checkpoint(str(path), params, model, optimizer, progress)
+    save_checkpoint(str(path), params, model, optimizer, progress)
     return model, progress
 
 
 def test_a_sealed_checkpoint_loads_with_weights_only(tmp_path: Path) -> None:
     path = tmp_path / "checkpoint.pt"
     model, progress = _checkpoint(path, "f1")
-    state = _load_checkpoint(str(path), "f1")
+    state = load_checkpoint(str(path), "f1")
     assert state is not None and state["epoch"] == 2
     for name, tensor in model.state_dict().items():
         assert torch.equal(state["model"][name], tensor), name
@@ -65,9 +65,9 @@ def test_a_sealed_checkpoint_loads_with_weights_only(tmp_path: Path) -> None:
     assert all(torch.equal(restored.best_state[k], v) for k, v in progress.best_state.items())
     assert state["optimizer"]["state"][0]["step"] == 1
     # Another fingerprint, or bytes changed after sealing: not loaded.
-    assert _load_checkpoint(str(path), "f2") is None
+    assert load_checkpoint(str(path), "f2") is None
     path.write_bytes(path.read_bytes() + b"\0")
-    assert _load_checkpoint(str(path), "f1") is None
+    assert load_checkpoint(str(path), "f1") is None
 
 
 @pytest.mark.parametrize("seal", ["none", "other settings", "forged"])
@@ -78,7 +78,7 @@ def test_a_planted_checkpoint_is_never_unpickled(tmp_path: Path, seal: str) -> N
         write_seal(path, "f0")
     if seal == "forged":  # a seal can be forged by whoever can write the folder: weights_only
         write_seal(path, "f1")
-    assert _load_checkpoint(str(path), "f1") is None
+    assert load_checkpoint(str(path), "f1") is None
     assert not marker.exists()
     assert sidecar(path).exists() == (seal != "none")
 

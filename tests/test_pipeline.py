@@ -259,7 +259,7 @@ def test_registered_model_has_signature_id_maps_and_data_versions(
     import torch
 
     from recspark.models.served import load_scoring_model
-    from recspark.training.train import table_versions
+    from recspark.training.settings import table_versions
 
     setup_mlflow(base_config)
     client = MlflowClient()
@@ -327,7 +327,7 @@ def test_no_personal_data_in_the_summary_or_the_model_by_default(
 
     from recspark.cli import _print_summary
     from recspark.scoring.publish import sample_recommendations
-    from recspark.training.train import EXAMPLE_USER_ID
+    from recspark.training.registration import EXAMPLE_USER_ID
 
     examples = [s.user_id for s in sample_recommendations(spark, base_config, RUN_DATE)]
     assert len(examples) == 3

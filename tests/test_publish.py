@@ -19,7 +19,6 @@ from recspark.io.delta import read_table
 from recspark.models.base import ScoringModel
 from recspark.pipeline import run_stages
 from recspark.ranking.factors import IdFactors
-from recspark.scoring.candidates import user_candidates
 from recspark.scoring.publish import (
     Expectation,
     ValidationError,
@@ -28,6 +27,7 @@ from recspark.scoring.publish import (
     validate_recommendations,
 )
 from recspark.scoring.score import run_score
+from recspark.scoring.shortlist import user_shortlists
 from recspark.tracking import (
     NoModelError,
     champion_version,
@@ -299,9 +299,9 @@ def test_big_catalogs_rank_a_shortlist(spark: SparkSession, config: Config) -> N
     )
     users = read_table(spark, config.table_path("user_ids"))
     items = read_table(spark, config.table_path("item_ids"))
-    shortlist = user_candidates(
+    shortlist = user_shortlists(
         users.select("user_index"), positives, positives, 50, 100, 100, 40
-    ).select("user_index", F.explode("candidates").alias("item_index"))
+    ).select("user_index", F.explode("shortlist").alias("item_index"))
     allowed = shortlist.join(users, "user_index").join(items, "item_index")
     personalized = recs.filter(F.col("reason") == "personalized").select("user_id", "item_id")
     assert personalized.count() > 0
@@ -336,9 +336,9 @@ def test_users_with_a_short_shortlist_get_fewer_rows_and_the_run_publishes(
         read_table(spark, config.table_path("holdout"), RUN_DATE)
     )
     users = read_table(spark, config.table_path("user_ids"))
-    sizes = user_candidates(
+    sizes = user_shortlists(
         users.select("user_index"), seen_pairs.filter("strength > 0"), seen_pairs, 1, 3, 4, 500
-    ).select("user_index", F.size("candidates").alias("size"))
+    ).select("user_index", F.size("shortlist").alias("size"))
     compared = got.join(users, "user_id").join(sizes, "user_index", "left").fillna(0, ["size"])
     assert compared.filter(F.col("count") < k).count() > 0  # the case this test is about
     assert compared.filter(F.col("count") != F.least(F.lit(k), F.col("size"))).count() == 0

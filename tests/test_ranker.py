@@ -58,7 +58,7 @@ def test_ranker_derives_once_and_ranks_like_the_kernels() -> None:
     assert quantized.quantized is quantized.quantized
     assert quantized.top_k(USERS, [[3], None], 2)[0].tolist() == items.tolist()
     with pytest.raises(ValueError, match="item-item models"):
-        Ranker(HistoryFactors(np.eye(4, dtype=np.float32))).top_k_candidates(USERS, [[1]], 1)
+        Ranker(HistoryFactors(np.eye(4, dtype=np.float32))).top_k_shortlist(USERS, [[1]], 1)
 
 
 def test_score_buffer_reuses_and_grows() -> None:

@@ -11,7 +11,8 @@ import torch
 from pyspark.sql import SparkSession
 
 from recspark.config import Config
-from recspark.training.train import table_versions, train_candidates
+from recspark.training.settings import table_versions
+from recspark.training.train import train_candidates
 
 from .conftest import RUN_DATE
 

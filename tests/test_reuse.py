@@ -16,7 +16,7 @@ from recspark.ranking.blend import blend_factors
 from recspark.ranking.factors import HistoryFactors, IdFactors, grown, known_users
 from recspark.training.candidates import Trained, closed_form, closed_form_parts
 from recspark.training.reuse import Kept, capped, retrain_reason, settings_hash, within_catalog
-from recspark.training.train import candidate_settings
+from recspark.training.settings import candidate_settings
 
 from .conftest import CONF_DIR
 

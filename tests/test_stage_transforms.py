@@ -11,7 +11,7 @@ from pyspark.sql import SparkSession
 from recspark.config import FeaturesConfig
 from recspark.etl.ingest import AccountingError, tally
 from recspark.etl.stream import sum_results
-from recspark.evaluation.evaluate import Candidate, metric_table_rows, mlflow_metrics
+from recspark.evaluation.evaluate import Challenger, metric_table_rows, mlflow_metrics
 from recspark.evaluation.report import ModelResult
 from recspark.features.featurize import IS_BELOW_MIN, item_profiles, split_pairs, user_profiles
 from recspark.pipeline import events_folder
@@ -87,7 +87,7 @@ def test_cold_users_and_expected_rows(spark: SparkSession) -> None:
     expected = {r[0]: r[1] for r in expected_rows(users, n_items=5, k=3, warm=None).collect()}
     assert expected == {0: 3, 1: 3, 2: 1, 3: 3}
     shortlisted = warm.select("user_index").join(
-        spark.createDataFrame([(0, [4, 3])], "user_index int, candidates array<int>"),
+        spark.createDataFrame([(0, [4, 3])], "user_index int, shortlist array<int>"),
         "user_index",
         "left",
     )
@@ -118,7 +118,7 @@ def test_metric_rows_name_models_versions_and_segments() -> None:
         segments={"new": {"ndcg": 0.125, "users": 4.0}},
         exposure=np.zeros(1),
     )
-    chosen = Candidate(version="7", run_id="r", model_name="ease", champion="6")
+    chosen = Challenger(version="7", run_id="r", model_name="ease", champion="6")
     measured = {"ease": result, "champion": result, "popularity": result}
     rows = metric_table_rows(measured, 10, dt.date(2026, 1, 1), chosen)
     assert (dt.date(2026, 1, 1), "ease", "7", "ndcg", 10, 0.5, "r", "all") in rows

@@ -30,7 +30,8 @@ from recspark.scoring.score import run_score
 from recspark.tracking import champion_version, set_champion, setup_mlflow
 from recspark.training.data import make_converter, training_rows
 from recspark.training.loop import train_worker
-from recspark.training.train import _params, checkpoint_path, run_train
+from recspark.training.settings import checkpoint_path, train_params
+from recspark.training.train import run_train
 
 from .conftest import CONF_DIR, RUN_DATE
 
@@ -58,7 +59,7 @@ def test_horovod_two_ranks_reduce_loss_and_agree(spark: SparkSession, config: Co
     rows, validation = training_rows(spark, config, RUN_DATE, "pairs", n_items)
     converter = make_converter(spark, config, rows, 2)
     try:
-        params = _params(config, "two_tower", n_users, n_items, len(converter), RUN_DATE, {})
+        params = train_params(config, "two_tower", n_users, n_items, len(converter), RUN_DATE, {})
         params = dataclasses.replace(params, checkpoint_path=None, patience=0, epochs=4)
         results = horovod.spark.run(
             train_worker,

@@ -50,8 +50,10 @@ from recspark.scoring.udf import (
     users_with_seen,
 )
 from recspark.tracking import (
+    CANDIDATE_METRIC,
     NoModelError,
     champion_version,
+    client_of,
     model_version_for_run_date,
     set_champion,
     setup_mlflow,
@@ -159,7 +161,7 @@ def baseline_sources(
     }
 
 
-def handed_over_fits(config: Config, chosen: Candidate) -> dict[str, FactorSet]:
+def handed_over_fits(config: Config, chosen: Challenger) -> dict[str, FactorSet]:
     """The baselines the train stage handed over (`evaluate.reuse_candidate_fits`), by name;
     which fit each is goes to the log."""
     names = baseline_fits.reusable(config) - {chosen.model_name}
@@ -176,7 +178,7 @@ def gate(
     finite: bool,
     tolerance: float,
 ) -> tuple[bool, str]:
-    """(passed, why) for a candidate's NDCG against popularity and the current champion."""
+    """(passed, why) for the challenger's NDCG against popularity and the current champion."""
     if not finite:
         return False, "the model has NaN or infinite parameters"
     ndcg = model["ndcg"]
@@ -193,7 +195,7 @@ def gate(
 
 
 @dataclass(frozen=True)
-class Candidate:
+class Challenger:
     """The model version under evaluation (the newest trained for the run date) and the
     current champion (None before the first model passed the gate)."""
 
@@ -208,7 +210,7 @@ class Candidate:
         return found if self.champion is None else {**found, "champion": self.champion}
 
 
-def candidate(config: Config, run_date: dt.date) -> Candidate:
+def challenger(config: Config, run_date: dt.date) -> Challenger:
     """The version trained for `run_date` and the champion, from the registry.
 
     Raises:
@@ -219,13 +221,13 @@ def candidate(config: Config, run_date: dt.date) -> Candidate:
         champion: str | None = str(champion_version(config).version)
     except NoModelError:
         champion = None
-    return Candidate(
+    return Challenger(
         str(version.version), version.run_id, version.tags.get("model_name", "model"), champion
     )
 
 
-def model_sources(config: Config, chosen: Candidate) -> dict[str, MlflowModelFactors]:
-    """The registered models to measure: the candidate, and the champion when it is another."""
+def model_sources(config: Config, chosen: Challenger) -> dict[str, MlflowModelFactors]:
+    """The registered models to measure: the challenger, and the champion when it is another."""
     uri, name = config.mlflow_tracking_uri, config.mlflow.registered_model
     sources = {chosen.model_name: MlflowModelFactors(uri, f"models:/{name}/{chosen.version}")}
     if chosen.champion is not None and chosen.champion != chosen.version:
@@ -237,7 +239,7 @@ def metric_table_rows(
     measured: Mapping[str, ModelResult],
     k: int,
     run_date: dt.date,
-    chosen: Candidate,
+    chosen: Challenger,
 ) -> list[tuple[Any, ...]]:
     """The `model_metrics` rows of every measured model (columns in schema order)."""
     versions = chosen.versions()
@@ -260,15 +262,12 @@ def mlflow_metrics(
     return logged
 
 
-def candidate_validation(config: Config, chosen: Candidate) -> dict[str, float]:
+def candidate_validation(config: Config, chosen: Challenger) -> dict[str, float]:
     """Every candidate's validation NDCG@evaluate.k, from the train stage's parent MLflow run
     (empty for a version logged without one, e.g. before candidates existed)."""
-    from mlflow.tracking import MlflowClient
-
-    from recspark.training.train import CANDIDATE_METRIC
 
     setup_mlflow(config)
-    client = MlflowClient()
+    client = client_of(config)
     parent = client.get_run(chosen.run_id).data.tags.get("mlflow.parentRunId")
     if parent is None:
         return {}
@@ -278,7 +277,7 @@ def candidate_validation(config: Config, chosen: Candidate) -> dict[str, float]:
 
 
 def candidate_rows(
-    candidates: Mapping[str, float], k: int, run_date: dt.date, chosen: Candidate
+    candidates: Mapping[str, float], k: int, run_date: dt.date, chosen: Challenger
 ) -> list[tuple[Any, ...]]:
     """`model_metrics` rows of the candidates' validation NDCG (segment `validation`)."""
     return [
@@ -353,11 +352,11 @@ def measure_all(
 def _log_to_mlflow(
     config: Config,
     run_date: dt.date,
-    chosen: Candidate,
+    chosen: Challenger,
     measured: Mapping[str, ModelResult],
     verdict: tuple[bool, str],
 ) -> None:
-    """The metrics, the gate's decision and the report, in the candidate's MLflow run."""
+    """The metrics, the gate's decision and the report, in the challenger's MLflow run."""
     mlflow = setup_mlflow(config)
     k = config.evaluate.k
     with mlflow.start_run(run_id=chosen.run_id):
@@ -387,7 +386,7 @@ def run_evaluate(spark: SparkSession, config: Config, run_date: dt.date) -> Eval
         model version, metrics of every model, and the gate's decision with its reason.
     """
     setup_mlflow(config)
-    chosen, ev = candidate(config, run_date), config.evaluate
+    chosen, ev = challenger(config, run_date), config.evaluate
     data = evaluation_data(spark, config, run_date)
     models = model_sources(config, chosen)
     finite = factors_are_finite(models[chosen.model_name].load())

@@ -16,7 +16,7 @@ from recspark.evaluation.metrics import BEYOND, METRICS
 
 @dataclass
 class ModelResult:
-    """Everything measured for one model (the candidate, the champion or a baseline)."""
+    """Everything measured for one model (the challenger, the champion or a baseline)."""
 
     at_k: dict[int, dict[str, float]]  # accuracy metrics at every cut-off
     beyond: dict[str, float]  # coverage, novelty, gini at the gate's K

@@ -10,7 +10,7 @@ column as the rating where the DataFrame has one).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from pyspark.sql import DataFrame
@@ -18,8 +18,7 @@ from pyspark.sql import DataFrame
 from recspark.config import Config
 from recspark.models.encoders import FoldInSpec
 from recspark.ranking.factors import FactorSet
-
-ClosedForm = Literal["ease", "als"]
+from recspark.vocab import ClosedForm
 
 
 @dataclass(frozen=True)

@@ -321,7 +321,7 @@ class EaseModel(nn.Module):
 
     @torch.no_grad()
     def item_vectors(self) -> NDArray[np.float32]:
-        """(n_items, n_items) B.T, float32 and C-contiguous: row j holds candidate j's weights."""
+        """(n_items, n_items) B.T, float32 and C-contiguous: row j holds scored item j's weights."""
         return np.ascontiguousarray(self.weights.detach().cpu().T.numpy(), dtype=np.float32)
 
     def factor_set(self) -> HistoryFactors:

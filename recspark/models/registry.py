@@ -35,7 +35,7 @@ class SasrecParams:
 
 
 class ModelSpec(Protocol):
-    """What `build_model` reads (the training parameters, `recspark.training.loop`)."""
+    """What `build_model` reads (the training parameters, `recspark.training.params`)."""
 
     @property
     def model(self) -> ModelName: ...

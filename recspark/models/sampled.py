@@ -1,8 +1,8 @@
 """Sampled softmax for large catalogs: in-batch and shared sampled negatives, logQ-corrected.
 
 The full softmax costs O(items) per training row; at a million items that is most of a step's
-time and memory. The sampled softmax scores each row's positive against a small set of negative
-candidates instead:
+time and memory. The sampled softmax scores each row's positive against a small set of sampled
+negatives instead:
 
 - in-batch negatives: the distinct positives of the batch's rows (they come from the data, so
   popular items come up often). A batch with more rows than `max_in_batch` (SASRec: every position
@@ -10,23 +10,23 @@ candidates instead:
 - `n_sampled` items drawn uniformly with replacement, shared by the whole batch (so that rare
   items are negatives too).
 
-A row's loss is the cross-entropy of its positive against its own logit and the candidates'
+A row's loss is the cross-entropy of its positive against its own logit and the negatives'
 (P x C logits, C ~ in-batch + shared, whatever the number of rows P).
 
-Popular items are candidates far more often than rare ones, which biases the model against them
+Popular items are negatives far more often than rare ones, which biases the model against them
 unless every logit (the positive's too) is corrected by the log of the item's chance to be a
-candidate (Yi et al., "Sampling-bias-corrected neural modeling for large corpus item
+negative (Yi et al., "Sampling-bias-corrected neural modeling for large corpus item
 recommendations", RecSys 2019; mixed in-batch and uniform negatives as in Yang et al., WWW 2020):
 
     logit_j - log(1 - (1 - q_j) ** K + M / N)
 
-with q_j item j's share of the training positives, K the rows whose positives are candidates, M
+with q_j item j's share of the training positives, K the rows whose positives are negatives, M
 the shared samples and N the catalog. The in-batch part is the chance that j is among K positives
-drawn from q, counted once, as the in-batch candidates are distinct (for rare items it is K * q_j,
+drawn from q, counted once, as the in-batch negatives are distinct (for rare items it is K * q_j,
 the expected count); the shared part is its expected count among M uniform draws. Without a prior
 (q) the in-batch part is taken as uniform too.
 
-A candidate equal to a row's own positive is masked out for that row (an accidental hit is not a
+A negative equal to a row's own positive is masked out for that row (an accidental hit is not a
 negative).
 
 The shared samples and the in-batch rows come from a generator the caller seeds per optimizer
@@ -42,23 +42,23 @@ import torch.nn.functional as F
 
 
 @dataclass(frozen=True)
-class Candidates:
-    """A batch's negative candidates and the logQ corrections of them and of the positives."""
+class SampledNegatives:
+    """A batch's sampled negatives and the logQ corrections of them and of the positives."""
 
     items: torch.Tensor  # (C,) the in-batch negatives (distinct), then the shared samples
-    log_expected: torch.Tensor  # (C,) log of each candidate's chance to be one (the correction)
+    log_expected: torch.Tensor  # (C,) log of each negative's chance to be one (the correction)
     target_log_expected: torch.Tensor  # (P,) the same for each row's own positive
 
 
-def draw_candidates(
+def draw_negatives(
     targets: torch.Tensor,
     n_items: int,
     n_sampled: int,
     prior: torch.Tensor | None,
     generator: torch.Generator | None = None,
     max_in_batch: int | None = None,
-) -> Candidates:
-    """The negative candidates of a batch whose rows' positives are `targets` (P,).
+) -> SampledNegatives:
+    """The sampled negatives of a batch whose rows' positives are `targets` (P,).
 
     Args:
         targets: each row's positive item.
@@ -80,7 +80,7 @@ def draw_candidates(
         in_batch = targets[rows.to(device)]
     items = torch.cat([torch.unique(in_batch), sampled])
     k = len(in_batch)
-    return Candidates(
+    return SampledNegatives(
         items,
         _log_chance(items, prior, k, n_sampled, n_items),
         _log_chance(targets, prior, k, n_sampled, n_items),
@@ -90,7 +90,7 @@ def draw_candidates(
 def _log_chance(
     ids: torch.Tensor, prior: torch.Tensor | None, k: int, n_sampled: int, n_items: int
 ) -> torch.Tensor:
-    """log(1 - (1 - q)^K + M / N) of the items `ids`: their chance to be a candidate."""
+    """log(1 - (1 - q)^K + M / N) of the items `ids`: their chance to be a negative."""
     if prior is None:
         share = torch.full(ids.shape, 1.0 / n_items, device=ids.device)
     else:
@@ -99,10 +99,13 @@ def _log_chance(
     return torch.log(chance.clamp(min=1e-12))
 
 
-def candidate_logits(
-    queries: torch.Tensor, vectors: torch.Tensor, bias: torch.Tensor | None, drawn: Candidates
+def negative_logits(
+    queries: torch.Tensor,
+    vectors: torch.Tensor,
+    bias: torch.Tensor | None,
+    drawn: SampledNegatives,
 ) -> torch.Tensor:
-    """(P, C) corrected logits of `queries` (P, d) against the candidates' `vectors` (C, d) and
+    """(P, C) corrected logits of `queries` (P, d) against the negatives' `vectors` (C, d) and
     `bias` (C,): one matrix product with the bias and the correction added in it."""
     offset = -drawn.log_expected.to(queries.dtype)
     if bias is not None:
@@ -113,20 +116,20 @@ def candidate_logits(
 def sampled_softmax(
     target_logits: torch.Tensor,
     logits: torch.Tensor,
-    candidates: Candidates,
+    negatives: SampledNegatives,
     targets: torch.Tensor,
 ) -> torch.Tensor:
-    """Mean cross-entropy of each row's positive against itself and the candidates.
+    """Mean cross-entropy of each row's positive against itself and the negatives.
 
     Args:
         target_logits: (P,) each row's logit of its own positive (uncorrected).
-        logits: (P, C) the candidates' corrected logits (`candidate_logits`); accidental hits
+        logits: (P, C) the negatives' corrected logits (`negative_logits`); accidental hits
             are masked in place.
-        candidates: what `draw_candidates` drew.
+        negatives: what `draw_negatives` drew.
         targets: (P,) each row's positive.
     """
-    own = target_logits - candidates.target_log_expected.to(target_logits.dtype)
-    rows, columns = _hits(candidates.items, targets)
+    own = target_logits - negatives.target_log_expected.to(target_logits.dtype)
+    rows, columns = _hits(negatives.items, targets)
     logits[rows, columns] = torch.finfo(logits.dtype).min
     # Own logit first: one fused log-softmax (faster on CPU than a logsumexp of the two parts).
     both = torch.cat([own.unsqueeze(1), logits], dim=1)
@@ -134,7 +137,7 @@ def sampled_softmax(
 
 
 def _hits(items: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(row, column) of every candidate equal to its row's positive, without a P x C compare."""
+    """(row, column) of every negative equal to its row's positive, without a P x C compare."""
     order = torch.argsort(items)
     ordered = items[order]
     first = torch.searchsorted(ordered, targets)

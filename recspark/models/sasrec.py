@@ -21,8 +21,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from recspark.models.sampled import (
-    candidate_logits,
-    draw_candidates,
+    draw_negatives,
+    negative_logits,
     prior_from_counts,
     sampled_softmax,
 )
@@ -231,12 +231,12 @@ class SASRec(nn.Module):
         if n_negatives is None:
             return F.cross_entropy(self._score(h), y)
         prior = getattr(self, "sampling_prior", None)
-        drawn = draw_candidates(y, self.n_items, n_negatives, prior, generator, max_in_batch)
+        drawn = draw_negatives(y, self.n_items, n_negatives, prior, generator, max_in_batch)
         own = (h * self.item_emb(y)).sum(-1)
         own_bias = self._bias(y)
         if own_bias is not None:
             own = own + own_bias
-        logits = candidate_logits(h, self.item_emb(drawn.items), self._bias(drawn.items), drawn)
+        logits = negative_logits(h, self.item_emb(drawn.items), self._bias(drawn.items), drawn)
         return sampled_softmax(own, logits, drawn, y)
 
     def _real_states(

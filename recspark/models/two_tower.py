@@ -33,8 +33,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from recspark.models.sampled import (
-    candidate_logits,
-    draw_candidates,
+    draw_negatives,
+    negative_logits,
     prior_from_counts,
     sampled_softmax,
 )
@@ -132,9 +132,9 @@ class TwoTower(nn.Module):
             return F.cross_entropy(self.item_logits(user_vectors, None), items)
         if loss == "sampled_softmax":
             prior = getattr(self, "sampling_prior", None)
-            drawn = draw_candidates(items, self.n_items, negatives, prior, generator, in_batch)
+            drawn = draw_negatives(items, self.n_items, negatives, prior, generator, in_batch)
             vectors, bias = self.item_tower(drawn.items), self.item_bias(drawn.items)[:, 0]
-            logits = candidate_logits(user_vectors, vectors, bias, drawn)
+            logits = negative_logits(user_vectors, vectors, bias, drawn)
             return sampled_softmax(self.item_logits(user_vectors, items), logits, drawn, items)
         if loss == "bpr":
             negative = torch.randint(0, self.n_items, items.shape, generator=generator)

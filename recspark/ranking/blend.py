@@ -21,8 +21,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 from numpy.typing import NDArray
 
+from recspark.ranking import topk
 from recspark.ranking.factors import (
     FactorSet,
     HistoryFactors,
@@ -65,12 +67,9 @@ def masked_scores(factors: FactorSet, block: ValidationTargets) -> NDArray[np.fl
 
 
 def target_gains(scores: NDArray[Any], targets: NDArray[np.int64], k: int) -> NDArray[np.float64]:
-    """Each row's NDCG@k of its single target: 1/log2(rank+2) when rank < k, else 0."""
-    target_scores = scores[np.arange(len(targets)), targets][:, None]
-    rank = (scores > target_scores).sum(axis=1)
-    gains = np.where(rank < k, 1.0 / np.log2(rank + 2.0), 0.0)
-    # A NaN score ranks nowhere.
-    return np.where(np.isfinite(target_scores[:, 0]), gains, 0.0)
+    """Each row's NDCG@k of its single target (`ranking.topk.target_gains`, on numpy)."""
+    gains = topk.target_gains(torch.from_numpy(scores), torch.from_numpy(np.asarray(targets)), k)
+    return np.asarray(gains.numpy(), dtype=np.float64)
 
 
 def target_ndcg(factors: FactorSet, validation: ValidationTargets, k: int) -> float:

@@ -48,7 +48,7 @@ def explain(
     if history.shape[1] == 0 or width == 0:
         return out
     recs = np.where(rec_items >= 0, rec_items, 0)
-    if isinstance(factors, HistoryFactors):  # items[j, i]: weight of seen item i for candidate j
+    if isinstance(factors, HistoryFactors):  # items[j, i]: weight of seen item i for scored item j
         support = factors.items[recs[:, :, None], history[:, None, :]].astype(np.float32)
     else:
         unit = unit_rows(factors.items) if unit_items is None else unit_items

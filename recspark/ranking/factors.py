@@ -136,7 +136,7 @@ class IdFactors:
 class HistoryFactors:
     """Item-item models (EASE): the user vector is the multi-hot row of the seen items.
 
-    `items` is (n_items, n_items) with items[j, i] = weight of seen item i for candidate j, so
+    `items` is (n_items, n_items) with items[j, i] = weight of seen item i for scored item j, so
     that multi_hot @ items.T is the score row (for EASE, items = B.T).
     """
 

@@ -20,7 +20,7 @@ d * 127^2 < 2^31, i.e. d <= 133143; above that the float fallback is used) and r
 than that error, so the effect is swaps around the K-th place, not different recommendations.
 
 When to use it (figures: `benchmarks/quantize.py` defaults, 100k x 20k, d = 64, K = 10, one
-thread, torch 2.13, users per CPU-second vs float32 `top_k`; README "Int8 scoring"):
+thread, torch 2.13, users per CPU-second vs float32 `top_k`; docs/benchmarks/quantize.md):
 
 * Memory, always: the item matrix shrinks from 4d to d + 4 bytes a row (3.8x for d = 64), which
   is what is broadcast to, and cached in, every Spark Python worker.

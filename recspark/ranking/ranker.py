@@ -17,7 +17,7 @@ from numpy.typing import NDArray
 from recspark.ranking.explain import explain, unit_rows
 from recspark.ranking.factors import FactorSet, HistoryFactors
 from recspark.ranking.quantize import QuantizedFactors, top_k_int8
-from recspark.ranking.topk import ScoreBuffer, top_k, top_k_candidates
+from recspark.ranking.topk import ScoreBuffer, top_k, top_k_shortlist
 from recspark.vocab import Precision, QuantizedCompute
 
 Ranked = tuple[NDArray[Any], NDArray[Any]]
@@ -60,7 +60,7 @@ class Ranker:
         compute: QuantizedCompute = "int8" if self.precision == "int8" else "bfloat16"
         return top_k_int8(vectors, self.quantized, seen, k, compute=compute)
 
-    def top_k_candidates(self, vectors: NDArray[Any], shortlist: Sequence[Any], k: int) -> Ranked:
+    def top_k_shortlist(self, vectors: NDArray[Any], shortlist: Sequence[Any], k: int) -> Ranked:
         """The best k of each user's shortlist, in float32.
 
         Raises:
@@ -69,9 +69,9 @@ class Ranker:
         if self.is_item_item:
             raise ValueError(
                 "score.exact_max_items: item-item models (EASE) rank the whole catalog; "
-                "candidates are for embedding models"
+                "shortlists are for embedding models"
             )
-        return top_k_candidates(vectors, self.factors.items, shortlist, k)
+        return top_k_shortlist(vectors, self.factors.items, shortlist, k)
 
     def explain(
         self, rec_items: NDArray[Any], seen: Sequence[Any], max_history: int

@@ -2,7 +2,7 @@
 
 `top_k` scores a block of users against the whole catalog with one matrix product, masks the
 items each user has seen, and keeps the best k with `top_k_rows` (exact, chunk-pruned);
-`top_k_candidates` ranks each user's own shortlist instead.
+`top_k_shortlist` ranks each user's own shortlist instead.
 """
 
 from __future__ import annotations
@@ -25,6 +25,21 @@ def mask_seen(scores: torch.Tensor, seen: Sequence[Any]) -> None:
     rows, _, cols = SeenItems.from_lists(seen).coordinates()
     if len(rows):
         scores[torch.from_numpy(rows), torch.from_numpy(cols)] = float("-inf")
+
+
+def target_gains(scores: torch.Tensor, targets: torch.Tensor, k: int) -> torch.Tensor:
+    """Each row's NDCG@k of its single target (the one rule of validation NDCG, for training's
+    epochs and the blend's fit alike): 1/log2(rank+2) when the target's rank is below k, else
+    0; rank = how many items score higher. A target scored NaN or -inf ranks nowhere (0).
+
+    Args:
+        scores: (B, N), the items to exclude already at -inf.
+        targets: (B,) each row's target column.
+    """
+    target_scores = scores.gather(1, targets.reshape(-1, 1).long())
+    rank = (scores > target_scores).sum(1)
+    gains = torch.where(rank < k, 1.0 / torch.log2(rank.double() + 2.0), 0.0)
+    return torch.where(torch.isfinite(target_scores[:, 0]), gains, 0.0)
 
 
 def top_k_rows(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -128,15 +143,15 @@ def top_k(
     return items, values
 
 
-def top_k_candidates(
-    user_vectors: NDArray[Any], item_vectors: NDArray[Any], candidates: Sequence[Any], k: int
+def top_k_shortlist(
+    user_vectors: NDArray[Any], item_vectors: NDArray[Any], shortlist: Sequence[Any], k: int
 ) -> tuple[NDArray[Any], NDArray[Any]]:
-    """Best k of each user's candidate items (a shortlist that already excludes seen items).
+    """Best k of each user's shortlist items (a shortlist already excludes seen items).
 
     Returns:
-        (items, scores), each (B, k); places beyond a user's candidates hold -1 and -inf.
+        (items, scores), each (B, k); places beyond a user's shortlist hold -1 and -inf.
     """
-    shortlists = SeenItems.from_lists(candidates)
+    shortlists = SeenItems.from_lists(shortlist)
     padded, valid = shortlists.padded(int(shortlists.lengths().max(initial=0)))
     if padded.shape[1] < k:  # every row needs k places, filled or not
         extra = ((0, 0), (0, k - padded.shape[1]))
@@ -152,4 +167,4 @@ def top_k_candidates(
     return items, values
 
 
-__all__ = ["CHUNK", "ScoreBuffer", "mask_seen", "top_k", "top_k_candidates", "top_k_rows"]
+__all__ = ["CHUNK", "ScoreBuffer", "mask_seen", "top_k", "top_k_rows", "top_k_shortlist"]

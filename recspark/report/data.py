@@ -20,6 +20,7 @@ from pyspark.sql import functions as F
 from recspark.config import Config
 from recspark.io.delta import read_table, table_exists
 from recspark.schemas import ITEM_ID, REFRESH_DATE, RUN_DATE, USER_ID
+from recspark.tracking import client_of
 
 
 @dataclass(frozen=True)
@@ -236,9 +237,7 @@ def _same_sets() -> Column:
 def training_curves(config: Config, train_run_id: str) -> dict[str, Curve]:
     """Each gradient-trained candidate's loss and validation NDCG per epoch, from the MLflow
     child runs of the train stage that logged `train_run_id`."""
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient()
+    client = client_of(config)
     run = client.get_run(train_run_id)
     parent = run.data.tags.get("mlflow.parentRunId")
     if parent is None:

@@ -47,7 +47,7 @@ class Expectation:
     Attributes:
         users: (user_id, n_expected): every user that must be scored, with the number of rows
             it must get (K; fewer when the user has seen almost the whole catalog, or has fewer
-            than K unseen shortlist candidates).
+            than K unseen items in its shortlist).
         seen: (user_id, item_id) pairs that must not be recommended.
         n_items: the catalog size (for coverage).
         min_coverage: the smallest fraction of the catalog that must be recommended to someone.

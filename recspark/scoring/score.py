@@ -36,12 +36,12 @@ from recspark.schemas import (
     USER_ID,
     USER_INDEX,
 )
-from recspark.scoring.candidates import user_candidates
 from recspark.scoring.publish import Expectation, stage_validate_publish
+from recspark.scoring.shortlist import user_shortlists
 from recspark.scoring.udf import (
-    CANDIDATES,
     EXPLANATION_INDEX,
     SEEN,
+    SHORTLIST,
     FactorSource,
     InMemoryFactors,
     MlflowModelFactors,
@@ -93,8 +93,8 @@ def _read(spark: SparkSession, config: Config, run_date: dt.date) -> ScoringData
 def with_shortlists(
     warm: DataFrame, positives: DataFrame, data: ScoringData, score: ScoreConfig
 ) -> DataFrame:
-    """The warm users with their shortlist (`candidates`) of unseen items to rank."""
-    shortlist = user_candidates(
+    """The warm users with their shortlist (`shortlist`) of unseen items to rank."""
+    shortlist = user_shortlists(
         warm,
         positives,
         data.seen_pairs,
@@ -166,12 +166,12 @@ def with_ids(
 
 def expected_rows(users: DataFrame, n_items: int, k: int, warm: DataFrame | None) -> DataFrame:
     """(user_index, n_expected): K rows per user, fewer when the user has seen almost the whole
-    catalog or (with shortlists, `warm` given) has fewer than K unseen candidates."""
+    catalog or (with shortlists, `warm` given) has fewer than K unseen items in their shortlist."""
     unseen = F.lit(n_items) - F.size(F.coalesce(F.array_distinct(SEEN), F.array()))
     expected = users.select(USER_INDEX, F.least(F.lit(k), unseen).alias("n_expected"))
     if warm is None:
         return expected
-    shortlist = F.size(F.coalesce(F.col(CANDIDATES), F.array()))
+    shortlist = F.size(F.coalesce(F.col(SHORTLIST), F.array()))
     from_shortlist = warm.select(USER_INDEX, F.least(F.lit(k), shortlist).alias("n_expected"))
     return expected.join(from_shortlist, USER_INDEX, "left_anti").unionByName(from_shortlist)
 

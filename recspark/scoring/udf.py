@@ -27,7 +27,7 @@ from recspark.schemas import ITEM_INDEX, RANK, SCORE, USER_INDEX
 from recspark.vocab import Precision
 
 SEEN = "seen_items"
-CANDIDATES = "candidates"
+SHORTLIST = "shortlist"
 EXPLANATION_INDEX = "explanation_index"
 
 
@@ -115,7 +115,7 @@ def rank_block(
     if shortlist is None:
         items, values = ranker.top_k(vectors, seen, k)
     else:
-        items, values = ranker.top_k_candidates(vectors, shortlist, k)
+        items, values = ranker.top_k_shortlist(vectors, shortlist, k)
     width = items.shape[1]
     columns = {
         USER_INDEX: np.repeat(users, width).astype(np.int32),
@@ -132,12 +132,12 @@ def rank_block(
 def rank_batch(
     ranker: Ranker, batch: Any, k: int, block_size: int, explain_history: int
 ) -> dict[str, NDArray[Any]] | None:
-    """The columns of one Arrow batch of (user_index, seen_items[, candidates]), empty places
+    """The columns of one Arrow batch of (user_index, seen_items[, shortlist]), empty places
     dropped; None for an empty batch."""
     all_users = batch.column(USER_INDEX).to_numpy(zero_copy_only=False)
     all_seen = SeenItems.from_arrow(batch.column(SEEN))
     names = batch.schema.names
-    shortlists = SeenItems.from_arrow(batch.column(CANDIDATES)) if CANDIDATES in names else None
+    shortlists = SeenItems.from_arrow(batch.column(SHORTLIST)) if SHORTLIST in names else None
     parts = [
         rank_block(
             ranker,
@@ -200,8 +200,8 @@ def score_users(
 
     `batch_size`: users per matrix product. `precision` int8 / bfloat16 scores against
     int8-quantized item vectors (see `recspark.ranking.quantize`: 3.8x smaller items, top-10
-    overlap with float32 ~0.99). With a `candidates` column (array of item indices per user,
-    seen items already out; see `recspark.scoring.candidates`) only those items are ranked, in
+    overlap with float32 ~0.99). With a `shortlist` column (array of item indices per user,
+    seen items already out; see `recspark.scoring.shortlist`) only those items are ranked, in
     float32. `threads`: torch threads per task (default: spark.task.cpus).
     `explain_history` > 0 adds `explanation_index`: the seen item (among the first that many)
     that supports each recommendation most (see `recspark.ranking.explain`); -1 for users
@@ -213,7 +213,7 @@ def score_users(
     schema = f"{USER_INDEX} int, {ITEM_INDEX} int, {RANK} int, {SCORE} float"
     if explain_history:
         schema += f", {EXPLANATION_INDEX} int"
-    columns = [USER_INDEX, SEEN, *([CANDIDATES] if CANDIDATES in users_df.columns else [])]
+    columns = [USER_INDEX, SEEN, *([SHORTLIST] if SHORTLIST in users_df.columns else [])]
     return users_df.select(*columns).mapInArrow(
         _score_partition(
             source, k, batch_size, precision, explain_history, threads or task_threads(users_df)
@@ -223,9 +223,9 @@ def score_users(
 
 
 __all__ = [
-    "CANDIDATES",
     "EXPLANATION_INDEX",
     "SEEN",
+    "SHORTLIST",
     "FactorSource",
     "InMemoryFactors",
     "MlflowModelFactors",

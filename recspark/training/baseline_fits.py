@@ -74,7 +74,7 @@ def handed_over(train_run_id: str, names: Iterable[str]) -> dict[str, tuple[Fact
                 artifact_path=f"{ARTIFACT_DIR}/{ARTIFACT_FILE}",
                 dst_path=tmp,
             )
-            # Unpickled (a whole FactorSet: README, "Security") only if it is the file logged.
+            # Unpickled (a whole FactorSet: docs/guides/security.md) only if it is the file logged.
             if child.data.tags.get(TAG_SHA256) != sha256_of(path):
                 print(
                     f"[evaluate] {name}: the baseline fit of run {child.info.run_id} changed "

@@ -23,11 +23,11 @@ from recspark.ranking.blend import ValidationTargets, blend_factors, fit_blend, 
 from recspark.ranking.factors import FactorSet
 from recspark.results import EpochStats
 from recspark.training.reuse import Kept
-from recspark.vocab import CandidateName
+from recspark.vocab import CandidateName, ClosedForm, choices
 
 BLEND: CandidateName = "blend"
 # Fit in closed form (or by Spark MLlib) rather than on the ranks: cheap to refit after selection.
-CLOSED_FORM: tuple[CandidateName, ...] = ("ease", "als")
+CLOSED_FORM: tuple[str, ...] = choices(ClosedForm)
 
 
 @dataclass(frozen=True)

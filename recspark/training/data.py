@@ -35,7 +35,8 @@ from recspark.ranking.blend import ValidationTargets
 from recspark.ranking.factors import SeenItems
 from recspark.rules import filter_positive
 from recspark.schemas import ITEM_INDEX, ITEM_SEQ, USER_INDEX
-from recspark.training.loop import HISTORY, SEEN_OFFSETS, SEEN_VALUES
+from recspark.training.inputs import HISTORY
+from recspark.training.validation import SEEN_OFFSETS, SEEN_VALUES
 from recspark.vocab import RowKind
 
 SEEN = "seen"

@@ -11,7 +11,7 @@ Each rank then holds the same uncoalesced sparse gradient per table, the mean ov
 (`to_gather`, along the first dimension, sizes differing between ranks) and hands the result to
 `set_gathered`. Horovod does not use it: its own sparse path (an all-gather per table, overlapped
 with backward by `DistributedOptimizer`) measured faster here than this packed exchange after
-backward (`benchmarks/train.py --catalogs`, README).
+backward (`benchmarks/train.py --catalogs`, docs/benchmarks/train.md).
 """
 
 from __future__ import annotations

@@ -1,103 +1,48 @@
-"""The train function every rank runs (imported by the executors, not the driver).
+"""The train function every rank runs (imported by the executors, not the driver): the epoch loop.
 
 One function, `train_worker`, serves both launchers: `horovod.spark.run` and
-`pyspark.ml.torch.distributor.TorchDistributor`. What differs is behind `Comm`: how ranks average
-gradients, sum metrics and share objects (Horovod: `DistributedOptimizer` over gloo/NCCL;
-torch.distributed: an all-reduce of the gradients after `backward`). The loop itself (`fit`) also
-runs in one process on in-memory tensors (`LocalComm`), which is what the input-pipeline benchmark
-compares Petastorm against.
+`pyspark.ml.torch.distributor.TorchDistributor`. What differs is the transport
+(`recspark.training.transport`): how ranks average gradients, sum metrics and share objects. The
+loop itself (`fit`) also runs in one process on in-memory tensors (`LocalComm`), which is what the
+input-pipeline benchmark compares Petastorm against.
 
 Per epoch: train `steps_per_epoch` batches, average the loss over ranks, compute the validation
-NDCG@k, print one line (loss, validation, samples/s, ETA), checkpoint (rank 0) and stop early when
-validation has not improved for `patience` epochs. The best epoch's parameters are returned.
+NDCG@k (`recspark.training.validation`), print one line (loss, validation, samples/s, ETA),
+checkpoint (rank 0, `recspark.training.checkpoint`) and stop early when validation has not
+improved for `patience` epochs. The best epoch's parameters are returned.
 
 Sampled losses train with sparse embedding gradients and `LazyAdam` (`recspark.training.optim`):
-the ranks then exchange the rows a step touched (Horovod's sparse all-gather of each table's
-rows; under torch.distributed one packed all-gather of every table's, `recspark.training.exchange`),
-so the bytes a rank sends per step
+the ranks then exchange the rows a step touched, so the bytes a rank sends per step
 (`EpochStats.sent_bytes_per_step`) follow the batch, not the catalog. The shared sampled
 negatives are drawn from a generator seeded by the step, the same on every rank.
 
 Input is a Petastorm converter (the stage) or `MemoryRows` (in-memory arrays, the benchmarks and
-tests), either sharded by rank.
+tests), either sharded by rank (`recspark.training.inputs`).
 """
 
 from __future__ import annotations
 
-import copy
 import dataclasses
-import itertools
 import math
 import os
-import pickle
 import sys
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from numpy.typing import NDArray
 
-from recspark.models.registry import SasrecParams
 from recspark.results import EpochStats
-from recspark.schemas import ITEM_INDEX, USER_INDEX
-from recspark.training.exchange import (
-    dense_gradients,
-    packed,
-    set_gathered,
-    sparse_tables,
-    to_gather,
-)
+from recspark.schemas import USER_INDEX
+from recspark.training.checkpoint import Progress, cpu_copy, restore, save_checkpoint
+from recspark.training.inputs import Batch, rank_batches
 from recspark.training.optim import LazyAdam, coalesce_sparse_gradients, has_sparse_gradients
-from recspark.training.sealed import broken_seal, write_seal
-from recspark.vocab import GradientModel, Launcher, LossName, ReaderPool
-
-HISTORY = "history"
-# Validation arrays may carry each user's train items but the target, as CSR rows.
-SEEN_OFFSETS, SEEN_VALUES = "seen_offsets", "seen_values"
-StateDict = dict[str, torch.Tensor]
-Batch = dict[str, torch.Tensor]
-Validation = Mapping[str, NDArray[Any]]  # user_index, item_index (the target), history
-
-
-@dataclass(frozen=True)
-class TrainParams:
-    """Everything a rank needs to train: built by the train stage, shipped to every rank."""
-
-    model: GradientModel
-    n_users: int
-    n_items: int
-    embedding_dim: int
-    epochs: int
-    batch_size: int
-    learning_rate: float
-    weight_decay: float
-    seed: int
-    steps_per_epoch: int
-    max_samples: int | None = None  # the sample budget that set epochs x steps (a record)
-    loss: LossName = "softmax"
-    negatives: int = 0
-    in_batch_negatives: int | None = None  # rows whose positives are in-batch negatives (None: all)
-    use_history: bool = True
-    history_dropout: float = 0.0
-    sasrec: SasrecParams = field(default_factory=SasrecParams)
-    patience: int = 3
-    eval_k: int = 10
-    checkpoint_path: str | None = None
-    fingerprint: str = ""
-    threads: int = 0  # torch intra-op threads per rank on CPU; 0: the cores / ranks per machine
-    reader_pool: ReaderPool = "thread"  # Petastorm: thread (decode beside training) | dummy
-    # Batches per optimizer step, one process only: it then replays what that many ranks compute
-    # (the reference data-parallel training must equal; tests/test_sparse_training.py).
-    accumulate: int = 1
-    sparse_gradients: bool = True  # sampled losses: sparse embedding gradients (False: dense)
-    bf16: bool = False  # forward and loss under bfloat16 autocast (GPUs with bf16 units)
-    # Wait for every rank before the exchange, timing the wait as idle (benchmarks: it separates
-    # waiting for a slower rank from the exchange itself, at one more collective a step).
-    measure_idle: bool = False
+from recspark.training.params import StateDict, TrainParams
+from recspark.training.transport import HorovodComm, TorchDistComm
+from recspark.training.validation import Validation, validation_ndcg
+from recspark.vocab import Launcher
 
 
 @dataclass(frozen=True)
@@ -112,269 +57,6 @@ class FitResult:
     launcher: str
     resumed_from_epoch: int | None
     rank: int = 0
-
-
-# -- communication -----------------------------------------------------------------------------
-class LocalComm:
-    """One process, no communication (benchmarks, debugging)."""
-
-    rank = 0
-    size = 1
-    local_rank = 0
-    local_size = 1
-    name = "local"
-
-    def allreduce_sum(self, tensor: Any) -> Any:
-        return tensor
-
-    def broadcast_object(self, obj: Any) -> Any:
-        return obj
-
-    def prepare(self, model: Any, optimizer: Any) -> Any:
-        return optimizer
-
-    def exchange(self, model: Any, optimizer: Any) -> None:
-        """Average the ranks' gradients (after the last backward of a step)."""
-        return None
-
-    def barrier(self) -> None:
-        """Wait for every rank (`TrainParams.measure_idle`)."""
-        return None
-
-    def update(self, optimizer: Any) -> None:
-        """Apply the (exchanged) gradients."""
-        optimizer.step()
-
-
-class HorovodComm(LocalComm):
-    """Horovod: gradients averaged by `DistributedOptimizer` while backward runs (gloo on CPU,
-    NCCL on GPU); sparse embedding gradients by Horovod's sparse path, an all-gather of each
-    table's touched rows and their indices (measured faster here than one packed all-gather after
-    backward: it overlaps with backward, `benchmarks/train.py --catalogs`)."""
-
-    name = "horovod"
-
-    def __init__(self) -> None:
-        import horovod.torch as hvd
-
-        hvd.init()
-        self.hvd = hvd
-        self.rank, self.size = hvd.rank(), hvd.size()
-        self.local_rank, self.local_size = hvd.local_rank(), hvd.local_size()
-        self._calls = 0
-
-    def _name(self, kind: str) -> str:
-        self._calls += 1
-        return f"{kind}_{self._calls}"
-
-    def allreduce_sum(self, tensor: Any) -> Any:
-        return self.hvd.allreduce(tensor, op=self.hvd.Sum, name=self._name("sum"))
-
-    def broadcast_object(self, obj: Any) -> Any:
-        return self.hvd.broadcast_object(obj, root_rank=0, name=self._name("object"))
-
-    def prepare(self, model: Any, optimizer: Any) -> Any:
-        optimizer = self.hvd.DistributedOptimizer(
-            optimizer, named_parameters=model.named_parameters()
-        )
-        self.hvd.broadcast_parameters(model.state_dict(), root_rank=0)
-        self.hvd.broadcast_optimizer_state(optimizer, root_rank=0)
-        return optimizer
-
-    def exchange(self, model: Any, optimizer: Any) -> None:
-        # The exchange started during backward; wait for it here, so a step's time splits into
-        # its exchange and its update. `barrier` stays a no-op: Horovod would queue it behind
-        # those collectives, so the wait for a slower rank is part of the exchange.
-        optimizer.synchronize()
-
-    def update(self, optimizer: Any) -> None:
-        with optimizer.skip_synchronize():
-            optimizer.step()
-
-
-class TorchDistComm(LocalComm):
-    """torch.distributed, as started by TorchDistributor (env:// rendezvous; gloo or NCCL): after
-    backward, one all-reduce of the dense gradients flattened and, for sparse embedding
-    gradients, the packed all-gather of `recspark.training.exchange`."""
-
-    name = "torch_distributor"
-
-    def __init__(self, backend: str) -> None:
-        import torch.distributed as dist
-
-        if not dist.is_initialized():
-            dist.init_process_group(backend=backend)
-        self.dist = dist
-        self.rank, self.size = dist.get_rank(), dist.get_world_size()
-        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-        self.local_size = int(os.environ.get("LOCAL_WORLD_SIZE", str(self.size)))
-        self.sparse: list[torch.Tensor] = []
-
-    def allreduce_sum(self, tensor: Any) -> Any:
-        out = tensor.clone()
-        self.dist.all_reduce(out)
-        return out
-
-    def broadcast_object(self, obj: Any) -> Any:
-        holder = [obj]
-        self.dist.broadcast_object_list(holder, src=0)
-        return holder[0]
-
-    def barrier(self) -> None:
-        self.dist.barrier()
-
-    def prepare(self, model: Any, optimizer: Any) -> Any:
-        self.sparse = sparse_tables(model)
-        for tensor in model.state_dict().values():
-            self.dist.broadcast(tensor, src=0)
-        return optimizer
-
-    def _gather(self, tensor: torch.Tensor) -> torch.Tensor:
-        """All-gather along dim 0 of tensors whose first size differs between ranks (padded to
-        the largest: gloo gathers equal sizes)."""
-        size = torch.tensor([tensor.shape[0]], device=tensor.device)
-        sizes = [torch.zeros_like(size) for _ in range(self.size)]
-        self.dist.all_gather(sizes, size)
-        padded = tensor.new_zeros((max(int(s) for s in sizes), *tensor.shape[1:]))
-        padded[: len(tensor)] = tensor
-        parts = [torch.empty_like(padded) for _ in range(self.size)]
-        self.dist.all_gather(parts, padded)
-        return torch.cat([p[: int(s)] for p, s in zip(parts, sizes, strict=True)])
-
-    def exchange(self, model: Any, optimizer: Any) -> None:
-        from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
-
-        if self.size == 1:
-            return
-        dense = dense_gradients(model, self.sparse)
-        if dense:
-            flat = _flatten_dense_tensors(dense)
-            self.dist.all_reduce(flat)
-            flat /= self.size
-            for grad, mean in zip(dense, _unflatten_dense_tensors(flat, dense), strict=True):
-                grad.copy_(mean)
-        if self.sparse:
-            parts = packed(self.sparse)
-            set_gathered(parts, [self._gather(t) for t in to_gather(parts)], self.size)
-
-
-# -- the loop ------------------------------------------------------------------------------------
-def _seen_mask(validation: Validation, start: int, batch: Batch, n_items: int) -> torch.Tensor:
-    """(B, n_items + 1) True at the rows' seen items: every other train item of the user where
-    the validation carries them (SEEN_OFFSETS / SEEN_VALUES), else the history."""
-    rows = len(batch[ITEM_INDEX])
-    device = batch[ITEM_INDEX].device
-    # The history is padded with n_items: one extra column takes the padding.
-    seen = torch.zeros(rows, n_items + 1, dtype=torch.bool, device=device)
-    if SEEN_OFFSETS not in validation:
-        seen.scatter_(1, batch[HISTORY].clamp(max=n_items), True)
-        return seen
-    offsets = validation[SEEN_OFFSETS][start : start + rows + 1]
-    values = torch.as_tensor(validation[SEEN_VALUES][offsets[0] : offsets[-1]], device=device)
-    lengths = torch.as_tensor(offsets[1:] - offsets[:-1], device=device)
-    seen[torch.repeat_interleave(torch.arange(rows, device=device), lengths), values] = True
-    return seen
-
-
-def validation_ndcg(model: Any, validation: Validation, k: int, device: torch.device) -> float:
-    """Mean NDCG@k of each validation row's single target, the user's other items excluded."""
-    n = len(validation[ITEM_INDEX])
-    if n == 0:
-        return float("nan")
-    model.eval()
-    total = 0.0
-    with torch.no_grad():
-        for start in range(0, n, 1024):
-            batch = {
-                key: torch.as_tensor(value[start : start + 1024], dtype=torch.long, device=device)
-                for key, value in validation.items()
-                if key not in (SEEN_OFFSETS, SEEN_VALUES)
-            }
-            scores = model.validation_logits(batch).float()
-            seen = _seen_mask(validation, start, batch, scores.shape[1])
-            target = batch[ITEM_INDEX].unsqueeze(1)
-            target_scores = scores.gather(1, target)
-            scores = scores.masked_fill(seen[:, : scores.shape[1]], float("-inf"))
-            rank = (scores > target_scores).sum(1)
-            gains = torch.where(rank < k, 1.0 / torch.log2(rank.float() + 2.0), 0.0)
-            total += float(gains.sum())
-    model.train()
-    return total / n
-
-
-@dataclass
-class Progress:
-    """Where training stands after an epoch: what a checkpoint saves and a resumed run restores.
-
-    Early stopping: an epoch whose validation NDCG does not beat the best by 1e-5 is a bad
-    epoch; `patience` bad epochs in a row stop training. The best epoch's parameters are kept.
-    """
-
-    epoch: int = 0
-    best_metric: float = -math.inf
-    best_state: StateDict | None = None
-    bad_epochs: int = 0
-    history: list[EpochStats] = field(default_factory=list)
-
-    def record(self, stats: EpochStats, model: Any) -> None:
-        metric = stats.val_ndcg
-        if math.isnan(metric) or metric > self.best_metric + 1e-5:
-            self.best_metric = metric if not math.isnan(metric) else self.best_metric
-            self.best_state = _cpu_copy(model)
-            self.bad_epochs = 0
-        else:
-            self.bad_epochs += 1
-        self.epoch = stats.epoch
-        self.history.append(stats)
-
-    def stopped(self, patience: int) -> bool:
-        return patience > 0 and self.bad_epochs >= patience
-
-
-def _cpu_copy(model: Any) -> StateDict:
-    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-
-
-def _save_checkpoint(
-    path: str, params: TrainParams, model: Any, optimizer: Any, progress: Progress
-) -> None:
-    """Write the checkpoint atomically (a killed rank never leaves half a file), then its seal
-    (`recspark.training.sealed`). Tensors and plain values only: it loads with weights_only."""
-    state = {
-        "fingerprint": params.fingerprint,
-        "epoch": progress.epoch,
-        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "optimizer": copy.deepcopy(optimizer.state_dict()),
-        "progress": dataclasses.asdict(progress),
-    }
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(".tmp")
-    torch.save(state, tmp)
-    write_seal(target, params.fingerprint, content=tmp)
-    os.replace(tmp, target)
-
-
-def _load_checkpoint(path: str | None, fingerprint: str) -> dict[str, Any] | None:
-    """The checkpoint at `path` written for `fingerprint`, its progress restored; None when
-    there is none, or its seal does not vouch for it (nothing of it is unpickled then)."""
-    if not path or not Path(path).exists():
-        return None
-    refused = broken_seal(path, fingerprint)
-    if refused is None:
-        try:
-            state: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
-            state["progress"] = _restored_progress(state["progress"])
-            return state
-        except (pickle.UnpicklingError, KeyError, TypeError, RuntimeError) as exc:
-            refused = f"it cannot be read ({type(exc).__name__})"
-    _say(f"[train] checkpoint {path} not loaded ({refused}): starting over")
-    return None
-
-
-def _restored_progress(saved: dict[str, Any]) -> Progress:
-    history = [EpochStats(**stats) for stats in saved["history"]]
-    return Progress(**{**saved, "history": history})
 
 
 def _say(message: str) -> None:
@@ -440,22 +122,6 @@ def _prepared_model(
     else:
         optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=params.weight_decay)
     return model, comm.prepare(model, optimizer)
-
-
-def _restore(comm: Any, params: TrainParams, model: Any, optimizer: Any) -> Progress | None:
-    """Rank 0's checkpoint of this run (same settings and data), loaded on every rank."""
-    checkpoint = None
-    if comm.rank == 0:
-        checkpoint = _load_checkpoint(params.checkpoint_path, params.fingerprint)
-    checkpoint = comm.broadcast_object(checkpoint)
-    if checkpoint is None:
-        return None
-    model.load_state_dict(checkpoint["model"])
-    optimizer.load_state_dict(checkpoint["optimizer"])
-    if comm.rank == 0:
-        _say(f"[train] resumed from the checkpoint of epoch {checkpoint['epoch']}")
-    progress: Progress = checkpoint["progress"]
-    return progress
 
 
 def sent_bytes(model: Any) -> int:
@@ -586,7 +252,7 @@ def fit(
     """
     device = _device(comm, params)
     model, optimizer = _prepared_model(comm, params, init_state, device, item_counts)
-    progress = _restore(comm, params, model, optimizer)
+    progress = restore(comm, params, model, optimizer)
     resumed_from = None if progress is None else progress.epoch
     progress = progress or Progress()
     first, started = progress.epoch + 1, time.perf_counter()
@@ -607,14 +273,14 @@ def fit(
             eta = (time.perf_counter() - started) / (epoch - first + 1) * (params.epochs - epoch)
             _report(comm, params, progress.history[-1], eta, device)
             if params.checkpoint_path:
-                _save_checkpoint(params.checkpoint_path, params, model, optimizer, progress)
+                save_checkpoint(params.checkpoint_path, params, model, optimizer, progress)
         if progress.stopped(params.patience) and comm.rank == 0:
             _say(
                 f"[train] early stop: no validation gain for {progress.bad_epochs} epochs; "
                 f"best ndcg@{params.eval_k} {progress.best_metric:.4f}"
             )
     return FitResult(
-        state_dict=progress.best_state or _cpu_copy(model),
+        state_dict=progress.best_state or cpu_copy(model),
         best_val_ndcg=progress.best_metric,
         history=tuple(progress.history),
         device=device.type,
@@ -622,89 +288,6 @@ def fit(
         launcher=comm.name,
         resumed_from_epoch=resumed_from,
     )
-
-
-def memory_batches(rows: Mapping[str, Any], batch_size: int, seed: int) -> Iterator[Batch]:
-    """An endless iterator over in-memory rows (dict of equal-length arrays), reshuffled per pass.
-
-    The same loop as Petastorm feeds, for the input-pipeline benchmark and for debugging.
-    """
-    tensors = {key: torch.as_tensor(value) for key, value in rows.items()}
-    n = len(next(iter(tensors.values())))
-    generator = torch.Generator().manual_seed(seed)
-    while True:
-        order = torch.randperm(n, generator=generator)
-        for start in range(0, n - batch_size + 1, batch_size):
-            index = order[start : start + batch_size]
-            yield {key: value[index] for key, value in tensors.items()}
-
-
-def petastorm_batches(converter: Any, comm: Any, params: TrainParams) -> Any:
-    """A context manager yielding this rank's shard as an endless batch iterator.
-
-    Row groups come in file order every pass (Petastorm's own row-group shuffle is not
-    reproducible: its order varies from run to run with the same seed); `reshuffled` mixes the
-    rows instead, with a seeded generator, differently in each pass.
-    """
-    pool: dict[str, Any] = (
-        {"reader_pool_type": "dummy"} if params.reader_pool == "dummy" else {"workers_count": 1}
-    )
-    return converter.make_torch_dataloader(
-        batch_size=params.batch_size,
-        num_epochs=None,
-        cur_shard=comm.rank,
-        shard_count=comm.size,
-        shuffle_row_groups=False,
-        **pool,
-    )
-
-
-@dataclass(frozen=True)
-class MemoryRows:
-    """Training rows held in memory (equal-length arrays by column), sharded by rank: rank r of
-    n reads rows r, r + n, r + 2n, ... (the input of the benchmarks' in-memory runs)."""
-
-    rows: Mapping[str, NDArray[Any]]
-
-    def shard(self, rank: int, size: int) -> dict[str, NDArray[Any]]:
-        return {key: value[rank::size] for key, value in self.rows.items()}
-
-    @contextmanager
-    def batches(self, comm: Any, params: TrainParams) -> Iterator[Iterator[Batch]]:
-        yield memory_batches(self.shard(comm.rank, comm.size), params.batch_size, params.seed)
-
-
-@contextmanager
-def _rank_batches(source: Any, comm: Any, params: TrainParams) -> Iterator[Iterator[Batch]]:
-    if isinstance(source, MemoryRows):
-        with source.batches(comm, params) as batches:
-            yield batches
-        return
-    with petastorm_batches(source, comm, params) as loader:
-        yield reshuffled(iter(loader), SHUFFLE_WINDOW, params.seed * 7919 + comm.rank)
-
-
-# Batches whose rows `reshuffled` permutes together (16 x 256 rows: 4,096 at the default batch).
-SHUFFLE_WINDOW = 16
-
-
-def reshuffled(batches: Iterator[Batch], window: int, seed: int) -> Iterator[Batch]:
-    """The rows of each `window` consecutive batches permuted together, by a generator seeded
-    with (seed, window number): the same input stream gives the same batches every run, and
-    each pass over a rank's shard is mixed differently. Batch sizes are kept."""
-    for number in itertools.count():
-        chunk = list(itertools.islice(batches, window))
-        if not chunk:
-            return
-        joined = {key: torch.cat([b[key] for b in chunk]) for key in chunk[0]}
-        sizes = [len(next(iter(b.values()))) for b in chunk]
-        generator = torch.Generator().manual_seed(seed * 1_000_003 + number)
-        order = torch.randperm(sum(sizes), generator=generator)
-        start = 0
-        for size in sizes:
-            index = order[start : start + size]
-            start += size
-            yield {key: value[index] for key, value in joined.items()}
 
 
 def train_worker(
@@ -726,7 +309,7 @@ def train_worker(
         comm: Any = HorovodComm()
     else:
         comm = TorchDistComm("nccl" if torch.cuda.is_available() else "gloo")
-    with _rank_batches(source, comm, params) as batches:
+    with rank_batches(source, comm, params) as batches:
         result = fit(comm, batches, validation, params, init_state, item_counts)
     result = dataclasses.replace(result, rank=comm.rank)
     return result if comm.rank == 0 or all_ranks else None

@@ -118,7 +118,7 @@ def store(mlflow: Any, model: ScoringModel) -> None:
 
 def load(kept: Kept) -> ScoringModel:
     """The fit kept in `kept.run_id`, unpickled only once its seal vouches for it (written for
-    `kept.settings`, bytes unchanged). A whole pickled `ScoringModel`: README, "Security".
+    `kept.settings`, bytes unchanged). A whole pickled `ScoringModel`: docs/guides/security.md.
 
     Raises:
         ValueError: the seal is missing or does not match (nothing was unpickled).

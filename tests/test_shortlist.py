@@ -8,8 +8,8 @@ import numpy as np
 from pyspark.sql import DataFrame, SparkSession
 
 from recspark.ranking.factors import IdFactors
-from recspark.ranking.topk import top_k_candidates
-from recspark.scoring.candidates import covisitation_neighbours, user_candidates
+from recspark.ranking.topk import top_k_shortlist
+from recspark.scoring.shortlist import covisitation_neighbours, user_shortlists
 from recspark.scoring.udf import InMemoryFactors, score_users
 
 SCHEMA = "user_index int, item_index int, strength double, last_ts timestamp"
@@ -21,11 +21,11 @@ def _positives(spark: SparkSession, rows: list[tuple[int, int, int]]) -> DataFra
     )
 
 
-def test_top_k_candidates_ranks_only_the_shortlist() -> None:
+def test_top_k_shortlist_ranks_only_the_shortlist() -> None:
     items = np.array([[9.0], [1.0], [3.0], [2.0]], dtype=np.float32)
     users = np.array([[1.0], [1.0]], dtype=np.float32)
-    got, scores = top_k_candidates(users, items, [[1, 2, 3], [3]], k=2)
-    assert got.tolist() == [[2, 3], [3, -1]]  # item 0 scores best but is not a candidate
+    got, scores = top_k_shortlist(users, items, [[1, 2, 3], [3]], k=2)
+    assert got.tolist() == [[2, 3], [3, -1]]  # item 0 scores best but is not in the shortlist
     assert scores[0].tolist() == [3.0, 2.0] and np.isneginf(scores[1, 1])
 
 
@@ -43,22 +43,22 @@ def test_covisitation_neighbours(spark: SparkSession) -> None:
     assert latest.count() == 0
 
 
-def test_user_candidates_neighbours_then_popular_without_seen(spark: SparkSession) -> None:
+def test_user_shortlists_neighbours_then_popular_without_seen(spark: SparkSession) -> None:
     # item 3 is the most popular; users 0 and 1 share items 0 and 1
     rows = [(0, 0, 1), (0, 1, 2), (1, 0, 1), (1, 1, 2), (1, 2, 3)]
     rows += [(u, 3, 1) for u in range(2, 6)] + [(2, 4, 2)]
     positives = _positives(spark, rows)
     users = spark.createDataFrame([(0,), (2,)], "user_index int")
     got = {
-        r["user_index"]: r["candidates"]
-        for r in user_candidates(
+        r["user_index"]: r["shortlist"]
+        for r in user_shortlists(
             users,
             positives,
             positives.select("user_index", "item_index"),
             history=10,
             neighbours_per_item=10,
             popular=2,
-            max_candidates=10,
+            max_items=10,
         ).collect()
     }
     # user 0: neighbour 2 (via items 0 and 1: 2 co-visits) and 3 (via nothing: popular), seen 0, 1
@@ -68,10 +68,10 @@ def test_user_candidates_neighbours_then_popular_without_seen(spark: SparkSessio
     assert got[2] == [0]
 
 
-def test_score_users_with_candidates(spark: SparkSession) -> None:
+def test_score_users_with_shortlists(spark: SparkSession) -> None:
     users = spark.createDataFrame(
         [(0, [0], [2, 3]), (1, None, [1])],
-        "user_index int, seen_items array<int>, candidates array<int>",
+        "user_index int, seen_items array<int>, shortlist array<int>",
     )
     items = np.array([[9.0], [1.0], [3.0], [2.0]], dtype=np.float32)
     source = InMemoryFactors(IdFactors(np.ones((2, 1), np.float32), items))

@@ -1,4 +1,4 @@
-"""Candidates for catalogs too big to rank whole: co-visitation neighbours plus popular items.
+"""Shortlists for catalogs too big to rank whole: co-visitation neighbours plus popular items.
 
 Exact scoring multiplies every user with every item. Above `score.exact_max_items` items the
 score stage ranks a shortlist per user instead, built in Spark:
@@ -6,12 +6,12 @@ score stage ranks a shortlist per user instead, built in Spark:
 * co-visitation: two items are neighbours when the same user had both among their
   `score.candidate_history` most recent positive items; each item keeps its
   `score.neighbours_per_item` most co-visited neighbours;
-* a user's candidates are the neighbours of their recent items (ordered by summed co-visit
+* a user's shortlist is the neighbours of their recent items (ordered by summed co-visit
   counts), then the `score.popular_candidates` most popular items, without seen items, at most
   `score.max_candidates` per user.
 
-The model then scores only those (`score_users` with a `candidates` column), so the work per user
-is max_candidates products instead of the catalog size.
+The model then scores only those (`score_users` with a `shortlist` column), so the work per user
+is `score.max_candidates` products instead of the catalog size.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pyspark.sql import functions as F
 
 from recspark.rules import filter_positive
 from recspark.schemas import ITEM_INDEX, LAST_TS, USER_INDEX
-from recspark.scoring.udf import CANDIDATES
+from recspark.scoring.udf import SHORTLIST
 
 
 def _recent(positives: DataFrame, history: int) -> DataFrame:
@@ -65,16 +65,16 @@ def covisitation_neighbours(
     )
 
 
-def user_candidates(
+def user_shortlists(
     users: DataFrame,
     positives: DataFrame,
     seen: DataFrame,
     history: int,
     neighbours_per_item: int,
     popular: int,
-    max_candidates: int,
+    max_items: int,
 ) -> DataFrame:
-    """(user_index, candidates array<int>): the shortlist of unseen items for every user.
+    """(user_index, shortlist array<int>): the shortlist of unseen items for every user.
 
     Args:
         users: (user_index, ...) the users to score.
@@ -112,7 +112,7 @@ def user_candidates(
     best = Window.partitionBy(USER_INDEX).orderBy(F.col("_weight").desc(), F.col(ITEM_INDEX))
     return (
         pool.select("*", F.row_number().over(best).alias("_n"))
-        .filter(F.col("_n") <= max_candidates)
+        .filter(F.col("_n") <= max_items)
         .groupBy(USER_INDEX)
-        .agg(F.collect_list(ITEM_INDEX).alias(CANDIDATES))
+        .agg(F.collect_list(ITEM_INDEX).alias(SHORTLIST))
     )
