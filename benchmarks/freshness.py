@@ -147,7 +147,7 @@ def prepare_large(
     from recspark.online.export import store_of
     from recspark.session import build_spark
     from recspark.tracking import setup_mlflow
-    from recspark.training.train import _register
+    from recspark.training.registration import _register
 
     started = time.time()
     spark = build_spark(config)

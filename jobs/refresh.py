@@ -1,6 +1,6 @@
 """spark-submit entry point for the refresh stream (a long-running job beside the nightly DAG).
 
-Usage: `spark-submit jobs/refresh.py --conf conf --env local` (README: "Fresh recommendations")
+Usage: `spark-submit jobs/refresh.py --conf conf --env local` (docs/guides/streaming.md)
 """
 
 import sys

@@ -214,14 +214,16 @@ def build_parser() -> argparse.ArgumentParser:
     refresh = sub.add_parser(
         "refresh",
         help="refresh users' recommendations from a Kafka stream of events, between nights",
-        description="A long-running stream: read stream.kafka's topic, ingest each "
-        "micro-batch as ingest does (same cleaning, MERGE into interactions exactly once, "
-        "quarantine with the message's topic, partition and offset), then recompute the top-K "
-        "of every user with new clean events with the model of the online store's current "
-        "version and write it there (one atomic write per user) and to the "
-        "fresh_recommendations table; each batch's health goes to refresh_batches. Needs "
-        "online.store and a night exported to it. Runs until SIGINT or SIGTERM (spark-submit "
-        "jobs/refresh.py beside the nightly DAG); offsets in refresh.checkpoint.",
+        description="A long-running stream of two queries over stream.kafka's topic. The "
+        "refresh (a micro-batch every refresh.trigger_interval_s, offsets in "
+        "refresh.checkpoint) cleans each batch as ingest does, recomputes the top-K of every "
+        "user with new clean events with the model of the online store's current version, "
+        "writes it there (one atomic write per user) and to the fresh_recommendations table, "
+        "and each batch's health to refresh_batches. The ingest (every "
+        "refresh.ingest_interval_s, offsets in refresh.ingest_checkpoint) MERGEs the clean "
+        "events into interactions exactly once and quarantines the rest with each message's "
+        "topic, partition and offset. Needs online.store and a night exported to it. Runs "
+        "until SIGINT or SIGTERM (spark-submit jobs/refresh.py beside the nightly DAG).",
     )
     refresh.add_argument(
         "--available-now",
@@ -413,7 +415,9 @@ def _refresh(config: Config, args: argparse.Namespace) -> int:
     def stop(*_: object) -> None:
         raise KeyboardInterrupt
 
-    spark = build_spark(config)
+    from recspark.online.refresh import scheduler_conf
+
+    spark = build_spark(config, scheduler_conf())
     # SIGTERM (spark-submit's kill, Airflow, systemd) stops the stream as Ctrl-C does.
     signal.signal(signal.SIGTERM, stop)
     try:

@@ -99,7 +99,8 @@ class KafkaBroker:
         subprocess.run(
             java_command(
                 self.folder, STORAGE_TOOL_CLASS, "format",
-                "-t", cluster_id, "-c", str(self.folder / "server.properties"),
+                f"--cluster-id={cluster_id}",  # one that starts with "-" is not read as an option
+                "-c", str(self.folder / "server.properties"),
             ),
             check=True, capture_output=True, timeout=120,
         )  # fmt: skip

@@ -176,12 +176,12 @@ def test_a_version_that_is_no_longer_current_is_not_written(
     assert client.hget("cas:recs:v2", "u") == b"night2"
 
 
-def _wait(condition: Any, timeout_s: float, what: str) -> None:
+def _wait(condition: Any, timeout_s: float, what: str, poll_s: float = 0.2) -> None:
     deadline = time.time() + timeout_s
     while not condition():
         if time.time() > deadline:
             raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what}")
-        time.sleep(0.2)
+        time.sleep(poll_s)
 
 
 class _Reader(threading.Thread):
@@ -230,12 +230,14 @@ def test_a_stream_killed_mid_batch_restarts_with_every_event_once_and_every_user
     spark: SparkSession, night_root: Path, redis_url: str, kafka_broker: Any
 ) -> None:
     """kill -9 of the stream's process group (driver, JVM, Python workers) during its second
-    batch, then a restart: every event in `interactions` once, every user refreshed, and a
-    reader polling the whole time never saw a half-written list."""
+    refresh batch, once it has written some lists and before it ends, then a restart: every
+    event in `interactions` once, every user refreshed, and a reader polling the whole time
+    never saw a half-written list."""
     topic, prefix = "killed-events", "killed"
     settings = _settings(
         night_root, redis_url, kafka_broker.bootstrap, f"stream.kafka.topic={topic}",
         f"online.key_prefix={prefix}", "refresh.trigger_interval_s=0.5",
+        "refresh.ingest_interval_s=0.5",
     )  # fmt: skip
     config = load_config(CONF_DIR, "test", settings)
     run_export(spark, config, RUN_DATE)
@@ -257,7 +259,12 @@ def test_a_stream_killed_mid_batch_restarts_with_every_event_once_and_every_user
         try:
             _wait(lambda: "] batch 0:" in log.read_text(errors="replace"), 240, "batch 0")
             kafka_broker.produce(topic, lines[20:])
-            time.sleep(1.5)  # batch 1 has started: its ingest takes seconds
+            second = {u for u, _ in events[20:]}
+            key = f"{prefix}:recs:{version}"
+            _wait(
+                lambda: any(b"refreshed_at" in (client.hget(key, u) or b"") for u in second),
+                120, "batch 1's first lists", poll_s=0.01,
+            )  # fmt: skip
         finally:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(60)
@@ -337,12 +344,38 @@ def test_a_new_version_published_while_the_stream_runs_is_used_from_the_next_bat
             ),
             120, "wave 2 under the new version",
         )  # fmt: skip
-        _wait(lambda: len(run.refresh) >= 2, 120, "the second batch to end")  # its tables
+        _wait(  # the batch that wrote them has ended: its tables too
+            lambda: any(r.target and r.target.online_version == new_version for r in run.refresh),
+            120, "the batch of wave 2 to end",
+        )  # fmt: skip
     finally:
-        run.query.stop()
+        run.stop()
     entries = [json.loads(v) for v in client.hgetall(new_key).values()]
     assert {e["model_version"] for e in entries} == {new_model}
     fresh = read_table(spark, config.table_path("fresh_recommendations")).collect()
     after = [r for r in fresh if r["online_version"] == new_version]
     assert after and {r["model_version"] for r in after} == {new_model}
     assert {r["model_version"] for r in fresh if r["online_version"] == old_version} == {old_model}
+
+
+def test_a_users_events_since_the_night_are_recorded_once_the_stale_and_oldest_dropped() -> None:
+    import pandas as pd
+
+    from recspark.online.fresh import EVENT_IDS, EVENT_US, ITEM_IDS, POSITIVE, Keep, since_night
+
+    recorded = [
+        {
+            "e1": "100|1|2026-01-01|of-the-night",
+            "e2": "200|1|2026-01-02|a",
+            "e3": "300|0|2026-01-02|b",
+        }
+    ]
+    frame = pd.DataFrame(  # e3 again (a replayed batch), e4 older than all, e5 the newest
+        {"user_id": ["u"], EVENT_IDS: [["e3", "e4", "e5"]], EVENT_US: [[300, 50, 400]],
+         ITEM_IDS: [["b", "c", "d"]], POSITIVE: [[False, True, True]]}
+    )  # fmt: skip
+    keep = Keep("2026-01-03", max_events=3, ttl_s=60)
+    out, changes = since_night(frame, recorded, "2026-01-01", keep)
+    assert out[ITEM_IDS].tolist() == [["a", "b", "d"]]  # e1 is the night's, e4 beyond 3
+    assert out[POSITIVE].tolist() == [[True, False, True]]
+    assert changes == [("u", {"e5": "400|1|2026-01-03|d"}, ["e1"])]

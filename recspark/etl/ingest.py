@@ -109,6 +109,15 @@ def tally(
     return clean, quarantined, dict(sorted(by_reason.items()))
 
 
+def clean_rows(checked_df: DataFrame, config: Config, run_date: dt.date) -> DataFrame:
+    """The clean rows of `checked_df` (checked, pseudonymised) as `interactions` rows of
+    `run_date` (the refresh stream reads them without committing them)."""
+    ingest = config.ingest
+    return select_clean(
+        checked_df, ingest.event_weights, ingest.rating_threshold, ingest.count_types
+    ).select("*", F.lit(run_date).alias(RUN_DATE))
+
+
 def commit_checked(
     spark: SparkSession,
     config: Config,
@@ -132,11 +141,8 @@ def commit_checked(
     checked_df = pseudonymised(checked_df, config)
     counts = {r[REASON]: r["count"] for r in checked_df.groupBy(REASON).count().collect()}
     clean, quarantined, by_reason = tally(counts, rows_in, run_date)
-    ingest = config.ingest
     stamp = F.lit(run_date).alias(RUN_DATE)
-    clean_df = select_clean(
-        checked_df, ingest.event_weights, ingest.rating_threshold, ingest.count_types
-    ).select("*", stamp)
+    clean_df = clean_rows(checked_df, config, run_date)
     if on_clean is not None:  # computed once, for the MERGE and the hook
         clean_df = conform(clean_df, schemas.INTERACTIONS, "interactions").persist()
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 from typing import Any
 
@@ -129,13 +130,14 @@ def merge_new_rows(
         f" AND t.{key_col_name} = s.{key_col_name}"
     )
     target = DeltaTable.forPath(spark, path)
-    before = _version(target)
+    before = delta_version(spark, path)
     target.alias("t").merge(out.alias("s"), condition).whenNotMatchedInsertAll().execute()
     # A MERGE that changes nothing commits nothing: the last commit is then an older one.
-    last = target.history(1).select("version", "operation", "operationMetrics").first()
-    if last is None or last["version"] == before or last["operation"] != "MERGE":
+    after = delta_version(spark, path)
+    info = None if after is None or after == before else commit_info(spark, path, after)
+    if info is None or info.get("operation") != "MERGE":
         return 0
-    return int(last["operationMetrics"].get("numTargetRowsInserted", 0))
+    return int(info.get("operationMetrics", {}).get("numTargetRowsInserted", 0))
 
 
 _COMMIT = re.compile(r"^(\d{20})\.json$")
@@ -155,6 +157,22 @@ def delta_version(spark: SparkSession, path: str) -> int | None:
     return max(versions) if versions else None
 
 
-def _version(table: DeltaTable) -> int:
-    last = table.history(1).select("version").first()
-    return -1 if last is None else int(last["version"])
+def commit_info(spark: SparkSession, path: str, version: int) -> dict[str, Any] | None:
+    """The `commitInfo` of version `version` of the Delta table at `path` (operation,
+    operationMetrics, ...), read from its commit file: no Spark job, where `DeltaTable.history`
+    runs one."""
+    jvm: Any = spark.sparkContext._jvm
+    commit = jvm.org.apache.hadoop.fs.Path(f"{path.rstrip('/')}/_delta_log/{version:020d}.json")
+    fs = commit.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    if not fs.exists(commit):
+        return None
+    stream = fs.open(commit)
+    try:
+        text = jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8")
+    finally:
+        stream.close()
+    for line in str(text).splitlines():
+        action = json.loads(line) if line.strip() else {}
+        if "commitInfo" in action:
+            return dict(action["commitInfo"])
+    return None

@@ -6,14 +6,18 @@ by the version, so a new champion is loaded at the first batch that names it): i
 encoder (`recspark.models.encoders`), and its serving tables (each known user's index, seen
 items and history in time order; item ids by index; popularity). Per block of users:
 
-1. history = the night's history (the serving table's `history`, or `seen` for a version
-   written before it had one) + the new positive events, oldest first; seen = the night's seen
-   items + every new item;
-2. vector = the encoder on the history (a user the night never saw: from the events alone);
-3. top-K over the whole catalog with every seen item excluded (`Ranker.top_k`); a user with no
+1. events since the night = the events the stream recorded for them in the online store
+   (`RedisStore.events`; those of a run date after the night's) + the batch's, each once;
+2. history = the night's history (the serving table's `history`, or `seen` for a version
+   written before it had one) + the positive events since the night, oldest first; seen = the
+   night's seen items + every item since the night;
+3. vector = the encoder on the history (a user the night never saw: from the events alone);
+4. top-K over the whole catalog with every seen item excluded (`Ranker.top_k`); a user with no
    known positive item gets the most popular unseen items (`popular_fallback`), as the night;
-4. one write per block to the online store, only while the version is current
-   (`RedisStore.write_if_current`).
+5. one write per block to the online store, only while the version is current
+   (`RedisStore.write_if_current`); then the batch's events are recorded
+   (`RedisStore.add_events`: by event id, so a replayed batch records nothing twice; at most
+   `refresh.history_events` per user, expiring `refresh.history_ttl_s` after the last).
 
 Events for items the model does not know are left out of the history (the model has no vector
 for them) and counted in `unknown_items`, as the night's scoring leaves them out.
@@ -33,12 +37,13 @@ from numpy.typing import NDArray
 
 from recspark.models.encoders import UserEncoder, encoder_of
 from recspark.models.served import PERSONALIZED, POPULAR_FALLBACK, USERS_ARTIFACT, Lookup
-from recspark.online.store import RedisStore
+from recspark.online.store import EventChange, RedisStore
 from recspark.ranking.cache import SingleEntryCache
 from recspark.ranking.factors import SeenItems
 from recspark.schemas import REASON, USER_ID
 
 ITEM_IDS, POSITIVE, EVENT_TS = "item_ids", "positive", "event_ts"
+EVENT_IDS, EVENT_US = "event_ids", "event_us"
 OUTPUT_SCHEMA = (
     "user_id string, items array<string>, scores array<float>, reason string, "
     "event_ts timestamp, refreshed_at timestamp, new_events int, unknown_items int, "
@@ -65,6 +70,15 @@ class FreshModel:
     encoder: UserEncoder
     history: SeenItems  # row i: the night's history of lookup.users[i], oldest first
     items: pd.Index  # item_id -> item_index
+
+
+@dataclass(frozen=True)
+class Keep:
+    """How the users' events since the night are kept in the online store."""
+
+    run_date: str  # the batch's (what ingest stamps its rows with)
+    max_events: int  # per user: the oldest beyond are dropped
+    ttl_s: int  # after the user's last write
 
 
 _WORKER_MODEL: SingleEntryCache[FreshModel] = SingleEntryCache()
@@ -152,14 +166,69 @@ def rank_fresh(
     return ids, scores, personal
 
 
+def _entry(us: int, positive: bool, run_date: str, item: str) -> str:
+    return f"{us}|{int(positive)}|{run_date}|{item}"
+
+
+Event = tuple[int, bool, str, str]  # (event time in µs, positive, run date, item id)
+
+
+def _parsed(entry: str) -> Event:
+    us, positive, run_date, item = entry.split("|", 3)
+    return int(us), positive == "1", run_date, item
+
+
+def _user_events(
+    recorded: dict[str, str], batch: dict[str, Event], night: str, keep: Keep
+) -> tuple[list[Event], EventChange]:
+    """One user's events since the night, oldest first, and what to record (user id left
+    empty): the batch's new events; the recorded ones of the night or before, and the oldest
+    beyond `keep.max_events`, dropped."""
+    known = {eid: _parsed(entry) for eid, entry in recorded.items()}
+    stale = [eid for eid, event in known.items() if event[2] <= night and eid not in batch]
+    live = {eid: event for eid, event in known.items() if event[2] > night} | batch
+    order = sorted(live, key=lambda eid: (live[eid][0], eid))
+    over = order[: max(len(order) - keep.max_events, 0)]
+    dropped = stale + [eid for eid in over if eid in known]
+    added = {
+        eid: _entry(us, positive, keep.run_date, item)
+        for eid, (us, positive, _, item) in batch.items()
+        if eid not in known and eid not in over
+    }
+    return [live[eid] for eid in order[len(over) :]], ("", added, dropped)
+
+
+def since_night(
+    frame: pd.DataFrame, recorded: list[dict[str, str]], night: str, keep: Keep
+) -> tuple[pd.DataFrame, list[EventChange]]:
+    """The block with each user's events since the night (recorded, of a run date after
+    `night`, and the batch's) in ITEM_IDS and POSITIVE, oldest first; the changes to record."""
+    items, positives, changes = [], [], []
+    columns = (frame[USER_ID], frame[EVENT_IDS], frame[EVENT_US], frame[ITEM_IDS], frame[POSITIVE])
+    rows = zip(*columns, recorded, strict=True)
+    for user, ids, us, item_ids, positive, known in rows:
+        batch = {
+            str(eid): (int(t), bool(p), keep.run_date, str(i))
+            for eid, t, i, p in zip(ids, us, item_ids, positive, strict=True)
+        }
+        events, (_, added, dropped) = _user_events(known, batch, night, keep)
+        items.append([event[3] for event in events])
+        positives.append([event[1] for event in events])
+        changes.append((str(user), added, dropped))
+    return frame.assign(**{ITEM_IDS: items, POSITIVE: positives}), changes
+
+
 def _iso(ts: Any) -> str:
     return pd.Timestamp(ts).isoformat()
 
 
 def refreshed_frame(
-    model: FreshModel, frame: pd.DataFrame, target: Target, store: RedisStore, k: int
+    model: FreshModel, frame: pd.DataFrame, target: Target, store: RedisStore, k: int, keep: Keep
 ) -> pd.DataFrame:
-    """Refresh one block of users and write them; the fresh_recommendations rows."""
+    """Refresh one block of users (the batch's events of each) and write them, then record
+    their events; the fresh_recommendations rows."""
+    users = frame[USER_ID].astype(str).tolist()
+    frame, changes = since_night(frame, store.events(users), target.run_date, keep)
     block = block_inputs(model, frame)
     ids, scores, personal = rank_fresh(model, block, k)
     reasons = np.where(personal, PERSONALIZED, POPULAR_FALLBACK)
@@ -173,8 +242,8 @@ def refreshed_frame(
         )
         for i, s, r, ts in zip(ids, score_lists, reasons, frame[EVENT_TS], strict=True)
     ]
-    users = frame[USER_ID].astype(str).tolist()
     written = store.write_if_current(target.online_version, zip(users, payloads, strict=True))
+    store.add_events(changes, keep.ttl_s)
     return pd.DataFrame(
         {
             USER_ID: users, "items": ids, "scores": score_lists, REASON: reasons,
@@ -187,7 +256,7 @@ def refreshed_frame(
 
 
 def refresh_partition(
-    target: Target, store: RedisStore, k: int, length: int, block_size: int
+    target: Target, store: RedisStore, k: int, length: int, block_size: int, keep: Keep
 ) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
     """The mapInPandas function: refresh and write every user of a partition."""
 
@@ -199,7 +268,7 @@ def refresh_partition(
         for frame in frames:
             for start in range(0, len(frame), block_size):
                 part = frame.iloc[start : start + block_size].reset_index(drop=True)
-                yield refreshed_frame(model, part, target, store, k)
+                yield refreshed_frame(model, part, target, store, k, keep)
 
     return run
 
@@ -207,10 +276,12 @@ def refresh_partition(
 __all__ = [
     "OUTPUT_SCHEMA",
     "FreshModel",
+    "Keep",
     "Target",
     "block_inputs",
     "load_fresh_model",
     "rank_fresh",
     "refresh_partition",
     "refreshed_frame",
+    "since_night",
 ]

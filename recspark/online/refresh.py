@@ -1,25 +1,31 @@
 """The refresh stream: between nights, events from Kafka refresh the recommendations of the users
 they concern within seconds, with the night's model (`recspark refresh`, `jobs/refresh.py`).
 
-A long-running Structured Streaming query reads `stream.kafka`'s topic (offsets in
-`refresh.checkpoint`). Each micro-batch:
+One Spark application runs two Structured Streaming queries over `stream.kafka`'s topic, each
+with its own offsets:
 
-1. is cleaned as the streaming ingest does (`recspark.etl.stream`): the same rules and
-   accounting;
-2. the users with new clean events are refreshed on the executors (`recspark.online.fresh`): the
-   online store's current version names the model (its `model_version`), and each user's events
-   since that night (`interactions` rows ingested after its run date, and this batch's) extend
-   the night's history; the new top-K is written under that version, one atomic write per user,
-   only while the version is current;
-3. then, the Delta commits: the clean events MERGEd into `interactions` on the event key
-   (exactly once), the quarantine with each message's topic, partition and offset, and, at the
-   same time in another thread, the refreshed lists appended to `fresh_recommendations`; last
-   the batch's health (counts, latency from event time to the write, Kafka lag) to
-   `refresh_batches`. The appends are idempotent by batch id, and all are done before the batch
-   ends, so a batch replayed after a crash rewrites the same lists and appends nothing twice.
+- **the refresh** (`refresh.checkpoint`, a micro-batch every `refresh.trigger_interval_s`):
+  1. the batch is cleaned as ingest cleans (`recspark.etl.ingest.check_rows`, the same rules);
+  2. the users with new clean events are refreshed on the executors (`recspark.online.fresh`):
+     the online store's current version names the model (its `model_version`); each user's
+     events since that night (recorded in the online store by earlier batches, and the batch's)
+     extend the night's history; the new top-K is written under that version, one atomic write
+     per user, only while the version is current; then the batch's events are recorded;
+  3. the refreshed lists are appended to `fresh_recommendations` and, at the same time in
+     another thread, the batch's health (counts, latency from event time to the write, Kafka
+     lag) to `refresh_batches`; both appends are idempotent by batch id and done before the
+     batch ends, so a batch replayed after a crash rewrites the same lists, records the same
+     events (by event id) and appends nothing twice.
+- **the ingest** (`refresh.ingest_checkpoint`, every `refresh.ingest_interval_s`): the streaming
+  ingest's micro-batch (`recspark.etl.stream.batch_writer`): clean events MERGEd into
+  `interactions` on the event key (exactly once), the rest to the quarantine with each message's
+  topic, partition and offset.
 
-When the night publishes a new version (export), the next batch reads it and refreshes with its
-model: an entry is always written under the version whose model computed it.
+The Delta MERGE takes seconds; kept out of the refresh's batches, it does not delay the lists
+(`scheduler_conf`, which the `recspark refresh` command starts Spark with: the FAIR scheduler,
+a pool per query, the refresh's tasks first). When the night publishes a new version (export), the next refresh batch
+reads it and refreshes with its model: an entry is always written under the version whose model
+computed it.
 """
 
 from __future__ import annotations
@@ -29,9 +35,9 @@ import datetime as dt
 import hashlib
 import logging
 import sys
+import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
@@ -40,11 +46,23 @@ from pyspark.sql import functions as F
 from recspark import schemas
 from recspark.config import Config
 from recspark.credentials import redact
+from recspark.etl.ingest import check_rows, clean_rows
 from recspark.etl.kafka import kafka_stream
+from recspark.etl.pseudonym import pseudonymised
 from recspark.etl.stream import batch_writer, sum_results
-from recspark.io.delta import conform, read_table, table_exists
+from recspark.io.delta import conform
+from recspark.io.sources import item_catalog
 from recspark.online.export import store_of
-from recspark.online.fresh import ITEM_IDS, OUTPUT_SCHEMA, POSITIVE, Target, refresh_partition
+from recspark.online.fresh import (
+    EVENT_IDS,
+    EVENT_US,
+    ITEM_IDS,
+    OUTPUT_SCHEMA,
+    POSITIVE,
+    Keep,
+    Target,
+    refresh_partition,
+)
 from recspark.online.store import RedisStore
 from recspark.results import IngestResult
 from recspark.schemas import (
@@ -52,8 +70,8 @@ from recspark.schemas import (
     EVENT_TS,
     FRESH_RECOMMENDATIONS,
     ITEM_ID,
+    REASON,
     REFRESH_DATE,
-    RUN_DATE,
     USER_ID,
     WEIGHT,
 )
@@ -69,6 +87,9 @@ class RefreshError(RuntimeError):
 class RefreshStats:
     """One micro-batch's refresh."""
 
+    messages: int = 0
+    clean: int = 0
+    quarantined: int = 0
     users: int = 0
     written: int = 0
     not_written: int = 0
@@ -113,37 +134,24 @@ def current_target(store: RedisStore, config: Config) -> Target:
     )
 
 
-def events_since_night(
-    spark: SparkSession, config: Config, clean_df: DataFrame, target: Target
-) -> DataFrame:
-    """(user_id, item_ids, positive, event_ts) of the users of `clean_df` (a micro-batch's
-    clean events, not yet MERGEd): their events ingested after the night's run date and those
-    of the batch, each once, oldest first, and their latest event time."""
-    night = dt.date.fromisoformat(target.run_date)
-    users = clean_df.select(USER_ID).distinct()
-    path = config.table_path("interactions")
-    earlier = (
-        read_table(spark, path).filter(F.col(RUN_DATE) > F.lit(night))
-        if table_exists(spark, path)
-        else clean_df.limit(0)
-    )
-    events = (
-        earlier.join(F.broadcast(users), USER_ID)
-        .select(*clean_df.columns)
-        .unionByName(clean_df)
-        .dropDuplicates([EVENT_ID])
-    )
+def batch_events(clean_df: DataFrame) -> DataFrame:
+    """(user_id, event_ids, event_us, item_ids, positive, event_ts) of each user of `clean_df`
+    (a micro-batch's clean events): their events oldest first (event time in µs, positive:
+    weight > 0) and the latest event time."""
     ordered = F.array_sort(
-        F.collect_list(F.struct(EVENT_TS, ITEM_ID, (F.col(WEIGHT) > 0).alias(POSITIVE)))
+        F.collect_list(F.struct(EVENT_TS, EVENT_ID, ITEM_ID, (F.col(WEIGHT) > 0).alias(POSITIVE)))
     )
+    events = F.col("events")
     return (
-        events.groupBy(USER_ID)
+        clean_df.groupBy(USER_ID)
         .agg(ordered.alias("events"))
         .select(
             USER_ID,
-            F.col(f"events.{ITEM_ID}").alias(ITEM_IDS),
-            F.col(f"events.{POSITIVE}").alias(POSITIVE),
-            F.element_at(F.col(f"events.{EVENT_TS}"), -1).alias(EVENT_TS),
+            events.getField(EVENT_ID).alias(EVENT_IDS),
+            F.transform(events, lambda e: F.unix_micros(e[EVENT_TS])).alias(EVENT_US),
+            events.getField(ITEM_ID).alias(ITEM_IDS),
+            events.getField(POSITIVE).alias(POSITIVE),
+            F.element_at(events.getField(EVENT_TS), -1).alias(EVENT_TS),
         )
     )
 
@@ -167,7 +175,7 @@ def append_once(df: DataFrame, config: Config, table: str, schema: Any, batch_id
 
 
 def _stats(fresh: DataFrame, target: Target) -> RefreshStats:
-    latency = F.unix_timestamp("refreshed_at") - F.unix_timestamp(EVENT_TS)
+    latency = (F.unix_micros("refreshed_at") - F.unix_micros(EVENT_TS)) / 1e6
     row = fresh.agg(
         F.count("*").alias("users"),
         F.sum(F.col("written").cast("int")).alias("written"),
@@ -193,52 +201,50 @@ def _float(value: Any) -> float | None:
 
 
 def refresh_users(
-    spark: SparkSession, config: Config, store: RedisStore, clean_df: DataFrame, batch_id: int
-) -> tuple[RefreshStats, DataFrame]:
-    """Refresh every user of `clean_df` (a micro-batch's clean events) and write their lists to
-    the online store; the batch's figures and the `fresh_recommendations` rows (persisted: the
-    caller appends them, `append_once`, and unpersists them)."""
+    config: Config, store: RedisStore, clean_df: DataFrame, batch_id: int, run_date: dt.date
+) -> RefreshStats:
+    """Refresh every user of `clean_df` (a micro-batch's clean events of `run_date`): the
+    job that appends their `fresh_recommendations` rows (`append_once`, idempotent by batch id)
+    computes them, and so writes their lists to the online store and records their events.
+    The batch's figures."""
     target = current_target(store, config)
+    refresh = config.refresh
+    keep = Keep(run_date.isoformat(), refresh.history_events, refresh.history_ttl_s)
     task = refresh_partition(
         target,
         store,
-        config.refresh.k or config.score.k,
+        refresh.k or config.score.k,
         config.features.sequence_length,
-        config.refresh.batch_size,
+        refresh.batch_size,
+        keep,
     )
     fresh = (
-        events_since_night(spark, config, clean_df, target)
+        batch_events(clean_df)
         .mapInPandas(task, OUTPUT_SCHEMA)  # type: ignore[arg-type]
         .select("*", F.lit(batch_id).cast("long").alias("batch_id"))
         .select("*", F.to_date("refreshed_at").alias(REFRESH_DATE))
-        .persist()
+        .persist()  # for the figures
     )
     try:
-        return _stats(fresh, target), fresh  # computing the figures writes the lists
-    except BaseException:
+        append_once(fresh, config, "fresh_recommendations", FRESH_RECOMMENDATIONS, batch_id)
+        return _stats(fresh, target)
+    finally:
         fresh.unpersist()
-        raise
 
 
 def health_row(
-    spark: SparkSession,
-    batch_id: int,
-    started: float,
-    ingest: Any,
-    stats: RefreshStats,
-    offsets_behind: int | None,
-) -> DataFrame:
+    batch_id: int, started: float, stats: RefreshStats, offsets_behind: int | None
+) -> tuple[Any, ...]:
     """The batch's row of `refresh_batches`."""
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     target = stats.target
-    row = (
+    return (
         batch_id, dt.datetime.fromtimestamp(started, dt.UTC).replace(tzinfo=None),
-        time.time() - started, ingest.rows_in, ingest.clean, ingest.quarantined, stats.users,
+        time.time() - started, stats.messages, stats.clean, stats.quarantined, stats.users,
         stats.written, stats.not_written, stats.unknown_items, *stats.latency_s, offsets_behind,
         target.model_version if target else None, target.online_version if target else None,
         now.date(),
     )  # fmt: skip
-    return spark.createDataFrame([row], schemas.REFRESH_BATCHES)
 
 
 def offsets_behind(query: Any) -> int | None:
@@ -264,77 +270,162 @@ def _today() -> dt.date:
 
 @dataclasses.dataclass
 class RefreshRun:
-    """What a run of the stream did, batch by batch (`run_refresh`)."""
+    """What a run of the stream did, batch by batch (`run_refresh`): its two queries."""
 
     ingest: list[IngestResult] = dataclasses.field(default_factory=list)
     refresh: list[RefreshStats] = dataclasses.field(default_factory=list)
-    query: Any = None
+    query: Any = None  # the refresh
+    ingest_query: Any = None
+    health: list[tuple[Any, ...]] = dataclasses.field(default_factory=list)  # not yet appended
+    lock: threading.Lock = dataclasses.field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def queries(self) -> list[Any]:
+        return [q for q in (self.query, self.ingest_query) if q is not None]
+
+    def stop(self) -> None:
+        for query in self.queries:
+            if query.isActive:
+                query.stop()
 
     def summary(self) -> str:
         total = sum_results(self.ingest)
         users = sum(r.users for r in self.refresh)
         written = sum(r.written for r in self.refresh)
+        messages = sum(r.messages for r in self.refresh)
         return (
-            f"{total.batches} batches: {total.rows_in:,} messages, {total.clean:,} clean, "
-            f"{total.quarantined:,} quarantined; {users:,} users refreshed, {written:,} written"
+            f"{len(self.refresh)} batches: {messages:,} messages, {users:,} users refreshed, "
+            f"{written:,} written; ingest: {total.batches} batches, {total.rows_in:,} messages, "
+            f"{total.clean:,} clean ({total.inserted:,} new), {total.quarantined:,} quarantined"
         )
 
 
-def batch_function(
+_POOLS = """<?xml version="1.0"?>
+<allocations>
+  <pool name="refresh">
+    <schedulingMode>FIFO</schedulingMode><weight>4</weight><minShare>2</minShare>
+  </pool>
+  <pool name="ingest">
+    <schedulingMode>FIFO</schedulingMode><weight>1</weight><minShare>0</minShare>
+  </pool>
+</allocations>
+"""
+
+
+def scheduler_conf() -> dict[str, str]:
+    """The Spark settings of the stream's application: the FAIR scheduler, with a pool per query
+    in which the refresh's tasks go first (minimum share 2 slots, weight 4 against 1) and the
+    ingest's MERGE takes the slots the refresh leaves free."""
+    import tempfile
+
+    with tempfile.NamedTemporaryFile(
+        "w", prefix="recspark-pools-", suffix=".xml", delete=False
+    ) as pools:
+        pools.write(_POOLS)
+    return {"spark.scheduler.mode": "FAIR", "spark.scheduler.allocation.file": pools.name}
+
+
+def _pool(spark: SparkSession, name: str) -> None:
+    """Run this thread's jobs in the FAIR scheduler's pool `name` (one per query)."""
+    spark.sparkContext.setLocalProperty("spark.scheduler.pool", name)
+
+
+def append_health(spark: SparkSession, config: Config, run: RefreshRun) -> int:
+    """Append the refresh batches' health rows not yet appended to `refresh_batches`, in one
+    commit, idempotent by the highest batch id among them; how many. The ingest query calls it
+    after each of its batches and `run_refresh` when the stream stops, so the refresh's own
+    batches make no commit of it: a crash loses the rows of the batches since the last one."""
+    with run.lock:
+        rows, run.health = run.health, []
+    if not rows:
+        return 0
+    try:
+        df = spark.createDataFrame(rows, schemas.REFRESH_BATCHES)
+        last = max(int(row[0]) for row in rows)
+        append_once(df, config, "refresh_batches", schemas.REFRESH_BATCHES, last)
+    except BaseException:
+        with run.lock:
+            run.health = rows + run.health
+        raise
+    return len(rows)
+
+
+def refresh_function(
     spark: SparkSession, config: Config, store: RedisStore, run: RefreshRun
 ) -> Callable[[DataFrame, int], None]:
-    """The foreachBatch function: ingest the batch (run date: today, UTC), refresh its users
-    (`refresh_users`, called by the ingest after its MERGE), append the batch's health."""
-    writers: dict[dt.date, Callable[[DataFrame, int], None]] = {}
-    checkpoint = config.path(config.refresh.checkpoint)
-    refreshed: dict[int, RefreshStats] = {}
-
-    appending: dict[int, Future[None]] = {}
-    threads = ThreadPoolExecutor(max_workers=1, thread_name_prefix="recspark-fresh")
-
-    def append_fresh(fresh: DataFrame, batch_id: int) -> None:
-        try:
-            append_once(fresh, config, "fresh_recommendations", FRESH_RECOMMENDATIONS, batch_id)
-        finally:
-            fresh.unpersist()
-
-    def on_clean(clean_df: DataFrame, batch_id: int) -> None:
-        started = time.time()
-        stats, fresh = refresh_users(spark, config, store, clean_df, batch_id)
-        refreshed[batch_id] = dataclasses.replace(stats, seconds=time.time() - started)
-        # appended while the ingest MERGEs, and done before the batch ends (exactly once)
-        appending[batch_id] = threads.submit(append_fresh, fresh, batch_id)
+    """The refresh query's foreachBatch function: clean the batch (run date: today, UTC),
+    refresh its users (their lists, then `fresh_recommendations`), keep the batch's health
+    (`append_health`)."""
+    catalog_df = item_catalog(spark, config)
 
     def write(raw_df: DataFrame, batch_id: int) -> None:
+        _pool(spark, "refresh")
         started, today = time.time(), _today()
-        if today not in writers:
-            writers.clear()
-            writers[today] = batch_writer(
-                spark, config, today, run.ingest, on_clean=on_clean, checkpoint=checkpoint
-            )
+        checked = pseudonymised(check_rows(raw_df, config, today, catalog_df), config).persist()
         try:
-            writers[today](raw_df, batch_id)
+            stats = refresh_users(
+                config, store, clean_rows(checked, config, today), batch_id, today
+            )
+            refreshed = time.time()
+            counts = {r[REASON]: int(r["count"]) for r in checked.groupBy(REASON).count().collect()}
         finally:
-            pending = appending.pop(batch_id, None)
-            if pending is not None:
-                pending.result()  # its error, if any, fails the batch
-        stats = refreshed.pop(batch_id, RefreshStats())
+            checked.unpersist()
+        stats = dataclasses.replace(
+            stats, messages=sum(counts.values()), clean=counts.get(None, 0),
+            quarantined=sum(n for reason, n in counts.items() if reason is not None),
+            seconds=refreshed - started,
+        )  # fmt: skip
+        with run.lock:
+            run.health.append(health_row(batch_id, started, stats, offsets_behind(run.query)))
         run.refresh.append(stats)
-        ingested = time.time() - started - stats.seconds
-        row = health_row(spark, batch_id, started, run.ingest[-1], stats, offsets_behind(run.query))
-        append_once(row, config, "refresh_batches", schemas.REFRESH_BATCHES, batch_id)
-        total = time.time() - started
         say(
-            f"batch {batch_id}: {run.ingest[-1].rows_in:,} messages, {stats.users:,} users "
-            f"refreshed ({stats.written:,} written) in {total:.1f} s (ingest {ingested:.1f} s, "
-            f"refresh {stats.seconds:.1f} s, health {total - ingested - stats.seconds:.1f} s)"
+            f"batch {batch_id}: {stats.messages:,} messages, {stats.users:,} users refreshed "
+            f"({stats.written:,} written) in {time.time() - started:.1f} s (lists and "
+            f"fresh_recommendations {refreshed - started:.1f} s)"
         )
 
     return write
 
 
+def ingest_function(
+    spark: SparkSession, config: Config, run: RefreshRun
+) -> Callable[[DataFrame, int], None]:
+    """The ingest query's foreachBatch function: the streaming ingest's (run date: today)."""
+    writers: dict[dt.date, Callable[[DataFrame, int], None]] = {}
+    checkpoint = config.path(config.refresh.ingest_checkpoint)
+
+    def write(raw_df: DataFrame, batch_id: int) -> None:
+        _pool(spark, "ingest")
+        started, today = time.time(), _today()
+        if today not in writers:
+            writers.clear()
+            writers[today] = batch_writer(spark, config, today, run.ingest, checkpoint=checkpoint)
+        writers[today](raw_df, batch_id)
+        append_health(spark, config, run)
+        result = run.ingest[-1]
+        say(
+            f"ingest batch {batch_id}: {result.rows_in:,} messages, {result.clean:,} clean "
+            f"({result.inserted:,} new), {result.quarantined:,} quarantined in "
+            f"{time.time() - started:.1f} s"
+        )
+
+    return write
+
+
+def _start(
+    stream: DataFrame, function: Callable[[DataFrame, int], None], checkpoint: str,
+    interval_s: float, available_now: bool,
+) -> Any:  # fmt: skip
+    writer = stream.writeStream.foreachBatch(function).option("checkpointLocation", checkpoint)
+    if available_now:
+        writer = writer.trigger(availableNow=True)
+    else:
+        writer = writer.trigger(processingTime=f"{interval_s} seconds")
+    return writer.start()
+
+
 def start_refresh(spark: SparkSession, config: Config, available_now: bool = False) -> RefreshRun:
-    """Start the refresh stream's query (`RefreshRun.query`; `run_refresh` waits for it).
+    """Start the refresh stream's two queries (`RefreshRun`; `run_refresh` waits for them).
 
     Raises:
         RefreshError: no topic, no online store, or nothing exported to it yet.
@@ -347,18 +438,40 @@ def start_refresh(spark: SparkSession, config: Config, available_now: bool = Fal
         f"refreshing with model version {target.model_version} into {store.where} "
         f"(version {target.online_version})"
     )
-    run = RefreshRun()
-    writer = (
-        kafka_stream(spark, config, _today())
-        .writeStream.foreachBatch(batch_function(spark, config, store, run))
-        .option("checkpointLocation", config.path(config.refresh.checkpoint))
-    )
-    if available_now:
-        writer = writer.trigger(availableNow=True)
-    else:
-        writer = writer.trigger(processingTime=f"{config.refresh.trigger_interval_s} seconds")
-    run.query = writer.start()
+    run, refresh = RefreshRun(), config.refresh
+    run.query = _start(
+        kafka_stream(spark, config, _today()), refresh_function(spark, config, store, run),
+        config.path(refresh.checkpoint), refresh.trigger_interval_s, available_now,
+    )  # fmt: skip
+    try:
+        run.ingest_query = _start(
+            kafka_stream(spark, config, _today()), ingest_function(spark, config, run),
+            config.path(refresh.ingest_checkpoint), refresh.ingest_interval_s, available_now,
+        )  # fmt: skip
+    except BaseException:
+        run.stop()
+        raise
     return run
+
+
+def _await(run: RefreshRun, available_now: bool, timeout_s: float | None) -> bool:
+    """Wait for the queries: with `available_now`, until both end; else until one ends (an
+    error) or `timeout_s`. Whether they ended before the timeout."""
+    deadline = None if timeout_s is None else time.time() + timeout_s
+    while True:
+        if available_now and not any(q.isActive for q in run.queries):
+            for query in run.queries:
+                query.awaitTermination()  # raises its error, if any
+            return True
+        if not available_now and any(not q.isActive for q in run.queries):
+            for query in run.queries:
+                if not query.isActive:
+                    query.awaitTermination()  # raises its error, if any
+            return True
+        left = None if deadline is None else deadline - time.time()
+        if left is not None and left <= 0:
+            return False
+        run.queries[0].awaitTermination(min(left, 1.0) if left is not None else 1.0)
 
 
 def run_refresh(
@@ -372,10 +485,10 @@ def run_refresh(
     """
     run = start_refresh(spark, config, available_now)
     try:
-        finished = run.query.awaitTermination(timeout_s)
+        finished = _await(run, available_now, timeout_s)
     finally:
-        if run.query.isActive:
-            run.query.stop()
+        run.stop()
+        append_health(spark, config, run)
     stopped = "" if finished or timeout_s is None else f" (stopped after {timeout_s:g} s)"
     say(run.summary() + stopped)
     return run
@@ -385,13 +498,17 @@ __all__ = [
     "RefreshError",
     "RefreshRun",
     "RefreshStats",
+    "append_health",
     "append_once",
+    "batch_events",
     "current_target",
-    "events_since_night",
     "health_row",
+    "ingest_function",
     "offsets_behind",
+    "refresh_function",
     "refresh_store",
     "refresh_users",
     "run_refresh",
+    "scheduler_conf",
     "start_refresh",
 ]

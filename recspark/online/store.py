@@ -11,6 +11,9 @@ Layout in Redis (prefix `online.key_prefix`, default `recspark`):
                                  "reason": ..., "run_date": ..., "model_version": ...}
     {prefix}:meta:{version}      hash: run_id, run_date, model_version, users, written_at
     {prefix}:versions            sorted set of the versions written, by the time they went current
+    {prefix}:events:{user_id}    hash: event_id -> "ts_us|positive|run_date|item_id", the user's
+                                 events the refresh stream has seen (its history since the
+                                 night; `refresh.history_ttl_s` after its last event it expires)
 
 A reader asks `GET {prefix}:current`, then `HGET {prefix}:recs:{that version} {user_id}`. A
 version's hash is complete before `current` names it and is never written again, so a reader sees
@@ -27,11 +30,14 @@ a mix, and never a list of another model than the version's.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from recspark.credentials import redact
+
+# (user_id, new events: event id -> entry, event ids to drop): `RedisStore.add_events`.
+EventChange = tuple[str, Mapping[str, str], Sequence[str]]
 
 
 class OnlineStore(Protocol):
@@ -130,6 +136,36 @@ class RedisStore:
             return None
         return written + len(batch) // 2
 
+    def events(self, user_ids: Sequence[str]) -> list[dict[str, str]]:
+        """Each user's recorded events (`add_events`), event id -> entry, in one round trip
+        per `batch_size` users."""
+        client, out = self.client(), []
+        for start in range(0, len(user_ids), self.batch_size):
+            pipe = client.pipeline(transaction=False)
+            for user_id in user_ids[start : start + self.batch_size]:
+                pipe.hgetall(self.key("events", user_id))
+            out += [{k.decode(): v.decode() for k, v in raw.items()} for raw in pipe.execute()]
+        return out
+
+    def add_events(self, rows: Iterable[EventChange], ttl_s: int) -> None:
+        """Record users' new events (event id -> entry) and drop old ones: writing an event id
+        twice keeps one entry. A user's events expire `ttl_s` after the last write."""
+        client, pipe = self.client(), None
+        for n, (user_id, added, dropped) in enumerate(rows, 1):
+            if pipe is None:
+                pipe = client.pipeline(transaction=False)
+            key = self.key("events", user_id)
+            if added:
+                pipe.hset(key, mapping=dict(added))
+            if dropped:
+                pipe.hdel(key, *dropped)
+            pipe.expire(key, ttl_s)
+            if n % self.batch_size == 0:
+                pipe.execute()
+                pipe = None
+        if pipe is not None:
+            pipe.execute()
+
     def publish(self, version: str, meta: Mapping[str, str]) -> list[str]:
         """Make `version` current in one transaction; the older versions set to expire."""
         client = self.client()
@@ -157,11 +193,15 @@ class RedisStore:
 
     def forget(self, user_ids: Iterable[str]) -> int:
         """Delete the users' entries from every version (`recspark forget`): the one exception
-        to "a version is never written again"; how many entries were deleted."""
+        to "a version is never written again"; how many entries were deleted. The events the
+        refresh stream recorded for them go too."""
         fields = list(user_ids)
         if not fields:
             return 0
-        return _forget_fields(self.client(), self.key("recs", "*"), fields)
+        client = self.client()
+        for start in range(0, len(fields), self.batch_size):
+            client.unlink(*(self.key("events", u) for u in fields[start : start + self.batch_size]))
+        return _forget_fields(client, self.key("recs", "*"), fields)
 
 
 # KEYS: current, the version's hash; ARGV: the version, then user, payload, user, payload, ...
@@ -201,4 +241,4 @@ def _flush(client: Any, key: str, batch: dict[str, str]) -> int:
     return n
 
 
-__all__ = ["OnlineStore", "RedisStore"]
+__all__ = ["EventChange", "OnlineStore", "RedisStore"]
