@@ -6,7 +6,7 @@ both installed by `scripts/setup_airflow.sh` into `.venv-airflow`, apart from th
 `.venv`: Airflow's pinned dependencies clash with the project's). Every task is a
 `SparkSubmitOperator` running `jobs/<stage>.py --conf <conf> --env <env> --run-date {{ ds }}`
 (plus `--set paths.root=<root>` when `recspark_root` is set), i.e. exactly the spark-submit line
-of the README, for the run's logical date.
+of docs/guides/cluster.md, for the run's logical date.
 
 Deploy
 ------

@@ -1,7 +1,7 @@
 """recspark's exit codes (standard library only: `--help` prints them without Spark).
 
-Which failure maps to which code is `recspark.failures`; the README's "Failure modes" table says
-what the operator sees and what to do.
+Which failure maps to which code is `recspark.failures`; the "Failure modes" table of the
+operations guide (docs/guides/operations.md) says what the operator sees and what to do.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ from typing import Any, Literal, get_args
 
 ModelName = Literal["two_tower", "sasrec", "ease", "als"]
 GradientModel = Literal["two_tower", "sasrec"]  # trained by gradient descent on ranks
+ClosedForm = Literal["ease", "als"]  # fit in closed form from the Spark Gram or MLlib
 # What train.candidates may list: a model, or `blend` (a weighted mix of the other candidates).
 CandidateName = Literal["two_tower", "sasrec", "ease", "als", "blend"]
 Launcher = Literal["horovod", "torch_distributor"]
@@ -47,6 +48,7 @@ def choices(literal: Any) -> tuple[str, ...]:
 __all__ = [
     "Baseline",
     "CandidateName",
+    "ClosedForm",
     "GradientModel",
     "Launcher",
     "LossName",

@@ -4,7 +4,7 @@
 #
 # delta-rs (the `deltalake` package) needs pyarrow >= 21 for pandas, which clashes with the
 # project's pyarrow 14 (Petastorm), so these never go into .venv. tests/test_readers.py reads every
-# table with them; the README's analyst guide has the recipes.
+# table with them; docs/guides/analysts.md has the recipes.
 #
 # Usage: bash scripts/setup_readers.sh [PYTHON] [VENV_DIR]   (defaults: python3, .venv-readers)
 # Idempotent: does nothing when the stamp file records the same pinned versions.

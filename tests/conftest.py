@@ -37,6 +37,23 @@ FEATURIZED: tuple[TableKey, ...] = (
 )
 
 
+# Tiers (pyproject.toml's markers): a test that asks for one of these fixtures runs the pipeline
+# or a real server, so it is `integration`; one that asks for `spark` starts the session. `make
+# test-unit` runs the rest, the tests of plain Python, numpy and torch, in about a minute.
+SERVER_FIXTURES = frozenset(
+    {"nightly_run", "featurized_copy", "kafka_broker", "redis_url", "night_root"}
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        if names & SERVER_FIXTURES:
+            item.add_marker(pytest.mark.integration)
+        if "spark" in names:
+            item.add_marker(pytest.mark.spark)
+
+
 @pytest.fixture(scope="session")
 def base_config(tmp_path_factory: pytest.TempPathFactory) -> Config:
     root = tmp_path_factory.mktemp("recspark")

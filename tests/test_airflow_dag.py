@@ -31,6 +31,8 @@ from recspark.stages import NIGHTLY
 from .conftest import CONF_DIR
 from .leaks import leaks
 
+pytestmark = pytest.mark.integration
+
 ROOT = CONF_DIR.parent
 AIRFLOW_VENV = ROOT / ".venv-airflow"
 MAIN_BIN = Path(sys.executable).parent

@@ -114,3 +114,14 @@ def test_the_lorenz_curve_runs_from_nothing_to_everything() -> None:
     points = lorenz_points(np.array([0.0, 1.0, 1.0, 2.0]), n_points=5)
     assert points == [(0.0, 0.0), (0.25, 0.0), (0.5, 0.25), (0.75, 0.5), (1.0, 1.0)]
     assert lorenz_points(np.zeros(3)) == []
+
+
+def test_charts_carry_round_ticks_with_their_values_on_both_axes() -> None:
+    from recspark.report.html import line_chart, nice_ticks
+
+    assert nice_ticks(0.2536, 0.3278) == [0.26, 0.28, 0.3, 0.32]
+    assert nice_ticks(0.0, 1.0) == [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
+    assert nice_ticks(3.0, 3.0) == [3.0]
+    svg = line_chart("val", {"sasrec": [(1, 0.2536), (2, 0.3278)]}, "epoch", "ndcg")
+    for value in ("0.26", "0.32", "1.2", "2"):
+        assert f">{value}</text>" in svg, value

@@ -15,21 +15,18 @@ from pyspark.sql import SparkSession
 
 from recspark.config import load_config
 from recspark.models.registry import build_model
-from recspark.models.sampled import Candidates, draw_candidates, sampled_softmax
-from recspark.training import train as train_stage
-from recspark.training.loop import (
-    Batch,
-    LocalComm,
-    MemoryRows,
-    TrainParams,
-    fit,
-    memory_batches,
-    train_worker,
-)
+from recspark.models.sampled import SampledNegatives, draw_negatives, sampled_softmax
+from recspark.training.inputs import Batch, MemoryRows, memory_batches
+from recspark.training.loop import fit, train_worker
 from recspark.training.optim import LazyAdam
+from recspark.training.params import TrainParams
 from recspark.training.schedule import Schedule, schedule
+from recspark.training.settings import train_params
+from recspark.training.transport import LocalComm
 
 from .conftest import CONF_DIR
+
+pytestmark = pytest.mark.integration
 
 N_USERS, N_ITEMS, LENGTH = 300, 2000, 8
 
@@ -76,31 +73,31 @@ def test_sampled_softmax_over_the_whole_catalog_is_the_full_softmax() -> None:
     torch.manual_seed(0)
     logits = torch.randn(5, 12)
     targets = torch.tensor([3, 3, 0, 11, 7])
-    # Every item a candidate, one correction for all: it cancels, and each row's own item among
-    # the candidates is masked (its logit is the own column).
-    every_item = Candidates(torch.arange(12), torch.full((12,), 0.7), torch.full((5,), 0.7))
+    # Every item a negative, one correction for all: it cancels, and each row's own item among
+    # the negatives is masked (its logit is the own column).
+    every_item = SampledNegatives(torch.arange(12), torch.full((12,), 0.7), torch.full((5,), 0.7))
     own = logits[torch.arange(5), targets]
     torch.testing.assert_close(
         sampled_softmax(own, logits - 0.7, every_item, targets), F.cross_entropy(logits, targets)
     )
 
 
-def test_candidates_carry_the_log_q_correction_and_mask_accidental_hits() -> None:
+def test_sampled_negatives_carry_the_log_q_correction_and_mask_accidental_hits() -> None:
     targets = torch.tensor([2, 5, 2, 9])
     prior = torch.tensor([0.1, 0.0, 0.4, 0.0, 0.0, 0.3, 0.0, 0.0, 0.0, 0.2])
     generator = torch.Generator().manual_seed(1)
-    drawn = draw_candidates(targets, 10, 6, prior, generator)
+    drawn = draw_negatives(targets, 10, 6, prior, generator)
     assert drawn.items[:3].tolist() == [2, 5, 9]  # the distinct positives first
     assert len(drawn.items) == 3 + 6
-    # The chance to be a candidate: among 4 positives drawn from q (counted once), or drawn
+    # The chance to be a negative: among 4 positives drawn from q (counted once), or drawn
     # among 6 uniform samples of 10 items.
     chance = 1 - (1 - prior) ** 4 + 6 / 10
     torch.testing.assert_close(drawn.log_expected, torch.log(chance[drawn.items]))
     torch.testing.assert_close(drawn.target_log_expected, torch.log(chance[targets]))
-    # Row 1's positive (5) is candidate column 1 and, sampled again, column 3: both masked for
+    # Row 1's positive (5) is negative column 1 and, sampled again, column 3: both masked for
     # row 1 only; for the other rows they are negatives like any other.
     items = torch.tensor([2, 5, 9, 5])
-    hit = Candidates(items, torch.zeros(4), torch.zeros(4))
+    hit = SampledNegatives(items, torch.zeros(4), torch.zeros(4))
     own, logits = torch.randn(4), torch.randn(4, 4)
     mask = torch.zeros(4, 4, dtype=torch.bool)
     mask[[0, 1, 1, 2, 3], [0, 1, 3, 0, 2]] = True
@@ -118,7 +115,7 @@ def test_a_batch_larger_than_max_in_batch_takes_the_positives_of_a_seeded_sample
 
     def drawn(seed: int) -> Any:
         generator = torch.Generator().manual_seed(seed)
-        return draw_candidates(targets, 50, 8, prior, generator, max_in_batch=10)
+        return draw_negatives(targets, 50, 8, prior, generator, max_in_batch=10)
 
     first, again, other = drawn(3), drawn(3), drawn(4)
     in_batch = first.items[:-8]
@@ -128,7 +125,7 @@ def test_a_batch_larger_than_max_in_batch_takes_the_positives_of_a_seeded_sample
     assert not torch.equal(first.items, other.items)
     chance = 1 - (1 - prior) ** 10 + 8 / 50  # K = 10 rows, not the batch's 100
     torch.testing.assert_close(first.log_expected, torch.log(chance[first.items]))
-    every = draw_candidates(targets, 50, 8, prior, torch.Generator().manual_seed(3))
+    every = draw_negatives(targets, 50, 8, prior, torch.Generator().manual_seed(3))
     assert len(every.items) == 40 + 8
 
 
@@ -260,7 +257,7 @@ def test_the_stage_trains_within_max_samples_whatever_the_number_of_rows() -> No
     overrides = ["train.max_samples=2000", "train.batch_size=32", "train.num_proc=1"]
     config = load_config(CONF_DIR, "test", overrides)
     rows = _rows(6, 4000)
-    params = train_stage._params(config, "two_tower", N_USERS, N_ITEMS, 4000, date.min, {})
+    params = train_params(config, "two_tower", N_USERS, N_ITEMS, 4000, date.min, {})
     assert (params.epochs, params.steps_per_epoch, params.max_samples) == (4, 15, 2000)
     params = dataclasses.replace(params, checkpoint_path=None, threads=1)
     validation = {k: v[:64] for k, v in _rows(7, 64).items()}
@@ -269,5 +266,5 @@ def test_the_stage_trains_within_max_samples_whatever_the_number_of_rows() -> No
     assert sum(epoch.samples_per_s * epoch.seconds for epoch in result.history) == pytest.approx(
         4 * 15 * 32
     )
-    uncapped = train_stage._params(config, "two_tower", N_USERS, N_ITEMS, 100, date.min, {})
+    uncapped = train_params(config, "two_tower", N_USERS, N_ITEMS, 100, date.min, {})
     assert uncapped.epochs == config.train.epochs and uncapped.steps_per_epoch == 3

@@ -4,7 +4,7 @@ The key never passes through config, logs or MLflow: it is read from the environ
 `ingest.pseudonym_key_env` or, when that is unset, from the first line of the secret file
 `ingest.pseudonym_key_file` (`recspark.credentials.read_secret`), and reaches the executors
 inside the (pickled) function that applies it, not as a literal in a Spark plan. What it
-protects and what it does not: README, "Privacy".
+protects and what it does not: docs/guides/privacy.md.
 """
 
 from __future__ import annotations

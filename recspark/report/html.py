@@ -51,11 +51,46 @@ def table(header: Sequence[str], rows: Iterable[Sequence[Any]], numeric_from: in
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
+def nice_ticks(low: float, high: float, most: int = 6) -> list[float]:
+    """At most `most` round values (steps of 1, 2 or 5 times a power of ten) within [low, high]."""
+    if not (math.isfinite(low) and math.isfinite(high)) or high <= low:
+        return [low]
+    raw = (high - low) / max(most - 1, 1)
+    power = 10 ** math.floor(math.log10(raw))
+    step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
+    first = math.ceil(low / step - 1e-9) * step
+    count = math.floor((high - first) / step + 1e-9) + 1
+    return [round(first + i * step, 12) for i in range(count)]
+
+
+def _ticks(
+    x_ticks: Sequence[float], y_ticks: Sequence[float], at: Any, width: int, height: int, pad: int
+) -> str:
+    """Tick marks, values and light grid lines of both axes (`at(x, y)` -> (px, py))."""
+    marks = []
+    for x in x_ticks:
+        px = at(x, 0.0)[0]
+        marks.append(
+            f'<line x1="{px:.1f}" y1="{height - pad}" x2="{px:.1f}" y2="{height - pad + 4}" '
+            f'stroke="#999"/><text x="{px:.1f}" y="{height - pad + 15}" text-anchor="middle" '
+            f'font-size="10">{x:.4g}</text>'
+        )
+    for y in y_ticks:
+        py = at(0.0, y)[1]
+        marks.append(
+            f'<line x1="{pad}" y1="{py:.1f}" x2="{width - pad}" y2="{py:.1f}" stroke="#eee"/>'
+            f'<line x1="{pad - 4}" y1="{py:.1f}" x2="{pad}" y2="{py:.1f}" stroke="#999"/>'
+            f'<text x="{pad - 6}" y="{py + 3:.1f}" text-anchor="end" font-size="10">{y:.4g}</text>'
+        )
+    return "".join(marks)
+
+
 def line_chart(
     title: str, series: Mapping[str, Sequence[tuple[float, float]]], x_label: str, y_label: str
 ) -> str:
-    """An SVG line chart of named (x, y) series (NaN points left out)."""
-    width, height, pad = 460, 260, 45
+    """An SVG line chart of named (x, y) series (NaN points left out), with ticks and values on
+    both axes."""
+    width, height, pad = 460, 260, 50
     points = [(x, y) for s in series.values() for x, y in s if math.isfinite(y)]
     if not points:
         return f'<p class="muted">{esc(title)}: nothing to plot</p>'
@@ -63,9 +98,13 @@ def line_chart(
     x0, x1 = min(xs), max(xs) if max(xs) > min(xs) else min(xs) + 1
     y0, y1 = min(ys), max(ys) if max(ys) > min(ys) else min(ys) + 1
 
-    def at(x: float, y: float) -> str:
+    def spot(x: float, y: float) -> tuple[float, float]:
         px = pad + (x - x0) / (x1 - x0) * (width - 2 * pad)
         py = height - pad - (y - y0) / (y1 - y0) * (height - 2 * pad)
+        return px, py
+
+    def at(x: float, y: float) -> str:
+        px, py = spot(x, y)
         return f"{px:.1f},{py:.1f}"
 
     lines, legend = [], []
@@ -78,12 +117,13 @@ def line_chart(
             f'font-size="11">{esc(name)}</text>'
         )
     axes = (
-        f'<line x1="{pad}" y1="{height - pad}" x2="{width - pad}" y2="{height - pad}" '
+        _ticks(nice_ticks(x0, x1), nice_ticks(y0, y1), spot, width, height, pad)
+        + f'<line x1="{pad}" y1="{height - pad}" x2="{width - pad}" y2="{height - pad}" '
         'stroke="#999"/>'
         f'<line x1="{pad}" y1="{pad}" x2="{pad}" y2="{height - pad}" stroke="#999"/>'
         f'<text x="{width / 2}" y="{height - 8}" text-anchor="middle" font-size="11">'
         f"{esc(x_label)}</text>"
-        f'<text x="12" y="{pad - 12}" font-size="11">{esc(y_label)}: {y0:.4g} to {y1:.4g}</text>'
+        f'<text x="12" y="{pad - 16}" font-size="11">{esc(y_label)}</text>'
         f'<text x="{width / 2}" y="16" text-anchor="middle" font-size="12">{esc(title)}</text>'
     )
     return (
