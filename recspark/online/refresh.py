@@ -23,9 +23,10 @@ with its own offsets:
 
 The Delta MERGE takes seconds; kept out of the refresh's batches, it does not delay the lists
 (`scheduler_conf`, which the `recspark refresh` command starts Spark with: the FAIR scheduler,
-a pool per query, the refresh's tasks first). When the night publishes a new version (export), the next refresh batch
-reads it and refreshes with its model: an entry is always written under the version whose model
-computed it.
+a pool per query, the refresh's tasks first).
+
+When the night publishes a new version (export), the next refresh batch reads it and refreshes
+with its model: an entry is always written under the version whose model computed it.
 """
 
 from __future__ import annotations
