@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import socket
 import sys
 import time
 from collections.abc import Iterator
@@ -309,6 +310,9 @@ def train_worker(
         comm: Any = HorovodComm()
     else:
         comm = TorchDistComm("nccl" if torch.cuda.is_available() else "gloo")
+    # Every rank says where it runs (Horovod prefixes it "[rank]<stderr>:"): the executor logs
+    # show each rank's host, and the cluster test which worker ran which rank.
+    _say(f"[train] rank {comm.rank} of {comm.size} on {socket.gethostname()}, pid {os.getpid()}")
     with rank_batches(source, comm, params) as batches:
         result = fit(comm, batches, validation, params, init_state, item_counts)
     result = dataclasses.replace(result, rank=comm.rank)
