@@ -9,7 +9,14 @@ import pytest
 import torch
 
 from recspark.models.base import ScoringModel
-from recspark.models.encoders import EncoderError, FoldIn, FoldInSpec, blend_spec, encoder_of
+from recspark.models.encoders import (
+    SAME_LENGTH_ROWS,
+    EncoderError,
+    FoldIn,
+    FoldInSpec,
+    blend_spec,
+    encoder_of,
+)
 from recspark.models.registry import SequentialRecommender
 from recspark.models.two_tower import TwoTower
 from recspark.ranking.blend import blend_factors
@@ -60,6 +67,26 @@ def test_sasrec_vectors_are_the_exported_ones() -> None:
     encoder = encoder_of(ScoringModel("sasrec", net, exported), LENGTH)
     vectors = encoder.vectors(np.array([-1, 3, 5]), SeenItems.from_lists(HISTORIES))
     np.testing.assert_allclose(vectors, exported.users[users], rtol=1e-4, atol=1e-5)
+
+
+def test_sasrec_encodes_short_histories_in_groups_as_at_full_width() -> None:
+    """Rows of many lengths, more than one group of them: the same vectors as the whole batch
+    left-padded to max_len (padding is only time), each in its row."""
+    net = _trained_like(SequentialRecommender(N_USERS, N_ITEMS, 8, max_len=12, dropout=0.0))
+    rng = np.random.default_rng(5)
+    histories = [list(rng.integers(0, N_ITEMS, rng.integers(0, 16))) for _ in range(150)]
+    assert len(histories) > SAME_LENGTH_ROWS
+    full = np.full((len(histories), 12), N_ITEMS, np.int64)
+    for row, items in enumerate(histories):
+        if items:
+            full[row, -len(items[-12:]) :] = items[-12:]
+    with torch.no_grad():
+        expected = net.sasrec.user_vectors_from_sequences(torch.as_tensor(full)).numpy()
+    encoder = encoder_of(
+        ScoringModel("sasrec", net, IdFactors(np.zeros((1, 9)), np.zeros((9, 9)))), 12
+    )
+    vectors = encoder.vectors(np.full(len(histories), -1), SeenItems.from_lists(histories))
+    np.testing.assert_allclose(vectors, expected, rtol=1e-4, atol=1e-5)
 
 
 def test_ease_vector_is_the_multi_hot_history() -> None:

@@ -83,14 +83,31 @@ class FoldIn:
         return out
 
 
-def left_padded(history: SeenItems, length: int, pad: int) -> NDArray[np.int64]:
-    """(B, length) the last `length` items of each row, left-padded with `pad`."""
-    out = np.full((len(history), length), pad, dtype=np.int64)
-    for row in range(len(history)):
-        items = history[row][-length:]
+def left_padded(
+    history: SeenItems, length: int, pad: int, rows: Sequence[int] | NDArray[Any] | None = None
+) -> NDArray[np.int64]:
+    """(B, length) the last `length` items of each row (of `rows` only, in that order, when
+    given), left-padded with `pad`."""
+    rows = range(len(history)) if rows is None else rows
+    out = np.full((len(rows), length), pad, dtype=np.int64)
+    for at, row in enumerate(rows):
+        items = history[int(row)][-length:]
         if len(items):
-            out[row, length - len(items) :] = items
+            out[at, length - len(items) :] = items
     return out
+
+
+def trimmed_width(history: SeenItems, length: int) -> int:
+    """The padded width a block of histories needs: its longest row within `length`, at least
+    1. Left padding changes no history encoder's output (SASRec counts positions from the first
+    real item, the two-tower averages the real ones), so padding to `length` only costs time:
+    a block of 10-item histories encoded at 50 columns is 4-5x slower."""
+    return max(1, min(length, int(history.lengths().max(initial=0))))
+
+
+SAME_LENGTH_ROWS = 64
+"""SASRec encodes histories in groups of this many rows of similar length (its cost grows with
+the padded width, quadratically in attention)."""
 
 
 @dataclass(frozen=True)
@@ -106,7 +123,8 @@ class TwoTowerEncoder:
         net = self.network.eval()
         known = (users >= 0) & (users < net.n_users)
         ids = torch.as_tensor(np.where(known, users, 0), dtype=torch.long)
-        padded = torch.as_tensor(left_padded(history, self.length, net.n_items))
+        width = trimmed_width(history, self.length)
+        padded = torch.as_tensor(left_padded(history, width, net.n_items))
         vectors = net.user_vectors(ids, padded if net.use_history else None).float()
         if net.use_history:
             vectors = vectors - net.user_tower(ids).float() * torch.as_tensor(~known)[:, None]
@@ -118,15 +136,23 @@ class TwoTowerEncoder:
 
 @dataclass(frozen=True)
 class SasrecEncoder:
-    """SASRec's next-item query from the latest `max_len` items of the history."""
+    """SASRec's next-item query from the latest `max_len` items of the history, rows encoded
+    in groups of similar length (`SAME_LENGTH_ROWS`), each padded to its longest."""
 
     network: Any  # recspark.models.registry.SequentialRecommender
 
     @torch.no_grad()
     def vectors(self, users: NDArray[np.int64], history: SeenItems) -> NDArray[np.float32]:
         sasrec = self.network.sasrec.eval()
-        padded = torch.as_tensor(left_padded(history, sasrec.max_len, sasrec.pad))
-        return np.asarray(sasrec.user_vectors_from_sequences(padded).float().numpy())
+        lengths = np.minimum(history.lengths(), sasrec.max_len)
+        order = np.argsort(lengths, kind="stable")
+        out = np.empty((len(history), sasrec.vector_dim), dtype=np.float32)
+        for start in range(0, len(order), SAME_LENGTH_ROWS):
+            rows = order[start : start + SAME_LENGTH_ROWS]
+            width = max(1, int(lengths[rows].max()))
+            padded = torch.as_tensor(left_padded(history, width, sasrec.pad, rows))
+            out[rows] = sasrec.user_vectors_from_sequences(padded).float().numpy()
+        return out
 
 
 @dataclass(frozen=True)
