@@ -125,6 +125,9 @@ def forget(spark: SparkSession, config: Config, user_ids: Sequence[str]) -> Forg
 def _forget(
     spark: SparkSession, config: Config, request_id: str, ids: list[str], n_requested: int
 ) -> ForgetResult:
+    # The online store first: the refresh stream's staged rows (`RedisStore.stage`) would
+    # otherwise reach fresh_recommendations after the table's delete below.
+    online = _forget_online(config, ids)
     source = _ids_frame(spark, ids).cache()
     deleted: dict[str, int] = {}
     indices = spark.createDataFrame([], f"{USER_INDEX} int")
@@ -159,7 +162,6 @@ def _forget(
             set={USER_ID: F.concat(F.lit(FORGOTTEN), F.col(f"t.{USER_INDEX}").cast("string"))}
         ).execute()
         deleted["user_ids"] = users_found
-    online = _forget_online(config, ids)
     changed = [key for key, n in deleted.items() if n]
     _vacuum(spark, config, changed)
     source.unpersist()

@@ -289,6 +289,13 @@ def test_a_stream_killed_mid_batch_restarts_with_every_event_once_and_every_user
         assert item not in entries[user]["items"], (user, item)
     batches = read_table(spark, config.table_path("refresh_batches")).select("batch_id").collect()
     assert len(batches) == len({r[0] for r in batches})
+    # fresh_recommendations: every user, each (user, batch) once (the replayed batch included),
+    # and nothing left staged
+    fresh = read_table(spark, config.table_path("fresh_recommendations"))
+    pairs = [tuple(r) for r in fresh.select("user_id", "batch_id").collect()]
+    assert len(pairs) == len(set(pairs))
+    assert {u for u, _ in events} <= {u for u, _ in pairs}
+    assert not client.keys(f"{prefix}:staged:*")
 
 
 def test_a_new_version_published_while_the_stream_runs_is_used_from_the_next_batch(
@@ -299,7 +306,7 @@ def test_a_new_version_published_while_the_stream_runs_is_used_from_the_next_bat
     names the old model."""
     from mlflow.tracking import MlflowClient
 
-    from recspark.online.refresh import start_refresh
+    from recspark.online.refresh import drain_fresh, start_refresh
     from recspark.tracking import setup_mlflow
 
     topic, prefix = "swap-events", "swap"
@@ -350,12 +357,50 @@ def test_a_new_version_published_while_the_stream_runs_is_used_from_the_next_bat
         )  # fmt: skip
     finally:
         run.stop()
+    drain_fresh(spark, config, store)  # as run_refresh does when the stream stops
     entries = [json.loads(v) for v in client.hgetall(new_key).values()]
     assert {e["model_version"] for e in entries} == {new_model}
     fresh = read_table(spark, config.table_path("fresh_recommendations")).collect()
     after = [r for r in fresh if r["online_version"] == new_version]
     assert after and {r["model_version"] for r in after} == {new_model}
     assert {r["model_version"] for r in fresh if r["online_version"] == old_version} == {old_model}
+
+
+def test_staged_rows_reach_the_table_once_and_without_forgotten_users(
+    spark: SparkSession, redis_url: str, tmp_path: Path
+) -> None:
+    """`drain_fresh` appends each staged batch once, also when a batch is staged again after
+    its rows were appended (a crash between the commit and the unstaging, or a replay), and
+    `forget` removes a user from the staged rows before they reach the table."""
+    from recspark.online.fresh import OUTPUT_SCHEMA
+    from recspark.online.refresh import _staged_name, drain_fresh
+
+    config = _config(tmp_path, redis_url, "127.0.0.1:1", "online.key_prefix=staging")
+    store = store_of(config)
+    assert store is not None
+    now = dt.datetime(2026, 1, 2, 3, 4, 5)
+
+    def rows(*users: str) -> Any:
+        data = [
+            (u, ["i1", "i2"], [2.0, 1.0], "personalized", now, now, 1, 0, True, "1", "v")
+            for u in users
+        ]
+        return spark.createDataFrame(data, OUTPUT_SCHEMA).toArrow()
+
+    def table() -> list[tuple[str, int]]:
+        df = read_table(spark, config.table_path("fresh_recommendations"))
+        return sorted((r[0], r[1]) for r in df.select("user_id", "batch_id").collect())
+
+    name = _staged_name(config)
+    store.stage(name, 7, rows("a", "b"))
+    assert drain_fresh(spark, config, store) == 2
+    store.stage(name, 7, rows("a", "b"))  # staged again after its append
+    store.stage(name, 8, rows("a", "c"))
+    store.forget(["a"])
+    assert drain_fresh(spark, config, store) == 1
+    assert table() == [("a", 7), ("b", 7), ("c", 8)]
+    assert store.staged(name) == {}
+    assert drain_fresh(spark, config, store) == 0
 
 
 def test_a_users_events_since_the_night_are_recorded_once_the_stale_and_oldest_dropped() -> None:

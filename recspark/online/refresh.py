@@ -11,19 +11,22 @@ with its own offsets:
      events since that night (recorded in the online store by earlier batches, and the batch's)
      extend the night's history; the new top-K is written under that version, one atomic write
      per user, only while the version is current; then the batch's events are recorded;
-  3. the refreshed lists are appended to `fresh_recommendations` and, at the same time in
-     another thread, the batch's health (counts, latency from event time to the write, Kafka
-     lag) to `refresh_batches`; both appends are idempotent by batch id and done before the
-     batch ends, so a batch replayed after a crash rewrites the same lists, records the same
-     events (by event id) and appends nothing twice.
+  3. the refreshed rows (the lists, their scores, event and refresh times, model version) are
+     collected and staged in the online store under the batch id (`drain_fresh`), before the
+     batch ends: a batch replayed after a crash rewrites the same lists, records the same
+     events (by event id) and stages its rows again under the same id. The batch's health
+     (counts, latency from event time to the write, Kafka lag) is kept in memory.
 - **the ingest** (`refresh.ingest_checkpoint`, every `refresh.ingest_interval_s`): the streaming
   ingest's micro-batch (`recspark.etl.stream.batch_writer`): clean events MERGEd into
   `interactions` on the event key (exactly once), the rest to the quarantine with each message's
-  topic, partition and offset.
+  topic, partition and offset; then the staged rows appended to `fresh_recommendations`
+  (`drain_fresh`: one commit, a batch id already there skipped, then unstaged) and the health
+  rows to `refresh_batches` (`append_health`; a crash loses those not yet appended).
 
-The Delta MERGE takes seconds; kept out of the refresh's batches, it does not delay the lists
-(`scheduler_conf`, which the `recspark refresh` command starts Spark with: the FAIR scheduler,
-a pool per query, the refresh's tasks first).
+So the refresh makes no Delta commit: `fresh_recommendations` trails the lists by up to
+`refresh.ingest_interval_s` and loses nothing. The Delta MERGE takes seconds; kept out of the
+refresh's batches, it does not delay the lists (`scheduler_conf`, which the `recspark refresh`
+command starts Spark with: the FAIR scheduler, a pool per query, the refresh's tasks first).
 
 When the night publishes a new version (export), the next refresh batch reads it and refreshes
 with its model: an entry is always written under the version whose model computed it.
@@ -41,6 +44,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -51,7 +55,7 @@ from recspark.etl.ingest import check_rows, clean_rows
 from recspark.etl.kafka import kafka_stream
 from recspark.etl.pseudonym import pseudonymised
 from recspark.etl.stream import batch_writer, sum_results
-from recspark.io.delta import conform
+from recspark.io.delta import conform, read_table, table_exists
 from recspark.io.sources import item_catalog
 from recspark.online.export import store_of
 from recspark.online.fresh import (
@@ -175,39 +179,68 @@ def append_once(df: DataFrame, config: Config, table: str, schema: Any, batch_id
     )
 
 
-def _stats(fresh: DataFrame, target: Target) -> RefreshStats:
-    latency = (F.unix_micros("refreshed_at") - F.unix_micros(EVENT_TS)) / 1e6
-    row = fresh.agg(
-        F.count("*").alias("users"),
-        F.sum(F.col("written").cast("int")).alias("written"),
-        F.sum("unknown_items").alias("unknown"),
-        F.percentile_approx(latency, [0.5, 0.95]).alias("p"),
-        F.max(latency).alias("max"),
-    ).first()
-    assert row is not None
-    users, written = int(row["users"]), int(row["written"] or 0)
-    p = row["p"] or [None, None]
+def _stats(rows: Any, target: Target) -> RefreshStats:
+    """The figures of a batch's refreshed rows (a pyarrow Table of `OUTPUT_SCHEMA`)."""
+    frame = rows.select(["written", "unknown_items", EVENT_TS, "refreshed_at"]).to_pandas()
+    users, written = len(frame), int(frame["written"].sum())
+    latency_s: tuple[float | None, float | None, float | None] = (None, None, None)
+    if users:
+        latency = (frame["refreshed_at"] - frame[EVENT_TS]).dt.total_seconds().to_numpy()
+        p50, p95 = np.percentile(latency, [50, 95])
+        latency_s = (float(p50), float(p95), float(latency.max()))
     return RefreshStats(
         users=users,
         written=written,
         not_written=users - written,
-        unknown_items=int(row["unknown"] or 0),
-        latency_s=(_float(p[0]), _float(p[1]), _float(row["max"])),
+        unknown_items=int(frame["unknown_items"].sum()),
+        latency_s=latency_s,
         target=target,
     )
 
 
-def _float(value: Any) -> float | None:
-    return None if value is None else float(value)
+def _staged_name(config: Config) -> str:
+    """Where the refresh's rows wait in the online store for `drain_fresh` (one name per
+    refresh checkpoint, so two streams never append each other's rows)."""
+    return _app_id(config, "fresh_recommendations")
+
+
+def drain_fresh(spark: SparkSession, config: Config, store: RedisStore) -> int:
+    """Append the refresh batches' rows staged in the online store to `fresh_recommendations`
+    in one commit, then unstage them; how many rows. A batch already in the table (appended
+    by a drain that crashed before it unstaged) is not appended again. The ingest query calls
+    it after each of its batches and `run_refresh` when the stream stops."""
+    import pyarrow as pa
+
+    name = _staged_name(config)
+    staged = store.staged(name)
+    if not staged:
+        return 0
+    path = config.table_path("fresh_recommendations")
+    done: set[int] = set()
+    if table_exists(spark, path):
+        present = read_table(spark, path).where(F.col("batch_id").isin(list(staged)))
+        done = {int(r[0]) for r in present.select("batch_id").distinct().collect()}
+    new = sorted(set(staged) - done)
+    rows = [
+        staged[b].append_column("batch_id", pa.array([b] * staged[b].num_rows, pa.int64()))
+        for b in new
+    ]
+    appended = sum(r.num_rows for r in rows)
+    if appended:
+        df = spark.createDataFrame(pa.concat_tables(rows))
+        df = df.select("*", F.to_date("refreshed_at").alias(REFRESH_DATE))
+        append_once(df, config, "fresh_recommendations", FRESH_RECOMMENDATIONS, max(new))
+    store.unstage(name, staged)
+    return appended
 
 
 def refresh_users(
     config: Config, store: RedisStore, clean_df: DataFrame, batch_id: int, run_date: dt.date
 ) -> RefreshStats:
-    """Refresh every user of `clean_df` (a micro-batch's clean events of `run_date`): the
-    job that appends their `fresh_recommendations` rows (`append_once`, idempotent by batch id)
-    computes them, and so writes their lists to the online store and records their events.
-    The batch's figures."""
+    """Refresh every user of `clean_df` (a micro-batch's clean events of `run_date`): one job
+    computes their lists, writes them to the online store and records their events; their
+    `fresh_recommendations` rows are staged in the online store for `drain_fresh` (no Delta
+    commit on the way to the lists). The batch's figures."""
     target = current_target(store, config)
     refresh = config.refresh
     keep = Keep(run_date.isoformat(), refresh.history_events, refresh.history_ttl_s)
@@ -219,18 +252,12 @@ def refresh_users(
         refresh.batch_size,
         keep,
     )
-    fresh = (
-        batch_events(clean_df)
-        .mapInPandas(task, OUTPUT_SCHEMA)  # type: ignore[arg-type]
-        .select("*", F.lit(batch_id).cast("long").alias("batch_id"))
-        .select("*", F.to_date("refreshed_at").alias(REFRESH_DATE))
-        .persist()  # for the figures
-    )
-    try:
-        append_once(fresh, config, "fresh_recommendations", FRESH_RECOMMENDATIONS, batch_id)
-        return _stats(fresh, target)
-    finally:
-        fresh.unpersist()
+    # One task per core: a micro-batch is small, and adaptive execution would otherwise coalesce
+    # its users into one partition, refreshed by one core (a repartition by number it keeps).
+    by_user = clean_df.repartition(clean_df.sparkSession.sparkContext.defaultParallelism, USER_ID)
+    rows = batch_events(by_user).mapInPandas(task, OUTPUT_SCHEMA).toArrow()  # type: ignore[arg-type]
+    store.stage(_staged_name(config), batch_id, rows)
+    return _stats(rows, target)
 
 
 def health_row(
@@ -355,8 +382,8 @@ def refresh_function(
     spark: SparkSession, config: Config, store: RedisStore, run: RefreshRun
 ) -> Callable[[DataFrame, int], None]:
     """The refresh query's foreachBatch function: clean the batch (run date: today, UTC),
-    refresh its users (their lists, then `fresh_recommendations`), keep the batch's health
-    (`append_health`)."""
+    refresh its users (their lists, their staged `fresh_recommendations` rows), keep the
+    batch's health for `append_health`."""
     catalog_df = item_catalog(spark, config)
 
     def write(raw_df: DataFrame, batch_id: int) -> None:
@@ -381,17 +408,18 @@ def refresh_function(
         run.refresh.append(stats)
         say(
             f"batch {batch_id}: {stats.messages:,} messages, {stats.users:,} users refreshed "
-            f"({stats.written:,} written) in {time.time() - started:.1f} s (lists and "
-            f"fresh_recommendations {refreshed - started:.1f} s)"
+            f"({stats.written:,} written) in {time.time() - started:.1f} s (lists "
+            f"{refreshed - started:.1f} s)"
         )
 
     return write
 
 
 def ingest_function(
-    spark: SparkSession, config: Config, run: RefreshRun
+    spark: SparkSession, config: Config, store: RedisStore, run: RefreshRun
 ) -> Callable[[DataFrame, int], None]:
-    """The ingest query's foreachBatch function: the streaming ingest's (run date: today)."""
+    """The ingest query's foreachBatch function: the streaming ingest's (run date: today), then
+    the Delta appends the refresh leaves to it (`append_health`, `drain_fresh`)."""
     writers: dict[dt.date, Callable[[DataFrame, int], None]] = {}
     checkpoint = config.path(config.refresh.ingest_checkpoint)
 
@@ -403,6 +431,7 @@ def ingest_function(
             writers[today] = batch_writer(spark, config, today, run.ingest, checkpoint=checkpoint)
         writers[today](raw_df, batch_id)
         append_health(spark, config, run)
+        drain_fresh(spark, config, store)
         result = run.ingest[-1]
         say(
             f"ingest batch {batch_id}: {result.rows_in:,} messages, {result.clean:,} clean "
@@ -446,7 +475,7 @@ def start_refresh(spark: SparkSession, config: Config, available_now: bool = Fal
     )  # fmt: skip
     try:
         run.ingest_query = _start(
-            kafka_stream(spark, config, _today()), ingest_function(spark, config, run),
+            kafka_stream(spark, config, _today()), ingest_function(spark, config, store, run),
             config.path(refresh.ingest_checkpoint), refresh.ingest_interval_s, available_now,
         )  # fmt: skip
     except BaseException:
@@ -490,6 +519,7 @@ def run_refresh(
     finally:
         run.stop()
         append_health(spark, config, run)
+        drain_fresh(spark, config, refresh_store(config))
     stopped = "" if finished or timeout_s is None else f" (stopped after {timeout_s:g} s)"
     say(run.summary() + stopped)
     return run
@@ -503,6 +533,7 @@ __all__ = [
     "append_once",
     "batch_events",
     "current_target",
+    "drain_fresh",
     "health_row",
     "ingest_function",
     "offsets_behind",

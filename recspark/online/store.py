@@ -191,17 +191,56 @@ class RedisStore:
             pipe.execute()
         return expiring
 
+    def stage(self, name: str, batch_id: int, rows: Any) -> None:
+        """Keep a batch's rows (a pyarrow Table with a `user_id` column) under `name` until
+        `unstage`: the refresh stream's rows on their way to a Delta table, written by the slow
+        path (`recspark.online.refresh.drain_fresh`). Staging a batch id again replaces it."""
+        self.client().set(self.key("staged", name, str(batch_id)), _arrow_bytes(rows))
+
+    def staged(self, name: str) -> dict[int, Any]:
+        """The batches staged under `name`: batch id -> its rows (a pyarrow Table)."""
+        import pyarrow as pa
+
+        client = self.client()
+        keys = sorted(client.scan_iter(match=self.key("staged", name, "*"), count=1000))
+        values = client.mget(keys) if keys else []
+        return {
+            int(key.decode().rsplit(":", 1)[1]): pa.ipc.open_stream(value).read_all()
+            for key, value in zip(keys, values, strict=True)
+            if value is not None
+        }
+
+    def unstage(self, name: str, batch_ids: Iterable[int]) -> None:
+        """Drop the staged batches `batch_ids` of `name` (once their rows are in their table)."""
+        keys = [self.key("staged", name, str(b)) for b in batch_ids]
+        if keys:
+            self.client().unlink(*keys)
+
     def forget(self, user_ids: Iterable[str]) -> int:
         """Delete the users' entries from every version (`recspark forget`): the one exception
         to "a version is never written again"; how many entries were deleted. The events the
-        refresh stream recorded for them go too."""
+        refresh stream recorded for them go too, and their staged rows (`stage`)."""
         fields = list(user_ids)
         if not fields:
             return 0
         client = self.client()
         for start in range(0, len(fields), self.batch_size):
             client.unlink(*(self.key("events", u) for u in fields[start : start + self.batch_size]))
+        self._forget_staged(client, set(fields))
         return _forget_fields(client, self.key("recs", "*"), fields)
+
+    def _forget_staged(self, client: Any, users: set[str]) -> None:
+        """Rewrite every staged batch that holds one of `users` without their rows (WATCH: a
+        batch unstaged meanwhile is left alone)."""
+        import redis
+
+        for key in client.scan_iter(match=self.key("staged", "*"), count=1000):
+            while True:
+                try:
+                    _without_users(client, key, users)
+                    break
+                except redis.WatchError:  # restaged or unstaged meanwhile: read it again
+                    continue
 
 
 # KEYS: current, the version's hash; ARGV: the version, then user, payload, user, payload, ...
@@ -210,6 +249,36 @@ if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
 for i = 2, #ARGV, 2 do redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]) end
 return (#ARGV - 1) / 2
 """
+
+
+def _arrow_bytes(rows: Any) -> bytes:
+    """A pyarrow Table as the bytes of an Arrow IPC stream."""
+    import pyarrow as pa
+
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, rows.schema) as writer:
+        writer.write_table(rows)
+    return bytes(sink.getvalue().to_pybytes())
+
+
+def _without_users(client: Any, key: bytes, users: set[str]) -> None:
+    """Rewrite the staged rows at `key` without those of `users`, in a transaction that fails
+    (redis.WatchError) when the key changed since it was read; a missing key is left alone."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    with client.pipeline(transaction=True) as pipe:
+        pipe.watch(key)
+        value = pipe.get(key)
+        if value is None:
+            return
+        rows = pa.ipc.open_stream(value).read_all()
+        held = pc.is_in(rows.column("user_id"), pa.array(sorted(users), pa.string()))
+        if not pc.any(held).as_py():
+            return
+        pipe.multi()
+        pipe.set(key, _arrow_bytes(rows.filter(pc.invert(held))))
+        pipe.execute()
 
 
 def _without_password(url: str) -> str:
