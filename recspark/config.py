@@ -334,6 +334,10 @@ class KafkaConfig(Section):
     (later runs go on from the checkpoint)."""
     max_offsets_per_trigger: Count | None = None
     """Messages per micro-batch at most. null: every new message."""
+    fetch_max_wait_ms: Count = 10
+    """The consumers' `fetch.max.wait.ms`: how long a fetch waits for more messages. Kafka's
+    default, 500 ms, is paid by every micro-batch at the end of its offset range (a read of a
+    few thousand messages took 0.8 s instead of 0.28 s); `options` can still set it."""
     checkpoint: Text = "work/checkpoints/ingest_kafka"
     """The streaming query's checkpoint (the offsets read), under `paths.root`: keep it with the
     lakehouse."""

@@ -20,6 +20,8 @@ from pyspark.sql import functions as F
 from recspark import schemas
 from recspark.config import Config
 from recspark.etl.clean import (
+    USER_KEY,
+    by_user,
     select_clean,
     select_quarantine,
     with_bot_users,
@@ -40,7 +42,7 @@ from recspark.io.sources import (
 )
 from recspark.results import IngestResult
 from recspark.rules import run_date_end
-from recspark.schemas import EVENT_DATE, EVENT_ID, REASON, RUN_DATE
+from recspark.schemas import EVENT_DATE, EVENT_ID, EVENT_TS, REASON, RUN_DATE
 
 log = logging.getLogger(__name__)
 
@@ -80,9 +82,11 @@ def check_rows(
             max_id_length=ingest.max_id_length,
         )
         .transform(with_unknown_items, catalog_df=catalog_df)
+        .transform(by_user)
         .transform(with_duplicates)
         .transform(with_near_duplicates, window_s=ingest.near_duplicate_window_s)
         .transform(with_bot_users, max_events_per_user_day=ingest.max_events_per_user_day)
+        .drop(USER_KEY)
     )
 
 
@@ -156,6 +160,7 @@ def commit_checked(
             EVENT_DATE,
             schemas.INTERACTIONS,
             "interactions",
+            time_col_name=EVENT_TS,
         )
         write_quarantine(select_quarantine(checked_df).select("*", stamp))
     finally:

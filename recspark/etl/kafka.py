@@ -75,6 +75,7 @@ def kafka_options(kafka: KafkaConfig) -> dict[str, str]:
         "kafka.bootstrap.servers": kafka.bootstrap_servers,
         "subscribe": kafka.topic,
         "startingOffsets": kafka.starting_offsets,
+        "kafka.fetch.max.wait.ms": str(kafka.fetch_max_wait_ms),
         **{f"kafka.{key}": value for key, value in kafka.options.items()},
     }
     if kafka.max_offsets_per_trigger:

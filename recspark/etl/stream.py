@@ -40,7 +40,7 @@ from recspark import schemas
 from recspark.config import Config
 from recspark.etl.ingest import QuarantineWriter, check_rows, commit_checked
 from recspark.etl.kafka import kafka_stream as kafka_stream  # also for the refresh job
-from recspark.io.delta import conform
+from recspark.io.delta import conform, table_exists
 from recspark.io.sources import (
     TEXT_FORMATS,
     SourceError,
@@ -85,11 +85,15 @@ def idempotent_quarantine_writer(
     config: Config, batch_id: int, checkpoint: str | None = None
 ) -> QuarantineWriter:
     """Append a micro-batch's quarantine rows once: Delta skips a batch id it has committed for
-    the query of `checkpoint` (default: the ingest stream's)."""
+    the query of `checkpoint` (default: the ingest stream's). A batch with nothing quarantined
+    makes no commit once the table exists (a commit costs about a second a batch)."""
     query = checkpoint or checkpoint_path(config)
     app_id = "recspark-ingest-" + hashlib.sha256(query.encode()).hexdigest()[:16]
+    path = config.table_path("interactions_quarantine")
 
     def write(quarantine_df: DataFrame) -> None:
+        if quarantine_df.isEmpty() and table_exists(quarantine_df.sparkSession, path):
+            return
         (
             conform(quarantine_df, schemas.INTERACTIONS_QUARANTINE, "interactions_quarantine")
             .write.format("delta")
@@ -97,7 +101,7 @@ def idempotent_quarantine_writer(
             .partitionBy(schemas.RUN_DATE)
             .option("txnAppId", app_id)
             .option("txnVersion", batch_id)
-            .save(config.table_path("interactions_quarantine"))
+            .save(path)
         )
 
     return write

@@ -107,12 +107,17 @@ def merge_new_rows(
     partition_col_name: str,
     schema: T.StructType,
     table: str,
+    time_col_name: str | None = None,
 ) -> int:
     """Insert the rows of `df` whose key the Delta table at `path` does not have yet.
 
-    The MERGE matches on the key within the partitions `df` touches (so only those are read).
-    Rerunning with the same rows inserts nothing; late rows for older partitions are added.
-    The table is created (partitioned by `partition_col_name`) on the first call.
+    The MERGE matches on the key within the partitions `df` touches (so only those are read),
+    and, with `time_col_name` (a timestamp column the key determines: rows of one key have one
+    value), within `df`'s range of that column, so that Delta skips the target's files whose
+    statistics lie outside it: a streaming ingest's minute of events reads the files of that
+    minute, not the whole day's partition. Rerunning with the same rows inserts nothing; late
+    rows for older partitions are added. The table is created (partitioned by
+    `partition_col_name`) on the first call.
 
     Returns:
         The number of rows inserted.
@@ -121,14 +126,9 @@ def merge_new_rows(
     if not table_exists(spark, path):
         out.write.format("delta").partitionBy(partition_col_name).save(path)
         return read_table(spark, path).count()
-    partitions = [r[0] for r in out.select(partition_col_name).distinct().collect()]
-    if not partitions:
+    condition = _merge_condition(out, key_col_name, partition_col_name, time_col_name)
+    if condition is None:
         return 0
-    listed = ", ".join(f"DATE'{p.isoformat()}'" for p in partitions)
-    condition = (
-        f"t.{partition_col_name} IN ({listed}) AND t.{partition_col_name} = s.{partition_col_name}"
-        f" AND t.{key_col_name} = s.{key_col_name}"
-    )
     target = DeltaTable.forPath(spark, path)
     before = delta_version(spark, path)
     target.alias("t").merge(out.alias("s"), condition).whenNotMatchedInsertAll().execute()
@@ -138,6 +138,27 @@ def merge_new_rows(
     if info is None or info.get("operation") != "MERGE":
         return 0
     return int(info.get("operationMetrics", {}).get("numTargetRowsInserted", 0))
+
+
+def _merge_condition(source: DataFrame, key: str, partition: str, time: str | None) -> str | None:
+    """`merge_new_rows`'s MERGE condition from one pass over the source (None: no rows)."""
+    stamp = "yyyy-MM-dd HH:mm:ss.SSSSSS"  # read back in the session time zone it is written in
+    bounds = [F.collect_set(partition).alias("partitions")]
+    if time is not None:
+        bounds += [
+            F.date_format(F.min(time), stamp).alias("low"),
+            F.date_format(F.max(time), stamp).alias("high"),
+        ]
+    row = source.agg(*bounds).first()
+    if row is None or not row["partitions"]:
+        return None
+    listed = ", ".join(f"DATE'{p.isoformat()}'" for p in sorted(row["partitions"]))
+    condition = (
+        f"t.{partition} IN ({listed}) AND t.{partition} = s.{partition} AND t.{key} = s.{key}"
+    )
+    if time is not None and row["low"] is not None:
+        condition += f" AND t.{time} BETWEEN TIMESTAMP'{row['low']}' AND TIMESTAMP'{row['high']}'"
+    return condition
 
 
 _COMMIT = re.compile(r"^(\d{20})\.json$")
