@@ -16,7 +16,9 @@ from recspark.training.train import train_candidates
 
 from .conftest import RUN_DATE
 
-pytestmark = pytest.mark.integration
+# slow: every candidate trained twice (about 1 min); left out of `make test`, run by `make
+# test-all` and before a change to training, its inputs or its seeds.
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def _top10(model: torch.nn.Module, n_users: int) -> torch.Tensor:
