@@ -197,8 +197,8 @@ def refresh_process(root: Path, sets: list[str]) -> Iterator[Path]:
             yield log
         finally:
             proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(120)
+            try:  # a stop waits for the batches running (at 5,000/s: an ingest of minutes)
+                proc.wait(900)
             except subprocess.TimeoutExpired:
                 proc.kill()
 

@@ -517,9 +517,11 @@ def run_refresh(
     try:
         finished = _await(run, available_now, timeout_s)
     finally:
-        run.stop()
-        append_health(spark, config, run)
-        drain_fresh(spark, config, refresh_store(config))
+        try:
+            run.stop()
+        finally:  # a query that fails to stop still leaves its finished batches to append
+            append_health(spark, config, run)
+            drain_fresh(spark, config, refresh_store(config))
     stopped = "" if finished or timeout_s is None else f" (stopped after {timeout_s:g} s)"
     say(run.summary() + stopped)
     return run
