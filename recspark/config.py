@@ -876,7 +876,8 @@ class RefreshConfig(Section):
     """The offsets of the stream's second query, which ingests the topic's events into
     `interactions` (exactly once) and quarantines the rest (under `paths.root`)."""
     ingest_interval_s: Annotated[float, Field(ge=0.0)] = 60.0
-    """The ingest query's micro-batches at most this often, in seconds."""
+    """The ingest query's micro-batches at most this often, in seconds. Each also appends the
+    refresh's staged rows to `fresh_recommendations`, which so trails the lists by up to this."""
     history_events: Count = 1000
     """Events since the night kept per user in the online store (the oldest are dropped)."""
     history_ttl_s: Count = 172_800
