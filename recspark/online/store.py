@@ -199,13 +199,11 @@ class RedisStore:
 
     def staged(self, name: str) -> dict[int, Any]:
         """The batches staged under `name`: batch id -> its rows (a pyarrow Table)."""
-        import pyarrow as pa
-
         client = self.client()
         keys = sorted(client.scan_iter(match=self.key("staged", name, "*"), count=1000))
         values = client.mget(keys) if keys else []
         return {
-            int(key.decode().rsplit(":", 1)[1]): pa.ipc.open_stream(value).read_all()
+            int(key.decode().rsplit(":", 1)[1]): _arrow_rows(value)
             for key, value in zip(keys, values, strict=True)
             if value is not None
         }
@@ -261,6 +259,13 @@ def _arrow_bytes(rows: Any) -> bytes:
     return bytes(sink.getvalue().to_pybytes())
 
 
+def _arrow_rows(blob: bytes) -> Any:
+    """The pyarrow Table of an Arrow IPC stream's bytes (`_arrow_bytes`)."""
+    import pyarrow as pa
+
+    return pa.ipc.open_stream(blob).read_all()
+
+
 def _without_users(client: Any, key: bytes, users: set[str]) -> None:
     """Rewrite the staged rows at `key` without those of `users`, in a transaction that fails
     (redis.WatchError) when the key changed since it was read; a missing key is left alone."""
@@ -272,7 +277,7 @@ def _without_users(client: Any, key: bytes, users: set[str]) -> None:
         value = pipe.get(key)
         if value is None:
             return
-        rows = pa.ipc.open_stream(value).read_all()
+        rows = _arrow_rows(value)
         held = pc.is_in(rows.column("user_id"), pa.array(sorted(users), pa.string()))
         if not pc.any(held).as_py():
             return
