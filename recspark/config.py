@@ -530,6 +530,10 @@ class TrainConfig(Section):
     """two_tower: the share of history items hidden in each batch."""
     patience: int = 3
     """Early stop after this many epochs without validation gain."""
+    min_gain_se: Annotated[float, Field(ge=0.0)] = 0.0
+    """The validation gain an epoch needs, in standard errors of its validation NDCG, to count as
+    a gain for `patience`: a smaller gain keeps the better parameters but counts as an epoch
+    without gain. 0: any gain above 1e-5 counts (noise-sized gains keep training going)."""
     validation_users: int = 10000
     """Users whose latest train item is held out for validation (selection and early stopping): at
     1,000 the standard error of NDCG@10 exceeds the gains between epochs."""

@@ -26,8 +26,10 @@ from recspark.training.sealed import broken_seal, write_seal
 class Progress:
     """Where training stands after an epoch: what a checkpoint saves and a resumed run restores.
 
-    Early stopping: an epoch whose validation NDCG does not beat the best by 1e-5 is a bad
-    epoch; `patience` bad epochs in a row stop training. The best epoch's parameters are kept.
+    Early stopping: an epoch whose validation NDCG does not beat the best by `min_gain_se`
+    standard errors of its own mean (and by 1e-5) is a bad epoch; `patience` bad epochs in a row
+    stop training. The best epoch's parameters are kept, a gain smaller than that included: it
+    still counts as a bad epoch, so noise-sized gains do not keep training going.
     """
 
     epoch: int = 0
@@ -36,14 +38,16 @@ class Progress:
     bad_epochs: int = 0
     history: list[EpochStats] = field(default_factory=list)
 
-    def record(self, stats: EpochStats, model: Any) -> None:
+    def record(self, stats: EpochStats, model: Any, min_gain_se: float = 0.0) -> None:
         metric = stats.val_ndcg
-        if math.isnan(metric) or metric > self.best_metric + 1e-5:
-            self.best_metric = metric if not math.isnan(metric) else self.best_metric
-            self.best_state = cpu_copy(model)
-            self.bad_epochs = 0
+        if math.isnan(metric):  # nothing to validate on: every epoch is kept, none is bad
+            self.best_state, self.bad_epochs = cpu_copy(model), 0
         else:
-            self.bad_epochs += 1
+            gained = metric - self.best_metric
+            if gained > 1e-5:
+                self.best_metric, self.best_state = metric, cpu_copy(model)
+            enough = gained > max(1e-5, min_gain_se * stats.val_ndcg_se)
+            self.bad_epochs = 0 if enough else self.bad_epochs + 1
         self.epoch = stats.epoch
         self.history.append(stats)
 

@@ -233,7 +233,8 @@ def _report(
 ) -> None:
     _say(
         f"[train] epoch {stats.epoch}/{params.epochs}  loss {stats.loss:.4f}  "
-        f"val ndcg@{params.eval_k} {stats.val_ndcg:.4f}  {stats.samples_per_s:,.0f} samples/s  "
+        f"val ndcg@{params.eval_k} {stats.val_ndcg:.4f} ± {stats.val_ndcg_se:.4f}  "
+        f"{stats.samples_per_s:,.0f} samples/s  "
         f"({comm.size} ranks, {comm.name}, {device.type})  eta {eta:.0f}s"
     )
 
@@ -261,24 +262,25 @@ def fit(
         if progress.stopped(params.patience):
             break
         run = _train_epoch(comm, model, optimizer, batches, params, epoch)
-        metric = validation_ndcg(model, validation, params.eval_k, device)
+        metric, error = validation_ndcg(model, validation, params.eval_k, device)
         if not math.isfinite(run.loss):
             raise FloatingPointError(f"training diverged at epoch {epoch}: loss {run.loss}")
         stats = EpochStats(
-            epoch, run.loss, metric, run.samples / run.seconds, run.seconds,
+            epoch, run.loss, metric, run.samples / run.seconds, run.seconds, error,
             sent_bytes_per_step=run.sent_bytes_per_step,
             **{phase: getattr(run, phase) for phase in PHASES},
         )  # fmt: skip
-        progress.record(stats, model)
+        progress.record(stats, model, params.min_gain_se)
         if comm.rank == 0:
             eta = (time.perf_counter() - started) / (epoch - first + 1) * (params.epochs - epoch)
             _report(comm, params, progress.history[-1], eta, device)
             if params.checkpoint_path:
                 save_checkpoint(params.checkpoint_path, params, model, optimizer, progress)
         if progress.stopped(params.patience) and comm.rank == 0:
+            above = f" above {params.min_gain_se:g} standard errors" if params.min_gain_se else ""
             _say(
-                f"[train] early stop: no validation gain for {progress.bad_epochs} epochs; "
-                f"best ndcg@{params.eval_k} {progress.best_metric:.4f}"
+                f"[train] early stop: no validation gain{above} for {progress.bad_epochs} "
+                f"epochs; best ndcg@{params.eval_k} {progress.best_metric:.4f}"
             )
     return FitResult(
         state_dict=progress.best_state or cpu_copy(model),

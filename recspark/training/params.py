@@ -37,6 +37,7 @@ class TrainParams:
     history_dropout: float = 0.0
     sasrec: SasrecParams = field(default_factory=SasrecParams)
     patience: int = 3
+    min_gain_se: float = 0.0  # an epoch must beat the best by this many standard errors
     eval_k: int = 10
     checkpoint_path: str | None = None
     fingerprint: str = ""

@@ -77,6 +77,7 @@ def _log_history(mlflow: Any, history: tuple[EpochStats, ...]) -> None:
         mlflow.log_metric("sent_bytes_per_step", row.sent_bytes_per_step, step=row.epoch)
         if row.val_ndcg == row.val_ndcg:  # not NaN
             mlflow.log_metric("val_ndcg", row.val_ndcg, step=row.epoch)
+            mlflow.log_metric("val_ndcg_se", row.val_ndcg_se, step=row.epoch)
 
 
 def _log_candidate(mlflow: Any, run_id: str, name: str, trained: Trained, k: int) -> None:

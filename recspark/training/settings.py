@@ -98,6 +98,7 @@ def train_params(
             config.features.sequence_length, sasrec.layers, sasrec.heads, sasrec.dropout
         ),
         patience=_own(own, "patience", cfg.patience),
+        min_gain_se=cfg.min_gain_se,
         eval_k=config.evaluate.k,
         reader_pool=cfg.reader_pool,
         checkpoint_path=str(checkpoint_path(config, run_date, model)),

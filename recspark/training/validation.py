@@ -4,6 +4,7 @@ user's other train items excluded (`validation_ndcg`, every epoch on every rank)
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -36,13 +37,16 @@ def _seen_mask(validation: Validation, start: int, batch: Batch, n_items: int) -
     return seen
 
 
-def validation_ndcg(model: Any, validation: Validation, k: int, device: torch.device) -> float:
-    """Mean NDCG@k of each validation row's single target, the user's other items excluded."""
+def validation_ndcg(
+    model: Any, validation: Validation, k: int, device: torch.device
+) -> tuple[float, float]:
+    """(mean NDCG@k of each validation row's single target, the user's other items excluded;
+    the standard error of that mean). NaN and 0 without rows."""
     n = len(validation[ITEM_INDEX])
     if n == 0:
-        return float("nan")
+        return float("nan"), 0.0
     model.eval()
-    total = 0.0
+    total = squares = 0.0
     with torch.no_grad():
         for start in range(0, n, 1024):
             batch = {
@@ -57,6 +61,17 @@ def validation_ndcg(model: Any, validation: Validation, k: int, device: torch.de
             target_scores = scores.gather(1, target.unsqueeze(1))
             scores = scores.masked_fill(seen[:, : scores.shape[1]], float("-inf"))
             scores.scatter_(1, target.unsqueeze(1), target_scores)
-            total += float(target_gains(scores, target, k).sum())
+            gains = target_gains(scores, target, k).double()
+            total += float(gains.sum())
+            squares += float((gains * gains).sum())
     model.train()
-    return total / n
+    return total / n, standard_error(total, squares, n)
+
+
+def standard_error(total: float, squares: float, n: int) -> float:
+    """The standard error of the mean of `n` values, from their sum and sum of squares (0 when
+    n < 2)."""
+    if n < 2:
+        return 0.0
+    variance = max(squares - total * total / n, 0.0) / (n - 1)
+    return math.sqrt(variance / n)
