@@ -60,7 +60,6 @@ class EpochStats:
     val_ndcg: float  # NaN without validation rows
     samples_per_s: float
     seconds: float
-    val_ndcg_se: float = 0.0  # the standard error of val_ndcg (over the validation rows)
     sent_bytes_per_step: float = 0.0  # gradient bytes one rank hands to the exchange per step
     # Rank 0's seconds of the epoch by phase (the rest of `seconds` is bookkeeping).
     input_s: float = 0.0  # waiting for batches
@@ -68,6 +67,7 @@ class EpochStats:
     exchange_s: float = 0.0  # waiting for the ranks' gradients
     update_s: float = 0.0  # the optimizer step
     idle_s: float = 0.0  # waiting for the slowest rank (measured in benchmarks only)
+    val_ndcg_se: float = 0.0  # the standard error of val_ndcg (over the validation rows)
 
 
 @dataclass(frozen=True)

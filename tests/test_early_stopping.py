@@ -20,7 +20,7 @@ from .test_sparse_training import _params, _rows
 
 
 def _epoch(epoch: int, ndcg: float, se: float) -> EpochStats:
-    return EpochStats(epoch, 1.0, ndcg, 100.0, 1.0, se)
+    return EpochStats(epoch, 1.0, ndcg, 100.0, 1.0, val_ndcg_se=se)
 
 
 def test_the_standard_error_is_that_of_the_per_row_gains() -> None:

@@ -70,8 +70,14 @@ def _parameters(root: Path | str) -> nbformat.NotebookNode:
 
 
 @pytest.fixture(scope="module")
-def kernel_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """A kernel spec of this interpreter (the venv's), found first; Spark on the loopback."""
+def kernel_env(
+    tmp_path_factory: pytest.TempPathFactory, short_lived_jvms: str | None
+) -> Iterator[None]:
+    """A kernel spec of this interpreter (the venv's), found first; Spark on the loopback.
+
+    The kernel's driver runs the notebook twice, as long as a small night: both JIT tiers (with
+    C1 only, conftest's SHORT_LIVED_JVM, the module's set-up took 162 s in one CI run against
+    140 s the run before)."""
     spec_dir = tmp_path_factory.mktemp("jupyter")
     kernel = spec_dir / "kernels" / KERNEL
     kernel.mkdir(parents=True)
@@ -82,6 +88,10 @@ def kernel_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
         mp.setenv("JUPYTER_PATH", str(spec_dir))
         mp.setenv("SPARK_LOCAL_IP", "127.0.0.1")
         mp.delenv("MPLBACKEND", raising=False)
+        if short_lived_jvms is None:
+            mp.delenv("SPARK_SUBMIT_OPTS", raising=False)
+        else:
+            mp.setenv("SPARK_SUBMIT_OPTS", short_lived_jvms)
         for name in ("PYSPARK_GATEWAY_PORT", "PYSPARK_GATEWAY_SECRET"):
             mp.delenv(name, raising=False)  # the kernel starts its own Spark
         yield

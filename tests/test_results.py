@@ -72,7 +72,7 @@ def test_other_stages_have_no_counts_and_keep_their_result_as_details() -> None:
     assert details["history"][1] == {
         "epoch": 2, "loss": 2.0, "val_ndcg": 0.25, "samples_per_s": 2000.0, "seconds": 1.0,
         "sent_bytes_per_step": 512.0, "input_s": 0.0, "compute_s": 0.0, "exchange_s": 0.0,
-        "update_s": 0.0, "idle_s": 0.0,
+        "update_s": 0.0, "idle_s": 0.0, "val_ndcg_se": 0.0,
     }  # fmt: skip
 
 

@@ -61,6 +61,30 @@ class Expectation:
     min_coverage_items: int | None = None
 
 
+def _run_figures(recs: DataFrame, seen: DataFrame) -> dict[str, int]:
+    """One Spark job over a run: its (user, item) pairs that appear more than once, its rows of
+    seen items, its rows whose score is not a finite number, and the items it recommends."""
+    not_finite = F.col(SCORE).isNull() | F.isnan(SCORE) | (F.abs(F.col(SCORE)) == float("inf"))
+    seen_pairs = seen.select(USER_ID, ITEM_ID).dropDuplicates().withColumn("_seen", F.lit(1))
+    pairs = (
+        recs.join(seen_pairs, [USER_ID, ITEM_ID], "left")
+        .groupBy(USER_ID, ITEM_ID)
+        .agg(
+            F.count(F.lit(1)).alias("_rows"),
+            F.max("_seen").alias("_seen"),
+            F.sum(not_finite.cast("long")).alias("_not_finite"),
+        )
+    )
+    row = pairs.agg(
+        F.sum((F.col("_rows") > 1).cast("long")).alias("duplicates"),
+        F.sum(F.when(F.col("_seen") == 1, F.col("_rows")).otherwise(0)).alias("seen"),
+        F.sum("_not_finite").alias("not_finite"),
+        F.countDistinct(ITEM_ID).alias("items"),
+    ).first()
+    assert row is not None  # a global aggregate has one row
+    return {name: int(value or 0) for name, value in row.asDict().items()}
+
+
 def validate_recommendations(recs: DataFrame, expect: Expectation) -> tuple[list[str], float]:
     """Check a run of recommendations; returns (problems, catalog coverage). Empty = valid.
 
@@ -89,24 +113,26 @@ def validate_recommendations(recs: DataFrame, expect: Expectation) -> tuple[list
             f"{n_wrong} users do not have their K rows ranked 1..n (e.g. user {e[USER_ID]!r}: "
             f"{e['n']} rows, expected {e['n_expected']})"
         )
-    dupes = recs.groupBy(USER_ID, ITEM_ID).count().filter(F.col("count") > 1)
-    seen = recs.join(expect.seen, [USER_ID, ITEM_ID], "left_semi")
-    for rows, what in (
-        (dupes, "duplicate (user, item) rows"),
-        (seen, "recommendations of already seen items"),
+    figures = _run_figures(recs, expect.seen)
+    for n, rows, what in (
+        (
+            figures["duplicates"],
+            recs.groupBy(USER_ID, ITEM_ID).count().filter(F.col("count") > 1),
+            "duplicate (user, item) rows",
+        ),
+        (
+            figures["seen"],
+            recs.join(expect.seen, [USER_ID, ITEM_ID], "left_semi"),
+            "recommendations of already seen items",
+        ),
     ):
-        n = rows.count()
-        if n:
+        if n:  # the example is looked up only for a run that fails
             e = rows.orderBy(USER_ID, ITEM_ID).first()
             assert e is not None
             problems.append(f"{n} {what} (e.g. user {e[USER_ID]!r}, item {e[ITEM_ID]!r})")
-    bad_score = recs.filter(
-        F.col(SCORE).isNull() | F.isnan(SCORE) | (F.abs(F.col(SCORE)) == float("inf"))
-    )
-    n_bad = bad_score.count()
-    if n_bad:
-        problems.append(f"{n_bad} rows with a score that is not a finite number")
-    n_recommended = recs.select(ITEM_ID).distinct().count()
+    if figures["not_finite"]:
+        problems.append(f"{figures['not_finite']} rows with a score that is not a finite number")
+    n_recommended = figures["items"]
     coverage = n_recommended / expect.n_items if expect.n_items else 0.0
     cap = expect.min_coverage_items
     if coverage < expect.min_coverage and (cap is None or n_recommended < cap):

@@ -266,8 +266,8 @@ def fit(
         if not math.isfinite(run.loss):
             raise FloatingPointError(f"training diverged at epoch {epoch}: loss {run.loss}")
         stats = EpochStats(
-            epoch, run.loss, metric, run.samples / run.seconds, run.seconds, error,
-            sent_bytes_per_step=run.sent_bytes_per_step,
+            epoch, run.loss, metric, run.samples / run.seconds, run.seconds,
+            sent_bytes_per_step=run.sent_bytes_per_step, val_ndcg_se=error,
             **{phase: getattr(run, phase) for phase in PHASES},
         )  # fmt: skip
         progress.record(stats, model, params.min_gain_se)
