@@ -56,9 +56,16 @@ demo: setup
 package: setup
 	bash scripts/package.sh $(PY) dist
 
-# --durations=15: every run prints its fifteen slowest tests (the suite's time budget is watched).
-test: setup airflow-setup readers-setup lint docs
-	$(PY) -m pytest -m "not slow" --durations=15 $(PYTEST_ARGS)
+# The three environments are set up at once (pip unpacking, each in its own folder), then lint and
+# docs at once, then the suite on TEST_WORKERS pytest-xdist workers (the work units of
+# tests/conftest.py: the shared night's modules on one worker, every other module whole on
+# either). --durations=15: every run prints its fifteen slowest tests (the time budget is watched).
+TEST_WORKERS ?= 2
+
+test:
+	$(MAKE) --no-print-directory -j3 --output-sync=target setup airflow-setup readers-setup
+	$(MAKE) --no-print-directory -j2 --output-sync=target lint docs
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup -m "not slow" --durations=15 $(PYTEST_ARGS)
 
 # The tier a developer runs while working: no Spark, no pipeline, no server (about 30 s).
 # test-unit is its earlier name.
@@ -66,7 +73,7 @@ test-fast test-unit: setup
 	$(PY) -m pytest -m "not slow and not integration and not spark" -q $(PYTEST_ARGS)
 
 test-all: setup airflow-setup readers-setup lint docs
-	$(PY) -m pytest --durations=15 $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup --durations=15 $(PYTEST_ARGS)
 
 # ruff, mypy --strict, the import layers (contracts in pyproject.toml) and function length.
 lint: setup
