@@ -120,6 +120,15 @@ def short_lived_jvms() -> Iterator[str | None]:
         yield before
 
 
+def full_jit(mp: pytest.MonkeyPatch, before: str | None) -> None:
+    """SPARK_SUBMIT_OPTS as it was before `short_lived_jvms` (`before`), under `mp`: for a driver
+    that lives long enough to gain from both JIT tiers."""
+    if before is None:
+        mp.delenv("SPARK_SUBMIT_OPTS", raising=False)
+    else:
+        mp.setenv("SPARK_SUBMIT_OPTS", before)
+
+
 @pytest.fixture(scope="session")
 def base_config(tmp_path_factory: pytest.TempPathFactory) -> Config:
     root = tmp_path_factory.mktemp("recspark")
@@ -129,10 +138,7 @@ def base_config(tmp_path_factory: pytest.TempPathFactory) -> Config:
 @pytest.fixture(scope="session")
 def spark(base_config: Config, short_lived_jvms: str | None) -> Iterator[SparkSession]:
     with pytest.MonkeyPatch.context() as mp:  # this driver lives for the whole run: full JIT
-        if short_lived_jvms is None:
-            mp.delenv("SPARK_SUBMIT_OPTS")
-        else:
-            mp.setenv("SPARK_SUBMIT_OPTS", short_lived_jvms)
+        full_jit(mp, short_lived_jvms)
         session = build_spark(base_config)
     yield session
     session.stop()

@@ -29,7 +29,7 @@ from recspark.io.delta import read_table
 from recspark.pipeline import run_stages
 from recspark.stages import DEMO, NIGHTLY
 
-from .conftest import CONF_DIR
+from .conftest import CONF_DIR, full_jit
 
 pytestmark = pytest.mark.integration
 NOTEBOOK = CONF_DIR.parent / "notebooks" / "analyst.ipynb"
@@ -88,10 +88,7 @@ def kernel_env(
         mp.setenv("JUPYTER_PATH", str(spec_dir))
         mp.setenv("SPARK_LOCAL_IP", "127.0.0.1")
         mp.delenv("MPLBACKEND", raising=False)
-        if short_lived_jvms is None:
-            mp.delenv("SPARK_SUBMIT_OPTS", raising=False)
-        else:
-            mp.setenv("SPARK_SUBMIT_OPTS", short_lived_jvms)
+        full_jit(mp, short_lived_jvms)
         for name in ("PYSPARK_GATEWAY_PORT", "PYSPARK_GATEWAY_SECRET"):
             mp.delenv(name, raising=False)  # the kernel starts its own Spark
         yield
