@@ -56,10 +56,10 @@ demo: setup
 package: setup
 	bash scripts/package.sh $(PY) dist
 
-# The three environments are set up at once (pip unpacking, each in its own folder), then lint and
-# docs at once, then the suite on TEST_WORKERS pytest-xdist workers (the work units of
-# tests/conftest.py: the shared night's modules on one worker, every other module whole on
-# either). --durations=15: every run prints its fifteen slowest tests (the time budget is watched).
+# The three environments are set up at once (pip unpacking, each in its own folder), then lint
+# and docs at once, then the suite on TEST_WORKERS pytest-xdist workers (0: in this process),
+# sharing tests/conftest.py's work units: the shared night's modules on one worker, every other
+# module whole on either. --durations=15: every run prints its fifteen slowest tests.
 TEST_WORKERS ?= 2
 
 test:
