@@ -42,9 +42,8 @@ FEATURIZED: tuple[TableKey, ...] = (
 # Tiers (pyproject.toml's markers): a test that asks for one of these fixtures runs the pipeline
 # or a real server, so it is `integration`; one that asks for `spark` starts the session. `make
 # test-fast` runs the rest, the tests of plain Python, numpy and torch, in about a minute.
-SERVER_FIXTURES = frozenset(
-    {"nightly_run", "featurized_copy", "kafka_broker", "redis_url", "night_root"}
-)
+SHARED_NIGHT = frozenset({"nightly_run", "featurized_copy", "night_root", "kafka_broker"})
+SERVER_FIXTURES = SHARED_NIGHT | {"redis_url"}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -61,17 +60,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 # `make test` runs two pytest-xdist workers: a sequential run kept the two cores 73 % busy (the
 # Airflow tasks, the cluster and Horovod's ranks wait on each other and on their servers). A work
 # unit goes whole to one worker, so each fixture is built once: the modules that name a fixture of
-# the shared night (or the Kafka broker) are one unit, every other module is its own. (pytest-xdist
-# 3.8's own `--dist loadgroup` does nothing under pytest 9.2, which no longer reads the node id it
-# rewrites: hence this scheduler.) The workers take the shared night first, the longest unit, then
-# the modules that run the pipeline or a server, then the rest, each in collection order.
-SHARED_NIGHT = ("nightly_run", "featurized_copy", "night_root", "kafka_broker")
-TESTS = Path(__file__).resolve().parent
+# SHARED_NIGHT (the shared night or the Kafka broker) are one unit, every other module is its own.
+# (pytest-xdist 3.8's own `--dist loadgroup` does nothing under pytest 9.2, which no longer reads
+# the node id it rewrites: hence this scheduler.) The workers take the shared night first, the
+# longest unit, then the modules that run the pipeline or a server, then the rest, each in
+# collection order.
 
 
 @functools.cache
 def _module_source(module: str) -> str:
-    return (TESTS.parent / module).read_text()
+    return (CONF_DIR.parent / module).read_text()
 
 
 def _work_unit(nodeid: str) -> str:
