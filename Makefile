@@ -11,6 +11,7 @@ AIRFLOW_VENV  ?= .venv-airflow
 AIRFLOW_STAMP := $(AIRFLOW_VENV)/.recspark-airflow-setup
 READERS_VENV  ?= .venv-readers
 READERS_STAMP := $(READERS_VENV)/.recspark-readers-setup
+SPARK_ARCHIVE := .spark-cds/spark.jsa
 RUN_DATE ?= 2026-01-01
 PYTEST_ARGS ?=
 
@@ -18,7 +19,7 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 # Spark binds to loopback only: this is a single machine and tests must not use other addresses.
 export SPARK_LOCAL_IP ?= 127.0.0.1
 
-.PHONY: setup airflow-setup readers-setup demo package test test-fast test-unit test-all lint docs clean
+.PHONY: setup airflow-setup readers-setup spark-archive demo package test test-fast test-unit test-all lint docs clean
 
 setup: $(STAMP)
 
@@ -48,6 +49,13 @@ readers-setup: $(READERS_STAMP)
 $(READERS_STAMP): scripts/setup_readers.sh scripts/side_venv.sh
 	bash scripts/setup_readers.sh $(PYTHON) $(READERS_VENV)
 
+# A class-data-sharing archive of the classes Spark's JVMs load (Spark's and Delta's jars in this
+# environment): the tests' JVMs map it and start with fewer core-seconds (tests/conftest.py).
+spark-archive: $(SPARK_ARCHIVE)
+
+$(SPARK_ARCHIVE): $(STAMP) scripts/spark_class_archive.sh scripts/spark_class_workload.py
+	bash scripts/spark_class_archive.sh $(PY) $@
+
 demo: setup
 	$(VENV)/bin/recspark demo --conf conf --env local --run-date $(RUN_DATE) --show-examples
 
@@ -56,15 +64,15 @@ demo: setup
 package: setup
 	bash scripts/package.sh $(PY) dist
 
-# The three environments are set up at once (pip unpacking, each in its own folder), then lint
-# and docs at once, then the suite on TEST_WORKERS pytest-xdist workers (0: in this process),
+# The three environments are set up at once (pip unpacking, each in its own folder), then lint,
+# docs and the class archive at once, then the suite on TEST_WORKERS pytest-xdist workers (0: in this process),
 # sharing tests/conftest.py's work units: the shared night's modules on one worker, every other
 # module whole on either. --durations=15: every run prints its fifteen slowest tests.
 TEST_WORKERS ?= 2
 
 test:
 	$(MAKE) --no-print-directory -j3 --output-sync=target setup airflow-setup readers-setup
-	$(MAKE) --no-print-directory -j2 --output-sync=target lint docs
+	$(MAKE) --no-print-directory -j3 --output-sync=target lint docs spark-archive
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup -m "not slow" --durations=15 $(PYTEST_ARGS)
 
 # The tier a developer runs while working: no Spark, no pipeline, no server (about 30 s).
@@ -72,7 +80,7 @@ test:
 test-fast test-unit: setup
 	$(PY) -m pytest -m "not slow and not integration and not spark" -q $(PYTEST_ARGS)
 
-test-all: setup airflow-setup readers-setup lint docs
+test-all: setup airflow-setup readers-setup lint docs spark-archive
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup --durations=15 $(PYTEST_ARGS)
 
 # ruff, mypy --strict, the import layers (contracts in pyproject.toml) and function length.
@@ -89,4 +97,4 @@ docs: setup
 	NO_MKDOCS_2_WARNING=1 DISABLE_MKDOCS_2_WARNING=true $(VENV)/bin/mkdocs build --strict
 
 clean:
-	rm -rf lakehouse data work mlruns spark-warehouse metastore_db reports derby.log site
+	rm -rf lakehouse data work mlruns spark-warehouse metastore_db reports derby.log site .spark-cds
