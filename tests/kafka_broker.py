@@ -63,7 +63,10 @@ log.flush.interval.messages=1
 
 def java_command(folder: Path, main: str, *args: str) -> list[str]:
     return [
-        "java", "-Xmx512m", "-Xms128m", "-XX:+UseSerialGC", "-Djava.awt.headless=true",
+        # C1 only (tests/conftest.py: SHORT_LIVED_JVM): a test broker's light load gains
+        # nothing from C2's compiling
+        "java", "-Xmx512m", "-Xms128m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+        "-Djava.awt.headless=true",
         f"-Dlog4j2.configurationFile={folder / 'log4j2.properties'}",
         "-cp", f"{KAFKA_LIBS}/*", main, *args,
     ]  # fmt: skip
