@@ -23,13 +23,13 @@ export SPARK_LOCAL_IP ?= 127.0.0.1
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml scripts/uv_install.sh scripts/build_horovod.sh scripts/fetch_delta_jars.sh scripts/system_packages.sh \
+$(STAMP): pyproject.toml scripts/build_horovod.sh scripts/fetch_delta_jars.sh scripts/system_packages.sh \
           scripts/build_sql_auth.sh scripts/sql_auth/PasswordProvider.java scripts/fetch_kafka.sh
 	@echo "== setting up $(VENV) (first time: downloads torch and builds Horovod, several minutes)"
 	bash scripts/system_packages.sh
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	bash scripts/uv_install.sh $(PY) -e ".[dev,docs]"
+	$(PY) -m pip install --quiet -e ".[dev,docs]"
 	bash scripts/build_horovod.sh $(PY)
 	bash scripts/fetch_delta_jars.sh $(PY)
 	bash scripts/fetch_kafka.sh $(PY) .kafka/libs
@@ -39,14 +39,14 @@ $(STAMP): pyproject.toml scripts/uv_install.sh scripts/build_horovod.sh scripts/
 # Airflow (tests/test_airflow_dag.py, airflow_dags/) in its own environment: its pins clash with ours.
 airflow-setup: $(AIRFLOW_STAMP)
 
-$(AIRFLOW_STAMP): scripts/setup_airflow.sh scripts/side_venv.sh scripts/uv_install.sh
+$(AIRFLOW_STAMP): scripts/setup_airflow.sh scripts/side_venv.sh
 	bash scripts/setup_airflow.sh $(PYTHON) $(AIRFLOW_VENV)
 
 # delta-rs, pandas, polars and DuckDB (tests/test_readers.py) in their own environment: delta-rs
 # needs a newer pyarrow than Petastorm allows.
 readers-setup: $(READERS_STAMP)
 
-$(READERS_STAMP): scripts/setup_readers.sh scripts/side_venv.sh scripts/uv_install.sh
+$(READERS_STAMP): scripts/setup_readers.sh scripts/side_venv.sh
 	bash scripts/setup_readers.sh $(PYTHON) $(READERS_VENV)
 
 # A class-data-sharing archive of the classes Spark's JVMs load (Spark's and Delta's jars in this

@@ -20,7 +20,7 @@ start=$(date +%s)
 "$PYTHON" -m venv "$VENV"
 "$VENV/bin/python" -m pip install --quiet --upgrade pip
 # shellcheck disable=SC2086  # WANT is a list of requirement specifiers
-bash "$(dirname "$0")/uv_install.sh" "$VENV/bin/python" $WANT
+"$VENV/bin/python" -m pip install --quiet $WANT
 "$VENV/bin/python" -c "$CHECK"
 echo "$WANT" > "$STAMP"
 echo "== $VENV ready in $(( $(date +%s) - start )) s"
