@@ -98,42 +98,51 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     return WorkUnits(config, log)
 
 
-# Every Spark JVM of the tests (spark-submit, the CLI, Airflow's tasks, the SQL server, a
-# standalone cluster's daemons and executors, the notebook's kernel and this session's own driver)
-# runs on tiny data, and two pytest workers keep both cores busy: what counts is the CPU a JVM
-# uses, not how fast its hot code runs. Hence, in SPARK_SUBMIT_OPTS (Spark's launcher adds it to
-# every driver it starts, pyspark's included):
-# - C1 only (TieredStopAtLevel=1): C2, the optimizing tier, compiles code these JVMs rarely run
-#   long enough to gain from. In a -n 3 run of the whole suite the three session drivers spent
-#   341 core-s in C2's compiler thread, a quarter of their CPU; a cold `score` stage used 59
-#   core-s instead of 92.
-# - the parallel collector: G1's concurrent marking took 89 core-s of the busiest driver.
-# - 16 MB thread stacks: C1's frames are larger than C2's, and with the default 1 MB the session
-#   driver died in the shared night's train stage (its py4j thread's deep Catalyst recursion).
-# With all three, tests/test_pipeline.py (the shared night and its checks) used 209 core-s
-# against 252 and 282 with both JIT tiers and G1 (2026-12-07, docs/benchmarks/setup-and-tests.md).
-# Every JVM also maps the classes of the archive `make test` builds
-# (scripts/spark_class_archive.sh) instead of loading them from the jars: a tiny night's seven
-# spark-submit stages used 179 core-seconds with it, 218 without. Without the archive (pytest run
-# directly, before `make`), the JVMs start without it.
+# The JVMs the tests start in subprocesses (spark-submit, the CLI, Airflow's tasks, the SQL
+# server, a standalone cluster's executors) live seconds to a minute on tiny data.
+# C2, the JIT's optimizing tier, spends a core compiling code they never run long enough to gain
+# from: with C1 only, a cold `score` stage used 59 core-seconds instead of 92 and finished 7 s
+# sooner; the DAG test alone went from 379 to 328 s and the cluster test from 169 to 146 s. The
+# test session's own driver runs for the whole suite and keeps both tiers (C1 only made its warm
+# stages 15-30 % slower), as does the notebook's kernel. Spark's launcher adds SPARK_SUBMIT_OPTS
+# to every driver it starts, pyspark's included.
+# The long-lived drivers use the parallel collector: G1's concurrent marking took 89 core-seconds
+# of the shared night's driver in one run, and tests/test_pipeline.py used 235-261 core-seconds
+# with it against 252-282 with G1. (C1 only there too used 209, but made the warm stages of the
+# shared night's worker, the suite's longest, slower: its monitoring set-up 161 s against
+# 114-125 s; and it needs larger thread stacks: with C1's frames the driver died of a
+# StackOverflowError deserialising ALS's lineage at the default 1 MB.)
+LONG_LIVED_JVM = "-XX:+UseParallelGC"
+# Every Spark JVM of the tests, the session's own included, also maps the classes of the archive
+# `make test` builds (scripts/spark_class_archive.sh) instead of loading them from the jars: a
+# tiny night's seven spark-submit stages used 179 core-seconds with it, 218 without. Without the
+# archive (pytest run directly, before `make`), the JVMs start as before.
 SPARK_ARCHIVE = CONF_DIR.parent / ".spark-cds" / "spark.jsa"
 SHARED_CLASSES = (
     f"-XX:SharedArchiveFile={SPARK_ARCHIVE} -Xlog:cds=off,cds+dynamic=off"
     if SPARK_ARCHIVE.is_file()
     else ""
 )
-TEST_JVM = " ".join(
-    filter(None, ["-XX:TieredStopAtLevel=1", "-XX:+UseParallelGC", "-Xss16m", SHARED_CLASSES])
-)
+SHORT_LIVED_JVM = " ".join(filter(None, ["-XX:TieredStopAtLevel=1", SHARED_CLASSES]))
 
 
 @pytest.fixture(scope="session", autouse=True)
-def jvm_options() -> Iterator[None]:
-    """SPARK_SUBMIT_OPTS with TEST_JVM, for the session's driver and every JVM a test starts."""
+def short_lived_jvms() -> Iterator[str | None]:
+    """SPARK_SUBMIT_OPTS for the tests' subprocesses; yields what it was before (the session's)."""
     before = os.environ.get("SPARK_SUBMIT_OPTS")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SPARK_SUBMIT_OPTS", " ".join(filter(None, [before, TEST_JVM])))
-        yield
+        mp.setenv("SPARK_SUBMIT_OPTS", " ".join(filter(None, [before, SHORT_LIVED_JVM])))
+        yield before
+
+
+def full_jit(mp: pytest.MonkeyPatch, before: str | None) -> None:
+    """SPARK_SUBMIT_OPTS as it was before `short_lived_jvms` (`before`), LONG_LIVED_JVM and the
+    shared classes, under `mp`: for a driver that lives long enough to gain from both JIT tiers."""
+    opts = " ".join(filter(None, [before, LONG_LIVED_JVM, SHARED_CLASSES]))
+    if opts:
+        mp.setenv("SPARK_SUBMIT_OPTS", opts)
+    else:
+        mp.delenv("SPARK_SUBMIT_OPTS", raising=False)
 
 
 @pytest.fixture(scope="session")
@@ -143,8 +152,10 @@ def base_config(tmp_path_factory: pytest.TempPathFactory) -> Config:
 
 
 @pytest.fixture(scope="session")
-def spark(base_config: Config, jvm_options: None) -> Iterator[SparkSession]:
-    session = build_spark(base_config)
+def spark(base_config: Config, short_lived_jvms: str | None) -> Iterator[SparkSession]:
+    with pytest.MonkeyPatch.context() as mp:  # this driver lives for the whole run: full JIT
+        full_jit(mp, short_lived_jvms)
+        session = build_spark(base_config)
     yield session
     session.stop()
 

@@ -63,7 +63,7 @@ log.flush.interval.messages=1
 
 def java_command(folder: Path, main: str, *args: str) -> list[str]:
     return [
-        # C1 only (tests/conftest.py: TEST_JVM): a test broker's light load gains
+        # C1 only (tests/conftest.py: SHORT_LIVED_JVM): a test broker's light load gains
         # nothing from C2's compiling
         "java", "-Xmx512m", "-Xms128m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
         "-Djava.awt.headless=true",

@@ -19,7 +19,7 @@ from typing import Any
 import psutil
 import pyspark
 
-from .conftest import TEST_JVM
+from .conftest import SHORT_LIVED_JVM
 
 SPARK_HOME = Path(pyspark.__file__).resolve().parent
 
@@ -65,8 +65,8 @@ class StandaloneCluster:
             "SPARK_HOME": str(SPARK_HOME),
             "SPARK_LOCAL_IP": "127.0.0.1",
             "SPARK_LOG_DIR": str(self.root / "logs"),
-            # the master's and workers' JVMs (see tests/conftest.py's TEST_JVM)
-            "SPARK_DAEMON_JAVA_OPTS": TEST_JVM,
+            # the master's and workers' JVMs (see tests/conftest.py's SHORT_LIVED_JVM)
+            "SPARK_DAEMON_JAVA_OPTS": SHORT_LIVED_JVM,
         }
 
     def _start(self, name: str, cls: str, *args: str) -> None:

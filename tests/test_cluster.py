@@ -26,7 +26,7 @@ from pyspark.sql import functions as F
 from recspark.io.delta import read_table
 from recspark.stages import NIGHTLY
 
-from .conftest import CONF_DIR, TEST_JVM
+from .conftest import CONF_DIR, SHORT_LIVED_JVM
 from .standalone import SPARK_HOME, StandaloneCluster
 
 ROOT = CONF_DIR.parent
@@ -99,7 +99,7 @@ def _submit(setup: dict[str, object], app: str, *args: str) -> str:
         *("--master", cluster.url, "--deploy-mode", "client"),
         *("--py-files", str(setup["package"])),
         *("--total-executor-cores", "2", "--executor-cores", "1", "--executor-memory", "1g"),
-        *("--conf", f"spark.executor.extraJavaOptions={TEST_JVM}"),
+        *("--conf", f"spark.executor.extraJavaOptions={SHORT_LIVED_JVM}"),
         app,
         *args,
     ]

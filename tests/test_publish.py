@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,15 +17,18 @@ from pyspark.sql import functions as F
 
 from recspark import exit_codes
 from recspark.config import Config, load_config
+from recspark.health import HealthCheckError, check_before_publish
 from recspark.io.delta import read_table
 from recspark.models.base import ScoringModel
 from recspark.pipeline import run_stages
 from recspark.ranking.factors import IdFactors
+from recspark.results import PipelineRun
 from recspark.scoring.publish import (
     Expectation,
     ValidationError,
     published_run,
     rollback,
+    stage_validate_publish,
     validate_recommendations,
 )
 from recspark.scoring.score import run_score
@@ -357,3 +362,30 @@ def test_the_coverage_floor_is_a_share_of_the_catalog_capped_in_items(spark: Spa
     assert problems(100_000, 2) == []  # 1,000 items capped at 2
     assert "below score.min_coverage" in problems(100_000, 3)[0]
     assert "below score.min_coverage" in problems(0, None)[0]  # no catalog: nothing is covered
+
+
+def test_recommendations_changed_for_everyone_are_not_published(
+    spark: SparkSession, nightly_run: PipelineRun, base_config: Config, tmp_path: Path
+) -> None:
+    config = load_config(CONF_DIR, "test", [f"paths.root={tmp_path}", "catalog.enabled=false"])
+    for key in ("recommendations", "recommendations_latest", "model_metrics"):
+        shutil.copytree(base_config.table_path(key), config.table_path(key))
+    published = read_table(spark, config.table_path("recommendations_latest"))
+    day = published.first()["run_date"]
+    version = published.first()["model_version"]
+    # every user gets items nobody was recommended before
+    changed = published.withColumn("item_id", F.concat(F.lit("new-"), "item_id"))
+    n_items = published.select("item_id").distinct().count()
+    expect = Expectation(
+        users=published.groupBy("user_id").agg(F.count(F.lit(1)).alias("n_expected")),
+        seen=published.select("user_id", "item_id").limit(0),
+        n_items=n_items,
+        min_coverage=0.0,
+    )
+    same = check_before_publish(spark, config, day, published, version, 0.5)
+    assert {o.figure.check: o.status for o in same}["churn"] == "ok"
+    with pytest.raises(HealthCheckError, match=r"churn\[all\] = 1"):
+        stage_validate_publish(spark, config, day, changed, expect, version)
+    assert published_run(spark, config) is not None
+    after = read_table(spark, config.table_path("recommendations_latest"))
+    assert after.exceptAll(published).count() == 0 and published.exceptAll(after).count() == 0

@@ -269,6 +269,9 @@ def test_tracking_server_uri_from_config(
             "--artifacts-destination", str(tmp_path / "artifacts"),
         ],
         start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        # without its job runner (two huey consumer processes, for MLflow's server-side jobs,
+        # which recspark does not use)
+        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
     )  # fmt: skip
     try:
         deadline = time.time() + 120

@@ -42,8 +42,8 @@ DEFAULT_MAX_ITER = 10
 # Without checkpointing every iteration deepens the RDD lineage, and deserialising a task's
 # lineage recurses: on Spark 4.0.5 (local, default thread stack) 20 iterations died with
 # StackOverflowError, 15 did not. The limit depends on the JIT's frame sizes: a driver with C1
-# only (-XX:TieredStopAtLevel=1, as the tests' JVMs run) overflowed the default 1 MB stack at
-# 10 iterations, and ran with -Xss16m (tests/conftest.py: TEST_JVM).
+# only (-XX:TieredStopAtLevel=1, as the tests' short-lived JVMs run) overflowed the default 1 MB
+# stack at 10 iterations (2026-12-07), and ran with -Xss16m.
 MAX_ITER_WITHOUT_CHECKPOINT = 15
 
 _RATING = "rating"
