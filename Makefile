@@ -67,7 +67,8 @@ package: setup
 # The three environments are set up at once (pip unpacking, each in its own folder), then lint,
 # docs and the class archive at once, then the suite on TEST_WORKERS pytest-xdist workers (0: in
 # this process), sharing tests/conftest.py's work units: the shared night's modules on one
-# worker, every other module whole on either. --durations=15: every run prints its fifteen slowest tests.
+# worker, every other module whole on either. --durations=15: every run prints its fifteen
+# slowest tests.
 TEST_WORKERS ?= 2
 
 test:
