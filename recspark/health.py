@@ -33,7 +33,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
 
 from recspark import schemas
@@ -207,12 +207,17 @@ def _churn(spark: SparkSession, config: Config, staged: DataFrame) -> float | No
 
 
 # -- trailing values -------------------------------------------------------------------------
-def _latest_per_date(df: DataFrame, order: str, n: int) -> DataFrame:
-    """The latest row (by `order`) of each of the `n` latest run dates in `df`."""
-    by_date = Window.partitionBy(RUN_DATE).orderBy(F.col(order).desc())
-    latest = df.withColumn("_n", F.row_number().over(by_date)).filter(F.col("_n") == 1)
-    dates = latest.select(RUN_DATE).distinct().orderBy(F.col(RUN_DATE).desc()).limit(n)
-    return latest.join(dates, RUN_DATE, "left_semi").drop("_n")
+# The trailing records are a handful of rows a night: they are collected as they are and the
+# latest of each run date is picked here (a Spark window, join and limit per check cost about
+# ten jobs each, most of a small night's monitoring time).
+def _latest_per_date(rows: Sequence[Row], order: str, n: int) -> list[Row]:
+    """The latest row (by `order`) of each of the `n` latest run dates in `rows`, newest first."""
+    latest: dict[dt.date, Row] = {}
+    for row in rows:
+        kept = latest.get(row[RUN_DATE])
+        if kept is None or row[order] > kept[order]:
+            latest[row[RUN_DATE]] = row
+    return [latest[date] for date in sorted(latest, reverse=True)[:n]]
 
 
 def _trailing_ingests(
@@ -221,19 +226,23 @@ def _trailing_ingests(
     path = config.table_path("pipeline_runs")
     if not table_exists(spark, path):
         return []
-    runs = read_table(spark, path).filter(
-        (F.col("stage") == "ingest")
-        & (F.col("status") == "succeeded")
-        & (F.col(RUN_DATE) < F.lit(run_date))
+    runs = (
+        read_table(spark, path)
+        .filter(
+            (F.col("stage") == "ingest")
+            & (F.col("status") == "succeeded")
+            & (F.col(RUN_DATE) < F.lit(run_date))
+        )
+        .select(RUN_DATE, "started_at", "rows_in", "rows_quarantined", "quarantined_by_reason")
+        .collect()
     )
-    rows = _latest_per_date(runs, "started_at", config.monitoring.trailing_runs).collect()
     return [
         {
             "rows_in": r["rows_in"] or 0,
             "quarantined": r["rows_quarantined"] or 0,
             "by_reason": dict(r["quarantined_by_reason"] or {}),
         }
-        for r in rows
+        for r in _latest_per_date(runs, "started_at", config.monitoring.trailing_runs)
     ]
 
 
@@ -258,19 +267,24 @@ def _health_trailing(
     if not table_exists(spark, path):
         return {}
     checks = sorted({f.check for f in figures})
-    earlier = read_table(spark, path).filter(
-        (F.col(RUN_DATE) < F.lit(run_date))
-        & F.col("check").isin(checks)
-        & (F.col("status") != "fail")
-        & F.col("value").isNotNull()
+    earlier = (
+        read_table(spark, path)
+        .filter(
+            (F.col(RUN_DATE) < F.lit(run_date))
+            & F.col("check").isin(checks)
+            & (F.col("status") != "fail")
+            & F.col("value").isNotNull()
+        )
+        .select("check", "subject", RUN_DATE, "checked_at", "value")
+        .collect()
     )
+    by_figure: dict[tuple[str, str], list[Row]] = {}
+    for row in earlier:
+        by_figure.setdefault((row["check"], row["subject"]), []).append(row)
+    n = config.monitoring.trailing_runs
     found: dict[tuple[str, str], list[float]] = {}
-    for check in checks:
-        rows = _latest_per_date(
-            earlier.filter(F.col("check") == check), "checked_at", config.monitoring.trailing_runs
-        ).collect()
-        for r in rows:
-            found.setdefault((check, r["subject"]), []).append(float(r["value"]))
+    for key, rows in by_figure.items():
+        found[key] = [float(r["value"]) for r in _latest_per_date(rows, "checked_at", n)]
     return found
 
 

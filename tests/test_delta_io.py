@@ -1,13 +1,15 @@
-"""Delta helpers that read the transaction log directly."""
+"""Delta helpers: the transaction log read directly, per-run-date writes."""
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
+import pytest
 from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
 
-from recspark.io.delta import delta_version
+from recspark.io.delta import SchemaMismatchError, delta_version, write_run_partition
 
 
 def test_the_version_from_the_log_listing_is_the_one_delta_reports(
@@ -23,3 +25,21 @@ def test_the_version_from_the_log_listing_is_the_one_delta_reports(
     last = DeltaTable.forPath(spark, path).history(1).first()
     assert last is not None
     assert delta_version(spark, path) == last["version"] == 4
+
+
+def test_a_run_partition_write_with_another_date_in_it_writes_nothing(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    path, schema = str(tmp_path / "table"), "x int, run_date date"
+    day, other = dt.date(2026, 1, 1), dt.date(2026, 1, 2)
+    rows = spark.createDataFrame([(1, day), (2, day)], schema)
+    write_run_partition(rows, path, day, rows.schema, "t")
+    stray = spark.createDataFrame([(3, day), (4, other)], schema)
+    with pytest.raises(
+        SchemaMismatchError, match=f"table t: rows with a run_date other than {day}"
+    ):
+        write_run_partition(stray, path, day, rows.schema, "t")
+    assert sorted(r.x for r in spark.read.format("delta").load(path).collect()) == [1, 2]
+    assert delta_version(spark, path) == 0
+    write_run_partition(stray.where("x = 3"), path, day, rows.schema, "t")  # a rerun replaces
+    assert [r.x for r in spark.read.format("delta").load(path).collect()] == [3]

@@ -14,6 +14,7 @@ from recspark.evaluation.metrics import (
     per_user_metrics,
     ranking_metrics,
     ranking_metrics_at,
+    ranking_metrics_by,
 )
 
 
@@ -61,6 +62,25 @@ def test_mrr_hit_rate_and_several_cutoffs_in_one_pass(spark: SparkSession) -> No
     # user 2's AP@3: hits at ranks 2 and 3 of 2 relevant
     assert got[3]["map"] == pytest.approx(((1 / 3) / 1 + (1 / 2 + 2 / 3) / 2) / 2)
     assert got[3] == ranking_metrics(recs, truth, k=3)  # the same as one cut-off at a time
+
+
+def test_metrics_by_group_match_each_group_measured_alone(spark: SparkSession) -> None:
+    recs = spark.createDataFrame(
+        [(1, 10, 1), (1, 11, 2), (2, 20, 1), (2, 21, 2), (3, 30, 1), (3, 31, 2)],
+        "user_index int, item_index int, rank int",
+    )
+    truth = spark.createDataFrame(
+        [(1, 11), (2, 20), (2, 99), (3, 5), (4, 7)], "user_index int, item_index int"
+    )
+    # user 4 is in no group: it counts in the overall means only
+    groups = spark.createDataFrame([(1, "a"), (2, "a"), (3, "b")], "user_index int, segment string")
+    at_k, by_group = ranking_metrics_by(recs, truth, [1, 2], 2, groups, "segment")
+    assert at_k == ranking_metrics_at(recs, truth, [1, 2])
+    assert at_k[2]["hit_rate"] == pytest.approx(2 / 4)
+    assert sorted(by_group) == ["a", "b"]
+    for name, users in (("a", [1, 2]), ("b", [3])):
+        alone = ranking_metrics(recs, truth.where(truth.user_index.isin(users)), k=2)
+        assert by_group[name] == pytest.approx({**alone, "users": len(users)})
 
 
 def test_gini_novelty_and_coverage() -> None:

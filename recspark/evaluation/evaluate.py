@@ -28,11 +28,9 @@ from pyspark.sql import functions as F
 from recspark import schemas
 from recspark.config import Config, EvaluateConfig
 from recspark.evaluation.metrics import (
-    METRICS,
     beyond_accuracy,
     exposure,
-    per_user_metrics,
-    ranking_metrics_at,
+    ranking_metrics_by,
 )
 from recspark.evaluation.report import ModelResult, write_report
 from recspark.io.delta import read_table, write_run_partition
@@ -102,15 +100,8 @@ def measure(
     """Every metric of one model's recommendations (scored once, kept for the passes)."""
     scored = scored.persist()
     try:
-        at_k = ranking_metrics_at(scored, holdout, ks)
+        at_k, by_segment = ranking_metrics_by(scored, holdout, ks, k, segments, "segment")
         counts = exposure(scored, k, len(item_users))
-        per_user = per_user_metrics(scored, holdout, k).join(segments, USER_INDEX)
-        by_segment = {
-            row["segment"]: {m: float(row[m]) for m in (*METRICS, "users")}
-            for row in per_user.groupBy("segment")
-            .agg(*[F.avg(m).alias(m) for m in METRICS], F.count(F.lit(1)).alias("users"))
-            .collect()
-        }
     finally:
         scored.unpersist()
     return ModelResult(at_k, beyond_accuracy(counts, item_users, n_train_users), by_segment, counts)

@@ -110,6 +110,40 @@ def ranking_metrics_at(
     }  # fmt: skip
 
 
+def ranking_metrics_by(
+    recs_df: DataFrame, truth_df: DataFrame, ks: Sequence[int], k: int, groups: DataFrame,
+    column: str,
+) -> tuple[dict[int, dict[str, float]], dict[str, dict[str, float]]]:  # fmt: skip
+    """`ranking_metrics_at(recs_df, truth_df, ks)`, and per value of `column` in `groups` (user
+    -> group; a user in no group counts in the first only) the means at `k` with "users", the
+    group's size: one Spark action, each user's metrics computed once."""
+    per_user = per_user_metrics_at(recs_df, truth_df, ks).join(
+        groups.select(USER_INDEX, column), USER_INDEX, "left"
+    )
+    names = [f"{m}_at_{c}" for c in ks for m in METRICS]
+    rows = (
+        per_user.rollup(column)
+        .agg(
+            F.grouping(column).alias("_all"),
+            F.count(F.lit(1)).alias("users"),
+            *[F.avg(n).alias(n) for n in names],
+        )
+        .collect()
+    )
+    total = next((r for r in rows if r["_all"] == 1), None)
+    at_k = {
+        c: {m: 0.0 if total is None or total[f"{m}_at_{c}"] is None else float(total[f"{m}_at_{c}"])
+            for m in METRICS}
+        for c in ks
+    }  # fmt: skip
+    by_group = {
+        r[column]: {**{m: float(r[f"{m}_at_{k}"]) for m in METRICS}, "users": float(r["users"])}
+        for r in rows
+        if r["_all"] == 0 and r[column] is not None
+    }
+    return at_k, by_group
+
+
 def exposure(recs_df: DataFrame, k: int, n_items: int) -> NDArray[np.float64]:
     """How often each item index is recommended in the top k (an n_items vector)."""
     counts = np.zeros(n_items, dtype=np.float64)

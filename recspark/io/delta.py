@@ -8,6 +8,7 @@ import re
 from typing import Any
 
 from delta.tables import DeltaTable
+from pyspark.errors import PySparkException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -37,18 +38,24 @@ def write_run_partition(
     Columns added to `schema` in a later release are added to an existing table (older
     partitions read them as null).
     """
-    out = conform(df, schema, table)
-    bad = out.filter(F.col(RUN_DATE) != F.lit(run_date)).limit(1).count()
-    if bad:
-        raise SchemaMismatchError(f"table {table}: rows with a run_date other than {run_date}")
-    (
-        out.write.format("delta")
+    writer = (
+        conform(df, schema, table)
+        .write.format("delta")
         .mode("overwrite")
         .partitionBy(RUN_DATE)
         .option("replaceWhere", f"{RUN_DATE} = DATE'{run_date.isoformat()}'")
         .option("mergeSchema", "true")
-        .save(path)
     )
+    try:
+        writer.save(path)
+    except PySparkException as exc:
+        # Delta checks every row against replaceWhere as it writes, and commits nothing if one
+        # fails (a separate check would compute `df` once more).
+        if exc.getCondition() != "DELTA_REPLACE_WHERE_MISMATCH":
+            raise
+        raise SchemaMismatchError(
+            f"table {table}: rows with a run_date other than {run_date} (nothing written)"
+        ) from exc
 
 
 def overwrite_table(df: DataFrame, path: str, schema: T.StructType, table: str) -> None:
