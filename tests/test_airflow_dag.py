@@ -254,6 +254,10 @@ def _small_conf(folder: Path, settings: dict[str, dict[str, Any]]) -> Path:
     # Each task is a new driver: the embedded metastore's start (~4 s a task) proves nothing
     # here; the cluster test's spark-submit registers the tables.
     overlay["catalog"] = {"enabled": False}
+    # Likewise the night's monitoring checks (about 40 Spark jobs in ingest and score, a cold
+    # driver's 0.3 s each): tests/test_health.py judges them, the cluster test runs them under
+    # spark-submit.
+    overlay["monitoring"] = {"enabled": False}
     for section, values in settings.items():
         for key, value in values.items():  # a mapping (spark.conf) is merged key by key
             target = overlay.setdefault(section, {})

@@ -9,7 +9,12 @@ import pytest
 from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
 
-from recspark.io.delta import SchemaMismatchError, delta_version, write_run_partition
+from recspark.io.delta import (
+    SchemaMismatchError,
+    delta_version,
+    rows_written,
+    write_run_partition,
+)
 
 
 def test_the_version_from_the_log_listing_is_the_one_delta_reports(
@@ -43,3 +48,17 @@ def test_a_run_partition_write_with_another_date_in_it_writes_nothing(
     assert delta_version(spark, path) == 0
     write_run_partition(stray.where("x = 3"), path, day, rows.schema, "t")  # a rerun replaces
     assert [r.x for r in spark.read.format("delta").load(path).collect()] == [3]
+
+
+def test_rows_written_reads_the_last_write_from_the_log(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    path, day = str(tmp_path / "table"), dt.date(2026, 1, 1)
+    assert rows_written(spark, path) is None
+    rows = spark.range(7).selectExpr("cast(id as int) x", f"DATE'{day}' run_date")
+    write_run_partition(rows, path, day, rows.schema, "t")
+    assert rows_written(spark, path) == 7
+    write_run_partition(rows.where("x < 3"), path, day, rows.schema, "t")
+    assert rows_written(spark, path) == 3  # what the latest write wrote, not the table's size
+    spark.sql(f"DELETE FROM delta.`{path}` WHERE x = 0")
+    assert rows_written(spark, path) is None  # the latest commit is no write

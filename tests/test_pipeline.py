@@ -70,6 +70,17 @@ def test_profile_and_sequence_tables(
     assert "category" in items.columns  # from the item catalog
     sequences = _table(spark, base_config, "user_sequences")
     assert sequences.filter(F.size("item_seq") != F.col("seq_len")).count() == 0
+    # the stage's counts (read from its writes' commits) are the tables' sizes
+    featurized = results["featurize"]
+    assert featurized.users == user_ids.count()
+    assert featurized.items == read_table(spark, base_config.table_path("item_ids")).count()
+    assert featurized.users_below_min == below.count()
+    for key, count in (
+        ("train_interactions", featurized.train_pairs),
+        ("holdout", featurized.holdout_pairs),
+        ("training_set", featurized.training_rows),
+    ):
+        assert _table(spark, base_config, key).count() == count > 0, key
     assert sequences.filter(F.col("seq_len") > base_config.features.sequence_length).count() == 0
 
 

@@ -30,7 +30,13 @@ from recspark.features.transforms import (
     split_leave_last_k,
     with_indices,
 )
-from recspark.io.delta import overwrite_table, read_table, table_exists, write_run_partition
+from recspark.io.delta import (
+    overwrite_table,
+    read_table,
+    rows_written,
+    table_exists,
+    write_run_partition,
+)
 from recspark.io.sources import item_catalog
 from recspark.results import FeaturizeResult
 from recspark.rules import filter_positive, run_date_end
@@ -205,6 +211,13 @@ def _write(
     return read_table(out.sparkSession, path, run_date)
 
 
+def _rows(df: DataFrame, config: Config, key: TableKey) -> int:
+    """The rows of `df`, just written to table `key` by this stage: from the write's commit
+    (no Spark job), else counted."""
+    written = rows_written(df.sparkSession, config.table_path(key))
+    return df.count() if written is None else written
+
+
 def _split(
     spark: SparkSession,
     config: Config,
@@ -238,7 +251,7 @@ def run_featurize(spark: SparkSession, config: Config, run_date: dt.date) -> Fea
         item_map = _updated_map(
             spark, config, "item_ids", pairs, (ITEM_ID, ITEM_INDEX), schemas.ID_MAP_ITEMS
         )
-        maps, n_items = (user_map, item_map), item_map.count()
+        maps, n_items = (user_map, item_map), _rows(item_map, config, "item_ids")
         event_types = sorted(config.ingest.event_weights)
         users = user_profiles(interactions, user_map, as_of, event_types, feats)
         users = _write(users, config, "user_features", run_date)
@@ -252,13 +265,13 @@ def run_featurize(spark: SparkSession, config: Config, run_date: dt.date) -> Fea
         examples = training_examples(train, n_items, feats)
         training_set = _write(examples, config, "training_set", run_date, schemas.TRAINING_SET)
         result = FeaturizeResult(
-            users=user_map.count(),
+            users=_rows(user_map, config, "user_ids"),
             items=n_items,
             users_below_min=users.filter(F.col(IS_BELOW_MIN)).count(),
             items_below_min=items.filter(F.col(IS_BELOW_MIN)).count(),
-            train_pairs=train.count(),
-            holdout_pairs=holdout.count(),
-            training_rows=training_set.count(),
+            train_pairs=_rows(train, config, "train_interactions"),
+            holdout_pairs=_rows(holdout, config, "holdout"),
+            training_rows=_rows(training_set, config, "training_set"),
             external_test_missing=missing,
         )
     finally:

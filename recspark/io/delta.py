@@ -168,6 +168,18 @@ def _merge_condition(source: DataFrame, key: str, partition: str, time: str | No
     return condition
 
 
+def rows_written(spark: SparkSession, path: str) -> int | None:
+    """The rows the latest commit of the Delta table at `path` wrote, when it is a write
+    (`numOutputRows` of its `commitInfo`, read from the log: no Spark job); None otherwise (no
+    table, another operation, metrics off). For a table's single writer, what it just wrote."""
+    version = delta_version(spark, path)
+    info = None if version is None else commit_info(spark, path, version)
+    if info is None or info.get("operation") != "WRITE":
+        return None
+    rows = info.get("operationMetrics", {}).get("numOutputRows")
+    return None if rows is None else int(rows)
+
+
 _COMMIT = re.compile(r"^(\d{20})\.json$")
 
 
