@@ -70,6 +70,7 @@ def test_profile_and_sequence_tables(
     assert "category" in items.columns  # from the item catalog
     sequences = _table(spark, base_config, "user_sequences")
     assert sequences.filter(F.size("item_seq") != F.col("seq_len")).count() == 0
+    assert sequences.filter(F.col("seq_len") > base_config.features.sequence_length).count() == 0
     # the stage's counts (read from its writes' commits) are the tables' sizes
     featurized = results["featurize"]
     assert featurized.users == user_ids.count()
@@ -81,7 +82,6 @@ def test_profile_and_sequence_tables(
         ("training_set", featurized.training_rows),
     ):
         assert _table(spark, base_config, key).count() == count > 0, key
-    assert sequences.filter(F.col("seq_len") > base_config.features.sequence_length).count() == 0
 
 
 def test_every_raw_line_is_clean_or_quarantined(

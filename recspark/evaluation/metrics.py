@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 from numpy.typing import NDArray
-from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import Column, DataFrame, Row, Window
 from pyspark.sql import functions as F
 
 from recspark.schemas import ITEM_INDEX, RANK, USER_INDEX
@@ -102,7 +102,11 @@ def ranking_metrics_at(
     """{k: {metric: mean over truth users}} for every k in `ks`."""
     per_user = per_user_metrics_at(recs_df, truth_df, ks)
     names = [f"{m}_at_{k}" for k in ks for m in METRICS]
-    row = per_user.agg(*[F.avg(n).alias(n) for n in names]).first()
+    return _means_at(per_user.agg(*[F.avg(n).alias(n) for n in names]).first(), ks)
+
+
+def _means_at(row: Row | None, ks: Sequence[int]) -> dict[int, dict[str, float]]:
+    """{k: {metric: mean}} from a row of `<metric>_at_<k>` means (0.0 where there is none)."""
     return {
         k: {m: 0.0 if row is None or row[f"{m}_at_{k}"] is None else float(row[f"{m}_at_{k}"])
             for m in METRICS}
@@ -130,12 +134,7 @@ def ranking_metrics_by(
         )
         .collect()
     )
-    total = next((r for r in rows if r["_all"] == 1), None)
-    at_k = {
-        c: {m: 0.0 if total is None or total[f"{m}_at_{c}"] is None else float(total[f"{m}_at_{c}"])
-            for m in METRICS}
-        for c in ks
-    }  # fmt: skip
+    at_k = _means_at(next((r for r in rows if r["_all"] == 1), None), ks)
     by_group = {
         r[column]: {**{m: float(r[f"{m}_at_{k}"]) for m in METRICS}, "users": float(r["users"])}
         for r in rows
